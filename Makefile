@@ -1,0 +1,36 @@
+# Two entry points: `make demo` (the main job) and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit clients-setup system-deps bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/esgf-ha demo
+
+# Debian packages some tests drive for real (wget for the generated download scripts).
+system-deps:
+	@command -v wget >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wget >/dev/null; }
+
+clients-setup: $(STAMP)
+	bash tests/clients/setup_client_venvs.sh $(CURDIR)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: $(STAMP) system-deps clients-setup lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/search_bench.py --scale 100k
+
+clean:
+	rm -rf $(VENV) .venv-clients .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from esgf_ha.cli.main import main
+
+main()

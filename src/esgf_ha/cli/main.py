@@ -1,0 +1,33 @@
+"""`esgf-ha`: one program, a subcommand per job."""
+
+from __future__ import annotations
+
+import click
+
+from esgf_ha import __version__
+from esgf_ha.cli.demo import demo
+from esgf_ha.cli.serve import serve
+from esgf_ha.cli.token import token
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Examples:
+  esgf-ha demo                                   # a master index with sample data
+  esgf-ha serve index --role master --state-dir state/master --listen 127.0.0.1:8080
+  esgf-ha token issue --state-dir state/master --scope esgf:publish
+""",
+)
+@click.version_option(__version__, prog_name="esgf-ha")
+def cli() -> None:
+    """Highly available ESGF search and download services."""
+
+
+cli.add_command(serve)
+cli.add_command(token)
+cli.add_command(demo)
+
+
+def main() -> None:
+    cli(prog_name="esgf-ha")

@@ -1,0 +1,86 @@
+"""`esgf-ha serve …`: run one service in the foreground, as a container does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from esgf_ha.common.logs import setup_logging
+
+
+@click.group(
+    epilog="""\b
+Examples:
+  esgf-ha serve index --role master --state-dir state/master --listen 127.0.0.1:8080
+  esgf-ha serve index --role master --state-dir state/master --listen 0.0.0.0:8443 --tls
+"""
+)
+def serve() -> None:
+    """Run one service in the foreground."""
+
+
+@serve.command(
+    "index",
+    epilog="""\b
+Examples:
+  esgf-ha serve index --role master --state-dir state/master --listen 127.0.0.1:8080
+  esgf-ha serve index --role master --state-dir state/master --listen 127.0.0.1:0 --tls
+  curl 'http://127.0.0.1:8080/esg-search/search?project=CMIP6&format=application/solr%2Bjson'
+
+The chosen address (useful with port 0) is logged and written to
+<state-dir>/index.endpoint.json.
+""",
+)
+@click.option("--role", type=click.Choice(["master", "replica"]), default="master",
+              show_default=True, help="master takes publications; replicas are read-only")
+@click.option("--state-dir", type=click.Path(path_type=Path), required=True,
+              help="directory for the store, keys and TLS files (created if missing)")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True,
+              help="HOST:PORT to listen on; port 0 picks a free one")
+@click.option("--tls", is_flag=True, help="serve HTTPS (a certificate is made on first start)")
+@click.option("--tls-cert", type=click.Path(path_type=Path, exists=True),
+              help="use this certificate chain (PEM) instead of a generated one")
+@click.option("--tls-key", type=click.Path(path_type=Path, exists=True),
+              help="private key for --tls-cert")
+@click.option("--hostname", "hostnames", multiple=True,
+              help="extra host name for the generated certificate (repeatable)")
+@click.option("--jwks-url", help="verify tokens against this external issuer's JWKS as well")
+@click.option("--log-level", default="info", show_default=True)
+def serve_index(
+    role: str, state_dir: Path, listen: str, tls: bool, tls_cert: Path | None,
+    tls_key: Path | None, hostnames: tuple[str, ...], jwks_url: str | None, log_level: str,
+) -> None:
+    """Serve the ESGF search API (and, on the master, publication)."""
+    from esgf_ha.common.auth import TokenVerifier
+    from esgf_ha.common.server import parse_listen, serve as run
+    from esgf_ha.common.tls import TLSFiles, ensure_server_tls
+    from esgf_ha.index.app import create_app
+    from esgf_ha.index.service import IndexService
+    from esgf_ha.index.settings import IndexSettings
+
+    setup_logging(log_level)
+    settings = IndexSettings(
+        role=role, state_dir=state_dir, listen=listen, tls=tls or bool(tls_cert),
+        tls_cert=tls_cert, tls_key=tls_key, hostnames=list(hostnames), jwks_url=jwks_url,
+    )
+    try:
+        parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    service = IndexService.open(state_dir)
+    verifier = TokenVerifier.from_state_dir(state_dir, jwks_url=jwks_url)
+    tls_files = None
+    if settings.tls:
+        if tls_cert:
+            if not tls_key:
+                raise click.BadParameter("--tls-cert needs --tls-key", param_hint="--tls-key")
+            tls_files = TLSFiles(ca=tls_cert, cert=tls_cert, key=tls_key)
+        else:
+            host = parse_listen(listen)[0]
+            tls_files = ensure_server_tls(state_dir, [host, *hostnames])
+    app = create_app(settings, service, verifier)
+    try:
+        run(app, listen, name="index", state_dir=state_dir, tls=tls_files)
+    finally:
+        service.close()

@@ -1,0 +1,85 @@
+"""Run an ASGI app with uvicorn on a socket we bind ourselves, so `--listen HOST:0` works:
+the chosen address is logged and written to `<state-dir>/<name>.endpoint.json` for tests and
+supervisors to read."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from esgf_ha.common.tls import TLSFiles
+
+log = logging.getLogger("esgf_ha.server")
+
+
+class PeerCertProtocol(H11Protocol):
+    """Hands the verified TLS client certificate (if any) to the app as `request.state`."""
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            der = ssl_object.getpeercert(binary_form=True)
+            if der:
+                self.app_state = {**self.app_state, "tls_client_cert": der}
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen must be HOST:PORT, got {listen!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    app: Any,
+    listen: str,
+    *,
+    name: str,
+    state_dir: Path,
+    tls: TLSFiles | None = None,
+) -> None:
+    host, port = parse_listen(listen)
+    sock = bind(host, port)
+    actual = sock.getsockname()[1]
+    scheme = "https" if tls else "http"
+    shown = f"[{host}]" if ":" in host else host
+    url = f"{scheme}://{shown}:{actual}"
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        http=PeerCertProtocol,
+        ws="none",
+        lifespan="on",
+        timeout_keep_alive=30,
+        ssl_certfile=str(tls.cert) if tls else None,
+        ssl_keyfile=str(tls.key) if tls else None,
+        ssl_ca_certs=str(tls.ca) if tls else None,
+        ssl_cert_reqs=ssl.CERT_OPTIONAL if tls else ssl.CERT_NONE,
+    )
+    server = uvicorn.Server(config)
+    endpoint = state_dir / f"{name}.endpoint.json"
+    tmp = endpoint.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps({"url": url, "pid": os.getpid(), "ca": str(tls.ca) if tls else None}))
+    tmp.replace(endpoint)
+    log.info("listening", extra={"service": name, "url": url})
+    server.run(sockets=[sock])

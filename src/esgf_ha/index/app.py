@@ -1,0 +1,312 @@
+"""The HTTP layer of the index node: routes to IndexService calls, errors to statuses.
+
+It does no storage itself. ESGF endpoints keep esg-search's shapes (Solr JSON/XML, HTML error
+pages whose text clients grep, XML status documents for `/ws/*`); our own `/api/v1` endpoints
+speak JSON with one error body: `{"ok": false, "status": <code>, "error": <message>}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from html import escape as html_escape
+from urllib.parse import parse_qsl
+
+import orjson
+from cryptography import x509
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from esgf_ha import __version__
+from esgf_ha.common.auth import AuthError, Principal, TokenVerifier
+from esgf_ha.index import openapi, wget, ws_xml
+from esgf_ha.index.errors import (
+    BadRequest,
+    Forbidden,
+    IndexServiceError,
+    PayloadTooLarge,
+)
+from esgf_ha.index.params import SearchRequest, parse_search
+from esgf_ha.index.render import JSON_TYPE, XML_TYPE, render_json, render_xml
+from esgf_ha.index.service import IndexService
+from esgf_ha.index.settings import IndexSettings
+
+log = logging.getLogger("esgf_ha.index.http")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Metrics:
+    def __init__(self, service: IndexService) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "esgf_http_requests", "HTTP requests served", ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "esgf_http_request_seconds", "HTTP request latency", ["endpoint"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        records = Gauge("esgf_index_records", "records in the index", ["type"], registry=self.registry)
+        for core in ("Dataset", "File", "Aggregation"):
+            records.labels(core).set_function(lambda c=core: service.cores[c].live_count)
+        seq = Gauge("esgf_index_sequence", "last change-log sequence", registry=self.registry)
+        seq.set_function(lambda: service.seq)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _host(request: Request) -> str:
+    host = request.headers.get("host")
+    if host:
+        return host
+    server = request.scope.get("server") or ("localhost", 80)
+    return f"{server[0]}:{server[1]}"
+
+
+def _html_error(status: int, message: str) -> Response:
+    # esg-search answers with the servlet container's HTML error page; clients grep its text
+    body = (
+        f"<html><head><title>Error {status}</title></head><body><h1>HTTP Status {status}</h1>"
+        f"<p>{html_escape(message)}</p></body></html>"
+    )
+    return Response(body, status_code=status, media_type="text/html;charset=UTF-8")
+
+
+def _json_error(status: int, message: str) -> Response:
+    return JSONResponse({"ok": False, "status": status, "error": message}, status_code=status)
+
+
+def create_app(settings: IndexSettings, service: IndexService, verifier: TokenVerifier) -> Starlette:
+    metrics = Metrics(service)
+
+    def measured(endpoint: str, handler: Handler, errors: Callable[[int, str], Response]) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            began = time.perf_counter()
+            try:
+                response = await handler(request)
+            except IndexServiceError as exc:
+                response = errors(exc.status, exc.message)
+            except AuthError as exc:
+                response = errors(exc.status, str(exc))
+                if exc.status == 401:
+                    response.headers["WWW-Authenticate"] = 'Bearer realm="esgf-ha"'
+            except Exception:
+                log.exception("unexpected error", extra={"endpoint": endpoint})
+                response = errors(500, "internal error; the incident was logged")
+            elapsed = time.perf_counter() - began
+            metrics.requests.labels(endpoint, str(response.status_code)).inc()
+            metrics.latency.labels(endpoint).observe(elapsed)
+            response.headers["X-ESGF-Index-Sequence"] = str(service.seq)
+            return response
+
+        return wrapped
+
+    def authorize(request: Request, scope: str) -> Principal:
+        if settings.role != "master":
+            raise Forbidden("this index is a read-only replica; publish to the master")
+        cert = getattr(request.state, "tls_client_cert", None)
+        if cert and not request.headers.get("authorization"):
+            subject = x509.load_der_x509_certificate(cert).subject.rfc4514_string()
+            return Principal(subject, frozenset({"esgf:publish"}), "certificate")
+        return verifier.verify(request.headers.get("authorization"), scope)
+
+    async def search_request(request: Request, *, wget_mode: bool) -> SearchRequest:
+        params = list(request.query_params.multi_items())
+        if request.method == "POST":
+            body = await read_body(request, 1024 * 1024)
+            try:
+                params += parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            except UnicodeDecodeError:
+                raise BadRequest("the form body is not UTF-8 text") from None
+        return parse_search(params, service.known_fields(), wget=wget_mode)
+
+    async def search(request: Request) -> Response:
+        began = time.perf_counter()
+        req = await search_request(request, wget_mode=False)
+        result, docs = await run_in_threadpool(service.search, req)
+        qtime = int((time.perf_counter() - began) * 1000)
+        if req.format == "json":
+            body = render_json(req, result, docs, _host(request), qtime)
+            return Response(body, media_type=JSON_TYPE)
+        return Response(render_xml(req, result, docs, _host(request), qtime), media_type=XML_TYPE)
+
+    async def wget_script(request: Request) -> Response:
+        if request.method == "GET" and not request.url.query:
+            return RedirectResponse(str(request.url.include_query_params(limit=1, distrib="false")), 302)
+        req = await search_request(request, wget_mode=True)
+        result, docs = await run_in_threadpool(service.search, req)
+        if result.total == 0:
+            return PlainTextResponse("No files were found that matched the query")
+        files, no_url = wget.files_for_script(docs, req.download_structure, req.download_emptypath)
+        if not files:
+            return PlainTextResponse(
+                f"Files were found ({result.total}) but none can be downloaded: {no_url} had no "
+                f"HTTPServer URL and {req.offset} were skipped by offset."
+            )
+        search_url = str(request.url)
+        script = wget.render_script(
+            files, host=request.url.hostname or "", search_url=search_url,
+            total=result.total, limit=req.limit,
+        )
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        return Response(
+            script, media_type="text/x-sh",
+            headers={"Content-Disposition": f"attachment; filename=wget-{stamp}.sh"},
+        )
+
+    async def ws_ping(request: Request) -> Response:
+        return PlainTextResponse("ESGF REST Publishing Service")
+
+    def ws_response(outcome_messages: list[str]) -> Response:
+        return Response(ws_xml.status_document(True, outcome_messages), media_type="application/xml")
+
+    def ws_error(status: int, message: str) -> Response:
+        return Response(ws_xml.status_document(False, [message]), status_code=status,
+                        media_type="application/xml")
+
+    async def ws_publish(request: Request) -> Response:
+        authorize(request, "esgf:publish")
+        record = ws_xml.parse_record(await read_body(request, settings.max_body_bytes))
+        outcome = await run_in_threadpool(service.publish_record, record)
+        return ws_response(outcome.messages)
+
+    async def ws_unpublish(request: Request) -> Response:
+        authorize(request, "esgf:publish")
+        record = ws_xml.parse_record(await read_body(request, settings.max_body_bytes))
+        if "id" not in record:
+            raise BadRequest("the document lacks an id field")
+        outcome = await run_in_threadpool(service.delete, [str(record["id"])])
+        return ws_response([m.replace("Deleted", "Unpublished record:").replace("id: ", "") for m in outcome.messages])
+
+    async def ws_update(request: Request) -> Response:
+        authorize(request, "esgf:publish")
+        core, action, updates = ws_xml.parse_updates(await read_body(request, settings.max_body_bytes))
+        outcome = await run_in_threadpool(service.update, core, action, updates)
+        return ws_response(outcome.messages)
+
+    async def form_ids(request: Request) -> list[str]:
+        body = await read_body(request, settings.max_body_bytes)
+        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=False)
+        pairs += list(request.query_params.multi_items())
+        ids = [v for k, v in pairs if k == "id"]
+        if not ids:
+            raise BadRequest("no id given: send form field id=<dataset id> (repeatable)")
+        return ids
+
+    async def ws_retract(request: Request) -> Response:
+        authorize(request, "esgf:publish")
+        outcome = await run_in_threadpool(service.retract, await form_ids(request))
+        return ws_response(outcome.messages)
+
+    async def ws_delete(request: Request) -> Response:
+        authorize(request, "esgf:publish")
+        outcome = await run_in_threadpool(service.delete, await form_ids(request))
+        return ws_response(outcome.messages)
+
+    async def json_body(request: Request) -> object:
+        body = await read_body(request, settings.max_body_bytes)
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"invalid JSON: {exc}") from None
+
+    async def api_publish(request: Request) -> Response:
+        authorize(request, "esgf:publish")
+        batch = await json_body(request)
+        outcome = await run_in_threadpool(service.publish_batch, batch)
+        return JSONResponse(
+            {"ok": True, "published": outcome.published, "unchanged": outcome.unchanged,
+             "seq": service.seq}
+        )
+
+    def ids_from(body: object) -> list[str]:
+        if not isinstance(body, dict) or not isinstance(body.get("ids"), list) or not body["ids"] \
+                or not all(isinstance(i, str) and i for i in body["ids"]):
+            raise BadRequest('expected {"ids": ["<dataset id>", ...]}')
+        return list(body["ids"])
+
+    async def api_retract(request: Request) -> Response:
+        authorize(request, "esgf:publish")
+        outcome = await run_in_threadpool(service.retract, ids_from(await json_body(request)))
+        return JSONResponse({"ok": True, "retracted": outcome.retracted, "seq": service.seq})
+
+    async def api_delete(request: Request) -> Response:
+        authorize(request, "esgf:publish")
+        outcome = await run_in_threadpool(service.delete, ids_from(await json_body(request)))
+        return JSONResponse({"ok": True, "deleted": outcome.deleted, "seq": service.seq})
+
+    async def api_status(request: Request) -> Response:
+        stats = service.stats()
+        return JSONResponse(
+            {"role": settings.role, "version": __version__, "records": stats.records,
+             "seq": stats.seq, "opened_in_seconds": round(stats.opened_in, 3)}
+        )
+
+    async def livez(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await run_in_threadpool(service.store.last_seq)
+        except Exception as exc:  # the store is what readiness means here
+            return JSONResponse({"ready": False, "reason": f"store unavailable: {exc}"}, 503)
+        return JSONResponse({"ready": True, "role": settings.role, "seq": service.seq,
+                             "records": service.stats().records})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
+
+    async def openapi_doc(request: Request) -> Response:
+        return JSONResponse(openapi.document(__version__))
+
+    H, J, X = _html_error, _json_error, ws_error
+    routes = []
+
+    def add(path: str, endpoint: str, handler: Handler, errors: Callable[[int, str], Response],
+            methods: list[str], slash: bool = False) -> None:
+        wrapped = measured(endpoint, handler, errors)
+        routes.append(Route(path, wrapped, methods=methods))
+        if slash:
+            routes.append(Route(path + "/", wrapped, methods=methods))
+
+    add("/esg-search/search", "search", search, H, ["GET"], slash=True)
+    add("/esg-search/wget", "wget", wget_script, H, ["GET", "POST"], slash=True)
+    add("/esg-search/ws/ping", "ws_ping", ws_ping, X, ["GET"], slash=True)
+    add("/esg-search/ws/publish", "ws_publish", ws_publish, X, ["POST"], slash=True)
+    add("/esg-search/ws/unpublish", "ws_unpublish", ws_unpublish, X, ["POST"], slash=True)
+    add("/esg-search/ws/update", "ws_update", ws_update, X, ["POST"], slash=True)
+    add("/esg-search/ws/retract", "ws_retract", ws_retract, X, ["POST"], slash=True)
+    add("/esg-search/ws/delete", "ws_delete", ws_delete, X, ["POST"], slash=True)
+    add("/api/v1/publish", "api_publish", api_publish, J, ["POST"])
+    add("/api/v1/retract", "api_retract", api_retract, J, ["POST"])
+    add("/api/v1/delete", "api_delete", api_delete, J, ["POST"])
+    add("/api/v1/status", "api_status", api_status, J, ["GET"])
+    add("/livez", "livez", livez, J, ["GET"])
+    add("/readyz", "readyz", readyz, J, ["GET"])
+    add("/metrics", "metrics", prometheus, J, ["GET"])
+    add("/openapi.json", "openapi", openapi_doc, J, ["GET"])
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        return _json_error(status, "not found" if status == 404 else "method not allowed")
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app.state.service = service
+    return app

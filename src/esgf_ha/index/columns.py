@@ -1,0 +1,282 @@
+"""The in-memory facet index: dictionary-encoded columns over one core's records.
+
+Each record of a core lives at a fixed slot (its SQLite rowid), so a search is a few vector
+operations over numpy arrays: a constraint is a lookup table gathered over a code column, a
+facet count is one `bincount`. The durable copy is SQLite; these columns are rebuilt from it on
+open and kept in step with every committed write (append a slot, or mark a slot dead). A record
+that changes is written again at a new slot, so columns are append-only apart from `alive`.
+
+Multi-valued fields keep their first value in `codes` and any further values as (slot, code)
+pairs in an overflow list: most records have a single value, so the common path stays a flat
+array.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from esgf_ha.records.schema import Kind, date_to_epoch, is_multi, kind_of
+
+# Identifier-like fields with about one value per record: dictionary-encoding them would cost
+# gigabytes at production scale, so they are answered by SQLite indexes instead (store.py).
+KEYED_FIELDS = frozenset(
+    {"id", "master_id", "instance_id", "dataset_id", "title", "tracking_id", "checksum"}
+)
+# Stored but not indexed in memory: long or unique values nobody facets on.
+STORED_ONLY_FIELDS = frozenset(
+    {
+        "url",
+        "xlink",
+        "description",
+        "geo",
+        "pid",
+        "citation_url",
+        "further_info_url",
+        "globus_url",
+        "publish_path",
+        "_version_",
+        "score",
+    }
+)
+
+_TOKEN_SPLIT = re.compile(r"[^0-9a-z]+")
+
+
+def tokenize(text: str) -> list[str]:
+    """Words of a value as the catch-all `text` field sees them: lower case, split on
+    anything that is not a letter or a digit."""
+    return [t for t in _TOKEN_SPLIT.split(text.lower()) if t]
+
+
+def _grow(arr: np.ndarray, size: int, fill: float | int) -> np.ndarray:
+    if size <= len(arr):
+        return arr
+    cap = max(size, int(len(arr) * 1.5) + 1024)
+    out = np.full(cap, fill, dtype=arr.dtype)
+    out[: len(arr)] = arr
+    return out
+
+
+class StrColumn:
+    """A dictionary-encoded string field (single- or multi-valued)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.multi = is_multi(name)
+        self.values: list[str] = []
+        self.lookup: dict[str, int] = {}
+        self.codes = np.full(0, -1, dtype=np.int32)
+        self.xrows = np.zeros(0, dtype=np.int32)
+        self.xcodes = np.zeros(0, dtype=np.int32)
+        self.nx = 0
+        self.totals = np.zeros(0, dtype=np.int64)  # live records per value
+        self._tokens: dict[str, list[int]] = {}
+        self._tokenized = 0
+
+    def code_for(self, value: str) -> int:
+        code = self.lookup.get(value)
+        if code is None:
+            code = len(self.values)
+            self.lookup[value] = code
+            self.values.append(value)
+            if code >= len(self.totals):
+                self.totals = _grow(self.totals, code + 1, 0)
+        return code
+
+    def set(self, slot: int, values: Sequence[str]) -> None:
+        if slot >= len(self.codes):
+            self.codes = _grow(self.codes, slot + 1, -1)
+        first = self.code_for(values[0])
+        self.codes[slot] = first
+        self.totals[first] += 1
+        for value in values[1:]:
+            code = self.code_for(value)
+            if self.nx >= len(self.xrows):
+                self.xrows = _grow(self.xrows, self.nx + 1, 0)
+                self.xcodes = _grow(self.xcodes, self.nx + 1, 0)
+            self.xrows[self.nx] = slot
+            self.xcodes[self.nx] = code
+            self.nx += 1
+            self.totals[code] += 1
+
+    def forget(self, slots: np.ndarray) -> None:
+        """Take dead slots out of the live totals."""
+        slots = slots[slots < len(self.codes)]
+        codes = self.codes[slots]
+        codes = codes[codes >= 0]
+        np.subtract.at(self.totals, codes, 1)
+        if self.nx:
+            hit = np.isin(self.xrows[: self.nx], slots)
+            np.subtract.at(self.totals, self.xcodes[: self.nx][hit], 1)
+
+    # -- matching ---------------------------------------------------------------------------
+    def match_codes(self, codes: Iterable[int], n: int) -> np.ndarray:
+        """Mask of slots [0, n) holding any of `codes`."""
+        lut = np.zeros(len(self.values) + 1, dtype=bool)
+        wanted = [c + 1 for c in codes]
+        if not wanted:
+            return np.zeros(n, dtype=bool)
+        lut[wanted] = True
+        col = self.codes[:n] if n <= len(self.codes) else _grow(self.codes, n, -1)[:n]
+        mask = lut[col + 1]
+        if self.nx:
+            xr = self.xrows[: self.nx]
+            hit = lut[self.xcodes[: self.nx] + 1] & (xr < n)
+            mask[xr[hit]] = True
+        return mask
+
+    def exact(self, values: Iterable[str], n: int) -> np.ndarray:
+        return self.match_codes([c for v in values if (c := self.lookup.get(v)) is not None], n)
+
+    def present(self, n: int) -> np.ndarray:
+        col = self.codes[:n] if n <= len(self.codes) else _grow(self.codes, n, -1)[:n]
+        return col >= 0
+
+    def codes_where(self, predicate) -> list[int]:
+        return [code for code, value in enumerate(self.values) if predicate(value)]
+
+    def wildcard(self, pattern: str, n: int) -> np.ndarray:
+        rx = re.compile(fnmatch.translate(pattern), re.DOTALL)
+        return self.match_codes(self.codes_where(lambda v: rx.match(v) is not None), n)
+
+    def text_codes(self, words: Sequence[str], wildcard: bool) -> list[int]:
+        """Codes of values containing the given word (or word sequence, for a phrase)."""
+        self._index_tokens()
+        if len(words) == 1:
+            word = words[0]
+            if wildcard:
+                rx = re.compile(fnmatch.translate(word), re.DOTALL)
+                out: set[int] = set()
+                for token, codes in self._tokens.items():
+                    if rx.match(token):
+                        out.update(codes)
+                whole = [c for c, v in enumerate(self.values) if rx.match(v.lower())]
+                out.update(whole)
+                return sorted(out)
+            return list(self._tokens.get(word, ()))
+        candidates = set(self._tokens.get(words[0], ()))
+        for word in words[1:]:
+            candidates &= set(self._tokens.get(word, ()))
+        return [c for c in candidates if _contains_run(tokenize(self.values[c]), words)]
+
+    def _index_tokens(self) -> None:
+        for code in range(self._tokenized, len(self.values)):
+            value = self.values[code]
+            words = set(tokenize(value))
+            words.add(value.lower())
+            for word in words:
+                self._tokens.setdefault(word, []).append(code)
+        self._tokenized = len(self.values)
+
+    # -- counting ---------------------------------------------------------------------------
+    def count(self, mask: np.ndarray | None, rows: np.ndarray | None, n: int) -> np.ndarray:
+        """Records per value among the selected slots (mask over [0, n), or explicit rows)."""
+        size = len(self.values)
+        col = self.codes[:n] if n <= len(self.codes) else _grow(self.codes, n, -1)[:n]
+        if rows is not None:
+            counts = np.bincount(col[rows] + 1, minlength=size + 1)[1:]
+            if self.nx:
+                hit = np.isin(self.xrows[: self.nx], rows)
+                counts += np.bincount(self.xcodes[: self.nx][hit], minlength=size)
+            return counts
+        assert mask is not None
+        counts = np.bincount(col[mask] + 1, minlength=size + 1)[1:]
+        if self.nx:
+            xr = self.xrows[: self.nx]
+            inside = xr < n
+            hit = np.zeros(self.nx, dtype=bool)
+            hit[inside] = mask[xr[inside]]
+            counts += np.bincount(self.xcodes[: self.nx][hit], minlength=size)
+        return counts
+
+    def count_live(self) -> np.ndarray:
+        return self.totals[: len(self.values)]
+
+
+def _contains_run(tokens: list[str], words: Sequence[str]) -> bool:
+    k = len(words)
+    return any(tokens[i : i + k] == list(words) for i in range(len(tokens) - k + 1))
+
+
+class NumColumn:
+    """A numeric, boolean or date field as float64 (dates as epoch seconds); NaN = absent."""
+
+    def __init__(self, name: str, kind: Kind) -> None:
+        self.name = name
+        self.kind = kind
+        self.data = np.full(0, np.nan, dtype=np.float64)
+
+    def set(self, slot: int, value: object) -> None:
+        if slot >= len(self.data):
+            self.data = _grow(self.data, slot + 1, np.nan)
+        self.data[slot] = to_number(self.kind, value)
+
+    def view(self, n: int) -> np.ndarray:
+        return self.data[:n] if n <= len(self.data) else _grow(self.data, n, np.nan)[:n]
+
+
+def to_number(kind: Kind, value: object) -> float:
+    if kind is Kind.BOOL:
+        return 1.0 if value else 0.0
+    if kind is Kind.DATE:
+        return date_to_epoch(str(value))
+    return float(value)  # type: ignore[arg-type]
+
+
+class CoreIndex:
+    """All in-memory columns of one core (Dataset, File or Aggregation)."""
+
+    def __init__(self, core: str) -> None:
+        self.core = core
+        self.n = 0  # slots in use: 0..n-1 (dead ones included)
+        self.alive = np.zeros(0, dtype=bool)
+        self.live_count = 0
+        self.strings: dict[str, StrColumn] = {}
+        self.numbers: dict[str, NumColumn] = {}
+        self.field_names: set[str] = set()
+        self.generation = 0
+
+    def add(self, slot: int, record: dict[str, object]) -> None:
+        if slot >= len(self.alive):
+            self.alive = _grow(self.alive, slot + 1, False)
+        self.alive[slot] = True
+        self.live_count += 1
+        self.n = max(self.n, slot + 1)
+        for name, value in record.items():
+            self.field_names.add(name)
+            if name in KEYED_FIELDS or name in STORED_ONLY_FIELDS:
+                continue
+            kind = kind_of(name)
+            if kind is Kind.STRING:
+                col = self.strings.get(name)
+                if col is None:
+                    col = self.strings[name] = StrColumn(name)
+                values = value if isinstance(value, list) else [value]
+                if values:
+                    col.set(slot, list(dict.fromkeys(str(v) for v in values)))
+            elif kind is not Kind.TEXT:
+                num = self.numbers.get(name)
+                if num is None:
+                    num = self.numbers[name] = NumColumn(name, kind)
+                try:
+                    num.set(slot, value)
+                except (TypeError, ValueError):
+                    pass
+        self.generation += 1
+
+    def remove(self, slots: Sequence[int]) -> None:
+        arr = np.asarray([s for s in slots if s < self.n and self.alive[s]], dtype=np.int64)
+        if not len(arr):
+            return
+        self.alive[arr] = False
+        self.live_count -= len(arr)
+        for col in self.strings.values():
+            col.forget(arr)
+        self.generation += 1
+
+    def alive_mask(self) -> np.ndarray:
+        return self.alive[: self.n].copy()

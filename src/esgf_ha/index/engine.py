@@ -1,0 +1,406 @@
+"""The search engine: evaluate a SearchRequest over the facet index and the store.
+
+Constraints become boolean masks over a core's slots; identifier constraints are answered by
+SQLite indexes; facet counts are `bincount`s of the code columns under the final mask. When a
+search selects most of the core (MetaGrid's default `project=CMIP6&latest=true` selects ~90% of
+production), counts are taken as live totals minus the counts of the few unselected records.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from esgf_ha.index import query as lucene
+from esgf_ha.index.columns import (
+    KEYED_FIELDS,
+    STORED_ONLY_FIELDS,
+    CoreIndex,
+    StrColumn,
+    to_number,
+    tokenize,
+)
+from esgf_ha.index.errors import BadRequest
+from esgf_ha.index.params import SearchRequest
+from esgf_ha.index.store import Store
+from esgf_ha.records.schema import NOT_FACETS, Kind, kind_of, parse_bool, parse_date
+
+SMALL_RESULT = 5_000
+
+
+@dataclass
+class SearchResult:
+    total: int
+    slots: list[int]
+    facets: dict[str, list[tuple[str, int]]]
+    facet_names: list[str]
+
+
+def facet_profile(datasets: CoreIndex) -> list[str]:
+    """What `facets=*` expands to: every field of the dataset core but the NOT_FACETS."""
+    return sorted(n for n in datasets.field_names if n not in NOT_FACETS)
+
+
+class Engine:
+    def __init__(self, store: Store, cores: dict[str, CoreIndex]) -> None:
+        self.store = store
+        self.cores = cores
+        self._id_order: dict[str, tuple[np.ndarray, int]] = {}
+
+    # -- entry point --------------------------------------------------------------------------
+    def search(self, req: SearchRequest) -> SearchResult:
+        core = self.cores[req.type]
+        n = core.n
+        mask = core.alive_mask()
+        self._apply_filters(req, core, mask)
+        total = int(mask.sum())
+        names = self._facet_names(req)
+        facets = {name: self._count(core, name, mask, total) for name in names}
+        slots = self._page(req, core, mask, total) if req.limit else []
+        del n
+        return SearchResult(total, slots, facets, names)
+
+    def _facet_names(self, req: SearchRequest) -> list[str]:
+        if not req.facets:
+            return []
+        names: list[str] = []
+        for name in req.facets:
+            if name == "*":
+                names.extend(facet_profile(self.cores["Dataset"]))
+            else:
+                names.append(name)
+        return list(dict.fromkeys(names))
+
+    # -- filters ------------------------------------------------------------------------------
+    def _apply_filters(self, req: SearchRequest, core: CoreIndex, mask: np.ndarray) -> None:
+        n = core.n
+        for name, flag in req.flags.items():
+            mask &= self._bool_field(core, name, flag)
+        # identifier constraints first: they are the most selective
+        for name in sorted(req.constraints, key=lambda f: f not in KEYED_FIELDS):
+            mask &= self.field_in(core, name, req.constraints[name])
+            if not mask.any():
+                return
+        for name, values in req.negations.items():
+            mask &= ~self.field_in(core, name, values)
+        if not isinstance(req.query, lucene.MatchAll):
+            mask &= self.evaluate(core, req.query)
+        if req.from_ or req.to:
+            mask &= self.range(core, "_timestamp", req.from_, req.to, True, True)
+        if req.start:
+            mask &= self.range(core, "datetime_stop", req.start, None, True, True)
+        if req.end:
+            mask &= self.range(core, "datetime_start", None, req.end, True, True)
+        if req.min_version or req.max_version:
+            mask &= self.range(core, "version", req.min_version, req.max_version, True, True)
+        if req.bbox:
+            west, south, east, north = req.bbox
+            mask &= self.range(core, "east_degrees", str(west), None, True, True)
+            mask &= self.range(core, "north_degrees", str(south), None, True, True)
+            mask &= self.range(core, "west_degrees", None, str(east), True, True)
+            mask &= self.range(core, "south_degrees", None, str(north), True, True)
+        del n
+
+    def _bool_field(self, core: CoreIndex, name: str, flag: bool) -> np.ndarray:
+        col = core.numbers.get(name)
+        if col is None:
+            return np.zeros(core.n, dtype=bool)
+        return col.view(core.n) == (1.0 if flag else 0.0)
+
+    def _slots_to_mask(self, core: CoreIndex, slots: np.ndarray) -> np.ndarray:
+        mask = np.zeros(core.n, dtype=bool)
+        slots = slots[slots < core.n]
+        mask[slots] = True
+        return mask
+
+    def field_in(self, core: CoreIndex, name: str, values: list[str]) -> np.ndarray:
+        """Records whose field equals any of the values (exact and case-sensitive)."""
+        n = core.n
+        if name in KEYED_FIELDS:
+            return self._slots_to_mask(core, self.store.slots_equal(core.core, name, values))
+        if name in STORED_ONLY_FIELDS:
+            mask = np.zeros(n, dtype=bool)
+            for value in values:
+                mask |= self._slots_to_mask(
+                    core, self.store.slots_containing(core.core, name, value)
+                )
+            return mask
+        col = core.strings.get(name)
+        if col is not None:
+            return col.exact(values, n)
+        num = core.numbers.get(name)
+        if num is not None:
+            wanted = []
+            for v in values:
+                try:
+                    wanted.append(self._number(num.kind, v, name))
+                except BadRequest:
+                    continue
+            return np.isin(num.view(n), np.asarray(wanted, dtype=np.float64))
+        return np.zeros(n, dtype=bool)
+
+    def _number(self, kind: Kind, value: str, name: str) -> float:
+        try:
+            if kind is Kind.BOOL:
+                return 1.0 if parse_bool(value) else 0.0
+            if kind is Kind.DATE:
+                return to_number(kind, resolve_date(value))
+            return float(value)
+        except (ValueError, TypeError, OverflowError):
+            raise BadRequest(f"Invalid value for field {name}: {value!r}") from None
+
+    def range(
+        self,
+        core: CoreIndex,
+        name: str,
+        low: str | None,
+        high: str | None,
+        inc_low: bool,
+        inc_high: bool,
+    ) -> np.ndarray:
+        n = core.n
+        if name in KEYED_FIELDS:
+            return self._slots_to_mask(
+                core, self.store.slots_range(core.core, name, low, high, inc_low, inc_high)
+            )
+        col = core.strings.get(name)
+        if col is not None:
+
+            def inside(v: str) -> bool:
+                if low is not None and (v < low or (v == low and not inc_low)):
+                    return False
+                return not (high is not None and (v > high or (v == high and not inc_high)))
+
+            return col.match_codes(col.codes_where(inside), n)
+        num = core.numbers.get(name)
+        if num is None:
+            return np.zeros(n, dtype=bool)
+        data = num.view(n)
+        mask = ~np.isnan(data)
+        if low is not None:
+            lo = self._number(num.kind, low, name)
+            mask &= (data >= lo) if inc_low else (data > lo)
+        if high is not None:
+            hi = self._number(num.kind, high, name)
+            mask &= (data <= hi) if inc_high else (data < hi)
+        return mask
+
+    # -- the Lucene query ---------------------------------------------------------------------
+    def evaluate(self, core: CoreIndex, node: lucene.Node) -> np.ndarray:
+        n = core.n
+        if isinstance(node, lucene.MatchAll):
+            return np.ones(n, dtype=bool)
+        if isinstance(node, lucene.Bool):
+            if node.must:
+                mask = np.ones(n, dtype=bool)
+                for child in node.must:
+                    mask &= self.evaluate(core, child)
+            elif node.should:
+                mask = np.zeros(n, dtype=bool)
+                for child in node.should:
+                    mask |= self.evaluate(core, child)
+            else:
+                mask = np.ones(n, dtype=bool)
+            for child in node.must_not:
+                mask &= ~self.evaluate(core, child)
+            return mask
+        if isinstance(node, lucene.Range):
+            if node.field is None or node.field == "text":
+                return np.zeros(n, dtype=bool)
+            return self.range(
+                core, node.field, node.low, node.high, node.include_low, node.include_high
+            )
+        assert isinstance(node, lucene.Term)
+        if node.field is None or node.field == "text":
+            return self.text(core, node)
+        name = node.field
+        if node.wildcard:
+            return self._wildcard(core, name, node.value)
+        return self.field_in(core, name, [node.value])
+
+    def _wildcard(self, core: CoreIndex, name: str, pattern: str) -> np.ndarray:
+        if name in KEYED_FIELDS:
+            glob = re.sub(r"([\[\]])", r"[\1]", pattern)
+            return self._slots_to_mask(core, self.store.slots_glob(core.core, name, glob))
+        col = core.strings.get(name)
+        if col is not None:
+            return col.wildcard(pattern, core.n)
+        if pattern.strip("*") == "" and name in core.numbers:
+            return ~np.isnan(core.numbers[name].view(core.n))
+        return np.zeros(core.n, dtype=bool)
+
+    def text(self, core: CoreIndex, node: lucene.Term) -> np.ndarray:
+        """Free text: case-insensitive words of any indexed value, title or description."""
+        n = core.n
+        mask = np.zeros(n, dtype=bool)
+        if node.wildcard:
+            words = [node.value.lower()]
+        else:
+            words = tokenize(node.value)
+            if not words:
+                return mask
+        for col in core.strings.values():
+            codes = col.text_codes(words, node.wildcard)
+            if codes:
+                mask |= col.match_codes(codes, n)
+        fts = _fts_query(words, node.wildcard)
+        if fts:
+            mask |= self._slots_to_mask(core, self.store.slots_text(core.core, fts))
+        return mask
+
+    # -- facets -------------------------------------------------------------------------------
+    def _count(
+        self, core: CoreIndex, name: str, mask: np.ndarray, total: int
+    ) -> list[tuple[str, int]]:
+        col = core.strings.get(name)
+        if col is not None:
+            counts = self._count_strings(core, col, mask, total)
+            nz = np.flatnonzero(counts)
+            pairs = [(col.values[i], int(counts[i])) for i in nz]
+            pairs.sort(key=lambda p: p[0])
+            return pairs
+        num = core.numbers.get(name)
+        if num is not None:
+            data = num.view(core.n)[mask]
+            data = data[~np.isnan(data)]
+            values, counts = np.unique(data, return_counts=True)
+            pairs = [(_render_number(num.kind, v), int(c)) for v, c in zip(values, counts, strict=True)]
+            pairs.sort(key=lambda p: p[0])
+            return pairs
+        if name in KEYED_FIELDS and total <= 100_000:
+            slots = np.flatnonzero(mask)
+            docs = self.store.fetch(core.core, slots.tolist())
+            tally: dict[str, int] = {}
+            for doc in docs.values():
+                value = doc.get(name)
+                for v in value if isinstance(value, list) else [value]:
+                    if v is not None:
+                        tally[str(v)] = tally.get(str(v), 0) + 1
+            return sorted(tally.items())
+        return []
+
+    def _count_strings(
+        self, core: CoreIndex, col: StrColumn, mask: np.ndarray, total: int
+    ) -> np.ndarray:
+        n = core.n
+        if total * 2 > core.live_count:
+            rest = core.alive[:n] & ~mask
+            return col.count_live() - col.count(rest, None, n)
+        if total < 50_000:
+            return col.count(None, np.flatnonzero(mask), n)
+        return col.count(mask, None, n)
+
+    # -- order and page -----------------------------------------------------------------------
+    def _page(self, req: SearchRequest, core: CoreIndex, mask: np.ndarray, total: int) -> list[int]:
+        start, stop = req.offset, req.offset + req.limit
+        if start >= total:
+            return []
+        if req.sort:
+            slots = np.flatnonzero(mask)
+            ts = core.numbers.get("_timestamp")
+            keys = ts.view(core.n)[slots] if ts is not None else slots.astype(np.float64)
+            order = np.lexsort((slots, -np.nan_to_num(keys, nan=-np.inf)))
+            return [int(s) for s in slots[order][start:stop]]
+        if req.type == "File":
+            return self._page_by_id(core, mask, total, start, stop)
+        return [int(s) for s in _first_true(mask, stop)[start:stop]]
+
+    def _page_by_id(
+        self, core: CoreIndex, mask: np.ndarray, total: int, start: int, stop: int
+    ) -> list[int]:
+        """Files are served in `id` order, as esg-search does, so paging is stable."""
+        if total <= SMALL_RESULT:
+            ordered = self.store.order_by_id(core.core, np.flatnonzero(mask).tolist())
+            return ordered[start:stop]
+        perm, upto = self._id_order.get(core.core, (np.zeros(0, dtype=np.int64), 0))
+        tail = np.flatnonzero(mask[upto:]) + upto
+        if len(tail) > max(SMALL_RESULT, total // 20) or upto == 0:
+            perm = self.store.all_slots_by_id(core.core)
+            upto = int(perm.max()) + 1 if len(perm) else 0
+            self._id_order[core.core] = (perm, upto)
+            tail = np.flatnonzero(mask[upto:]) + upto
+        inside = perm[perm < core.n]
+        main = inside[mask[inside]][:stop]
+        if not len(tail):
+            return [int(s) for s in main[start:stop]]
+        ids = self.store.ids_of(core.core, main.tolist() + tail.tolist())
+        merged = heapq.merge(
+            main.tolist(), sorted(tail.tolist(), key=lambda s: ids[s]), key=lambda s: ids[s]
+        )
+        out = []
+        for i, slot in enumerate(merged):
+            if i >= stop:
+                break
+            if i >= start:
+                out.append(slot)
+        return out
+
+
+def _first_true(mask: np.ndarray, k: int, chunk: int = 1 << 16) -> np.ndarray:
+    """Positions of the first k True values, without scanning past them."""
+    found: list[np.ndarray] = []
+    have = 0
+    for begin in range(0, len(mask), chunk):
+        hits = np.flatnonzero(mask[begin : begin + chunk])
+        if len(hits):
+            found.append(hits + begin)
+            have += len(hits)
+            if have >= k:
+                break
+    if not found:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate(found)[:k]
+
+
+def _render_number(kind: Kind, value: float) -> str:
+    if kind is Kind.BOOL:
+        return "true" if value else "false"
+    if kind in (Kind.INT, Kind.LONG):
+        return str(int(value))
+    if kind is Kind.DATE:
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return repr(float(value))
+
+
+def _fts_query(words: list[str], wildcard: bool) -> str | None:
+    if wildcard:
+        word = words[0]
+        stem = word.rstrip("*")
+        if stem and re.fullmatch(r"[0-9a-z]+", stem) and word.endswith("*"):
+            return f'"{stem}"*'
+        return None
+    safe = [w for w in words if re.fullmatch(r"[0-9a-z]+", w)]
+    if not safe:
+        return None
+    return '"' + " ".join(safe) + '"'
+
+
+_DATEMATH = re.compile(
+    r"^NOW(?P<ops>([+-]\d+(YEARS?|MONTHS?|DAYS?|HOURS?|MINUTES?|SECONDS?))*)(/(?P<round>DAY|HOUR|MINUTE|SECOND|YEAR|MONTH))?$"
+)
+_UNITS = {"YEAR": 365 * 86400, "MONTH": 30 * 86400, "DAY": 86400, "HOUR": 3600, "MINUTE": 60, "SECOND": 1}
+
+
+def resolve_date(value: str) -> str:
+    """An ISO date, or Solr date math relative to NOW (`NOW-1DAY`, `NOW/DAY`)."""
+    text = value.strip()
+    m = _DATEMATH.match(text)
+    if not m:
+        return parse_date(text)
+    now = datetime.now(UTC)
+    for sign, amount, unit in re.findall(r"([+-])(\d+)([A-Z]+?)S?(?=[+-]|$)", m.group("ops") or ""):
+        delta = timedelta(seconds=int(amount) * _UNITS[unit.rstrip("S")])
+        now = now + delta if sign == "+" else now - delta
+    rnd = m.group("round")
+    if rnd == "DAY":
+        now = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    elif rnd == "HOUR":
+        now = now.replace(minute=0, second=0, microsecond=0)
+    return parse_date(now)
+
+
+__all__ = ["Engine", "SearchResult", "facet_profile", "resolve_date", "kind_of"]

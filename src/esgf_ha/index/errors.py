@@ -1,0 +1,66 @@
+"""Errors of the index package, mapped to HTTP statuses only in `app.py`.
+
+    IndexServiceError
+     ├── BadRequest            400  malformed request or parameter
+     │    ├── InvalidParameter 400  unknown parameter name (esg-search wording)
+     │    └── QuerySyntaxError 400  a `query` that is not Lucene syntax
+     ├── Unauthorized          401  no or invalid credentials
+     ├── Forbidden             403  valid credentials without the needed scope
+     ├── NotFound              404
+     ├── Conflict              409  e.g. republishing a version with different checksums
+     ├── PayloadTooLarge       413
+     ├── UnsupportedFormat     501  esg-search answers an unknown `format` with 501
+     └── NotReady              503
+"""
+
+from __future__ import annotations
+
+
+class IndexServiceError(Exception):
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(IndexServiceError):
+    status = 400
+
+
+class InvalidParameter(BadRequest):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Invalid HTTP query parameter={name}")
+        self.name = name
+
+
+class QuerySyntaxError(BadRequest):
+    pass
+
+
+class Unauthorized(IndexServiceError):
+    status = 401
+
+
+class Forbidden(IndexServiceError):
+    status = 403
+
+
+class NotFound(IndexServiceError):
+    status = 404
+
+
+class Conflict(IndexServiceError):
+    status = 409
+
+
+class PayloadTooLarge(IndexServiceError):
+    status = 413
+
+
+class UnsupportedFormat(IndexServiceError):
+    status = 501
+
+
+class NotReady(IndexServiceError):
+    status = 503

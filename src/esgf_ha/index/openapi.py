@@ -1,0 +1,162 @@
+"""OpenAPI description of the index node's HTTP endpoints (the JSON ones in full)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}, "status": {"type": "integer"}, "error": {"type": "string"}},
+    "required": ["ok", "status", "error"],
+}
+_RECORD = {"type": "object", "additionalProperties": True, "description": "an ESGF record"}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {
+        str(c): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+        for c in codes
+    }
+
+
+def _search_params() -> list[dict[str, Any]]:
+    def p(name: str, schema: dict[str, Any], desc: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "schema": schema, "description": desc}
+
+    text = {"type": "string", "minLength": 1}
+    return [
+        p("type", {"type": "string", "enum": ["Dataset", "File", "Aggregation"]}, "record type"),
+        p("format", {"type": "string", "enum": ["application/solr+json"]}, "response format"),
+        p("query", text, "Lucene query"),
+        p("offset", {"type": "integer", "minimum": 0}, "first record"),
+        p("limit", {"type": "integer", "minimum": 0, "maximum": 10000}, "page size"),
+        p("facets", text, "comma list of facets, or *"),
+        p("fields", text, "comma list of fields, or *"),
+        p("distrib", {"type": "boolean"}, "accepted for compatibility"),
+        p("latest", {"type": "boolean"}, "latest versions only"),
+        p("replica", {"type": "boolean"}, "replicas (true) or masters (false)"),
+        p("retracted", {"type": "boolean"}, "retracted or not"),
+        p("project", text, "facet constraint"),
+        p("variable_id", text, "facet constraint"),
+        p("min_version", text, "lowest version"),
+        p("max_version", text, "highest version"),
+        p("start", text, "data coverage ends after (ISO date)"),
+        p("end", text, "data coverage starts before (ISO date)"),
+        p("from", text, "indexed after (ISO date or NOW-1DAY)"),
+        p("to", text, "indexed before"),
+        p("bbox", text, "[west,south,east,north]"),
+        p("sort", {"type": "boolean"}, "newest first"),
+    ]
+
+
+def document(version: str) -> dict[str, Any]:
+    bearer = [{"bearer": []}]
+    ids_body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"ids": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+                    "required": ["ids"],
+                }
+            }
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "esgf-ha index node", "version": version},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+        },
+        "paths": {
+            "/esg-search/search": {
+                "get": {
+                    "summary": "ESGF search (Solr-shaped response)",
+                    "parameters": _search_params(),
+                    "responses": {
+                        "200": {
+                            "description": "Solr JSON",
+                            "content": {"text/json": {"schema": {"type": "object"}}},
+                        },
+                        "400": {"description": "bad parameter", "content": {"text/html": {}}},
+                    },
+                }
+            },
+            "/api/v1/publish": {
+                "post": {
+                    "summary": "Publish datasets with their files, atomically",
+                    "security": bearer,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "datasets": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "properties": {
+                                                    "dataset": _RECORD,
+                                                    "files": {"type": "array", "items": _RECORD},
+                                                    "aggregations": {"type": "array", "items": _RECORD},
+                                                },
+                                                "required": ["dataset"],
+                                            },
+                                        }
+                                    },
+                                    "required": ["datasets"],
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "published",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        **_errors(400, 401, 403, 409, 413),
+                    },
+                }
+            },
+            "/api/v1/retract": {
+                "post": {
+                    "summary": "Retract dataset versions",
+                    "security": bearer,
+                    "requestBody": ids_body,
+                    "responses": {
+                        "200": {"description": "retracted", "content": {"application/json": {}}},
+                        **_errors(400, 401, 403, 404, 413),
+                    },
+                }
+            },
+            "/api/v1/delete": {
+                "post": {
+                    "summary": "Delete records and their children",
+                    "security": bearer,
+                    "requestBody": ids_body,
+                    "responses": {
+                        "200": {"description": "deleted", "content": {"application/json": {}}},
+                        **_errors(400, 401, 403, 404, 413),
+                    },
+                }
+            },
+            "/api/v1/status": {
+                "get": {
+                    "summary": "Index role, record counts, sequence",
+                    "responses": {"200": {"description": "status", "content": {"application/json": {}}}},
+                }
+            },
+            "/livez": {"get": {"responses": {"200": {"description": "alive", "content": {"application/json": {}}}}}},
+            "/readyz": {
+                "get": {
+                    "responses": {
+                        "200": {"description": "ready", "content": {"application/json": {}}},
+                        "503": {"description": "not ready", "content": {"application/json": {}}},
+                    }
+                }
+            },
+        },
+    }

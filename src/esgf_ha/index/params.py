@@ -1,0 +1,206 @@
+"""Turn the HTTP parameters of `/esg-search/search` and `/wget` into a SearchRequest.
+
+Validation follows esg-search's BaseController: the same checks, in the same order, with the
+same messages (esgf-pyclient greps `Invalid HTTP query parameter=<name>`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from esgf_ha.index import query as lucene
+from esgf_ha.index.errors import BadRequest, InvalidParameter, UnsupportedFormat
+from esgf_ha.records.schema import CORES, parse_bool
+
+KEYWORDS = frozenset(
+    "offset limit query format facets fields distrib shards from to sort".split()
+)
+CORE_QUERY_FIELDS = frozenset(
+    """id type replica retracted latest master_id instance_id drs_id title description timestamp
+    url xlink size number_of_files number_of_aggregations dataset_id tracking_id access version
+    max_version min_version checksum checksum_type data_node index_node bbox lat lon radius
+    polygon start end download_structure download_emptypath""".split()
+)
+# Facet names of the projects we serve, accepted even before a record carries them, so that an
+# empty index answers `project=CMIP6` with no hits rather than an error.
+KNOWN_FACETS = frozenset(
+    """project mip_era activity_id activity_drs institution_id source_id experiment_id
+    member_id sub_experiment_id variant_label table_id variable_id variable grid_label frequency
+    realm nominal_resolution source_type product cf_standard_name variable_long_name
+    data_specs_version experiment_title model_cohort institute model experiment
+    experiment_family time_frequency cmor_table ensemble forcing format cf_standard_name
+    short_description grid""".split()
+)
+UNSUPPORTED = frozenset({"lat", "lon", "location", "radius", "polygon"})
+FORMATS = {"application/solr+xml": "xml", "application/solr+json": "json"}
+MAX_LIMIT = 10_000
+MAX_VALUES = 10_000
+
+_BOOL_WORDS = {"true", "false", "on", "off", "yes", "no", "1", "0"}
+
+
+@dataclass
+class SearchRequest:
+    type: str = "Dataset"
+    query: lucene.Node = field(default_factory=lucene.MatchAll)
+    query_text: str | None = None
+    offset: int = 0
+    limit: int = 10
+    format: str = "xml"
+    facets: list[str] | None = None
+    fields: list[str] | None = None
+    distrib: bool = True
+    shards: str | None = None
+    from_: str | None = None
+    to: str | None = None
+    sort: bool = False
+    constraints: dict[str, list[str]] = field(default_factory=dict)
+    negations: dict[str, list[str]] = field(default_factory=dict)
+    flags: dict[str, bool] = field(default_factory=dict)  # latest, replica, retracted
+    flag_text: dict[str, str] = field(default_factory=dict)
+    start: str | None = None
+    end: str | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    min_version: str | None = None
+    max_version: str | None = None
+    download_structure: list[str] = field(default_factory=list)
+    download_emptypath: str | None = None
+
+
+def split_values(value: str) -> list[str]:
+    """Split a comma list, keeping a comma inside one (), [] or {} pair (`CESM1(CAM5.1,FV2)`)."""
+    pieces = re.split(r"\s*,\s*", value.strip())
+    out: list[str] = []
+    for piece in pieces:
+        if out and _unbalanced(out[-1]):
+            out[-1] = out[-1] + "," + piece
+        else:
+            out.append(piece)
+    return [p for p in out if p != ""]
+
+
+def _unbalanced(text: str) -> bool:
+    return any(text.count(o) > text.count(c) for o, c in ("()", "[]", "{}"))
+
+
+def _int(name: str, value: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise BadRequest(f"Invalid value for parameter={name}: {value!r} is not an integer") from None
+    if number < 0:
+        raise BadRequest(f"Invalid value for parameter={name}: must not be negative")
+    return number
+
+
+def _bool(name: str, value: str) -> bool:
+    if value.strip().lower() not in _BOOL_WORDS:
+        raise BadRequest(f"Invalid value for parameter={name}: {value!r} is not a boolean")
+    return value.strip().lower() in ("true", "on", "yes", "1")
+
+
+def parse_search(
+    params: Sequence[tuple[str, str]],
+    known_fields: Iterable[str],
+    *,
+    wget: bool = False,
+) -> SearchRequest:
+    allowed = KEYWORDS | CORE_QUERY_FIELDS | KNOWN_FACETS | set(known_fields)
+    req = SearchRequest()
+    if wget:
+        req.limit = 1000
+    if len(params) > MAX_VALUES:
+        raise BadRequest(f"Too many parameters: at most {MAX_VALUES} are accepted")
+    for name, value in params:
+        if value == "":
+            raise BadRequest(f"Invalid empty value for parameter={name}")
+        base = name[:-1] if name.endswith("!") else name
+        if base not in allowed:
+            raise InvalidParameter(base)
+    seen: set[str] = set()
+    for name, value in params:
+        negate = name.endswith("!")
+        base = name[:-1] if negate else name
+        first = base not in seen
+        seen.add(base)
+        if base in UNSUPPORTED:
+            raise BadRequest(f"Unsupported parameter: {base}")
+        if base == "offset":
+            req.offset = _int(base, value)
+        elif base == "limit":
+            req.limit = _int(base, value)
+            if req.limit > MAX_LIMIT:
+                raise BadRequest(
+                    f"Too many records requested, maximum allowed value is limit={MAX_LIMIT}"
+                )
+        elif base == "format":
+            if value not in FORMATS:
+                raise UnsupportedFormat(f"Invalid requested format: {value}")
+            req.format = FORMATS[value]
+        elif base == "query":
+            req.query_text = value if req.query_text is None else f"({req.query_text}) AND ({value})"
+        elif base == "facets":
+            req.facets = [f for f in (p.strip() for p in value.split(",")) if f]
+        elif base == "fields":
+            req.fields = [f for f in (p.strip() for p in value.split(",")) if f]
+        elif base == "distrib":
+            req.distrib = _bool(base, value)
+        elif base == "sort":
+            req.sort = _bool(base, value)
+        elif base == "shards":
+            req.shards = value
+        elif base == "from":
+            req.from_ = value
+        elif base == "to":
+            req.to = value
+        elif base == "type":
+            if first:
+                if value not in CORES:
+                    raise BadRequest(
+                        f"Invalid value for parameter=type: {value!r} "
+                        f"(one of {', '.join(CORES)})"
+                    )
+                req.type = value
+        elif base in ("latest", "replica", "retracted") and not negate:
+            if first:
+                req.flags[base] = parse_bool(value)
+                req.flag_text[base] = value
+        elif base in ("start", "end"):
+            setattr(req, base, value)
+        elif base == "bbox":
+            req.bbox = _bbox(value)
+        elif base in ("min_version", "max_version"):
+            setattr(req, base, value)
+        elif base == "download_structure":
+            req.download_structure = split_values(value)
+        elif base == "download_emptypath":
+            req.download_emptypath = value
+        else:
+            target = req.negations if negate else req.constraints
+            values = split_values(value)
+            for v in values:
+                if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+                    v = v[1:-1]
+                target.setdefault(base, []).append(v)
+    if wget and req.type != "File" and any(n == "type" for n, _ in params):
+        raise BadRequest("HTTP parameter type should be fixed to value: 'File'")
+    if wget:
+        req.type = "File"
+        if req.format == "json" and any(n == "format" for n, _ in params):
+            raise BadRequest("HTTP parameter format is not supported by the wget service")
+    if req.query_text is not None:
+        req.query = lucene.parse(req.query_text)
+    return req
+
+
+def _bbox(value: str) -> tuple[float, float, float, float]:
+    text = value.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        raise BadRequest("Invalid value for parameter=bbox: use [west,south,east,north]")
+    try:
+        west, south, east, north = (float(p) for p in text[1:-1].split(","))
+    except ValueError:
+        raise BadRequest("Invalid value for parameter=bbox: use [west,south,east,north]") from None
+    return west, south, east, north

@@ -1,0 +1,102 @@
+"""The bash download script served by `/esg-search/wget`.
+
+It keeps the contract clients and users know: the `# ESG Federation download script` and
+`# Search URL:` header lines, and one `'<path>' '<url>' '<checksum_type>' '<checksum>'` line a
+file in a here-document. It resumes partial files (`wget -c`), verifies SHA256 or MD5, sends a
+bearer token for restricted data when given one, and ends with a report of what failed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from importlib import resources
+
+TEMPLATE_VERSION = "esgf-ha 1"
+_BAD_CHARS = re.compile(r"['<>?*\"\n\t\r\0]")
+_SEPARATORS = re.compile(r"[ /\\|:;]+")
+
+
+@dataclass
+class ScriptFile:
+    path: str
+    url: str
+    checksum_type: str
+    checksum: str
+
+
+def _component(value: str) -> str:
+    return _SEPARATORS.sub("_", _BAD_CHARS.sub("", value))[:50]
+
+
+def files_for_script(
+    docs: list[dict[str, object]], structure: list[str], empty: str | None
+) -> tuple[list[ScriptFile], int]:
+    """Script lines for File records; also how many had no HTTPServer URL."""
+    out: list[ScriptFile] = []
+    seen: set[str] = set()
+    skipped = 0
+    for doc in docs:
+        url = None
+        for entry in doc.get("url") or []:  # type: ignore[union-attr]
+            parts = str(entry).split("|")
+            if len(parts) == 3 and parts[2].lower() == "httpserver":
+                url = parts[0]  # esg-search keeps the last HTTPServer URL
+        if url is None:
+            skipped += 1
+            continue
+        name = str(doc.get("title") or url.rsplit("/", 1)[-1])
+        dirs = []
+        for facet in structure:
+            value = doc.get(facet)
+            if isinstance(value, list):
+                value = value[0] if value else None
+            if value is None:
+                if empty:
+                    dirs.append(_component(empty))
+                continue
+            dirs.append(_component(str(value)))
+        path = "/".join([*dirs, _component(name)])
+        if path in seen:
+            continue
+        seen.add(path)
+
+        def first(field: str) -> str:
+            value = doc.get(field)
+            if isinstance(value, list):
+                return str(value[0]) if value else ""
+            return "" if value is None else str(value)
+
+        out.append(ScriptFile(path, url, first("checksum_type"), first("checksum")))
+    return out, skipped
+
+
+def _sh_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def render_script(
+    files: list[ScriptFile], *, host: str, search_url: str, total: int, limit: int
+) -> str:
+    template = resources.files("esgf_ha.index").joinpath("wget-template.sh").read_text()
+    lines = "\n".join(
+        " ".join(_sh_quote(v) for v in (f.path, f.url, f.checksum_type, f.checksum))
+        for f in files
+    )
+    messages = []
+    if total > len(files) and total > limit:
+        messages.append(
+            f"Warning! The total number of files was {total} but this script will only "
+            f"process {len(files)}."
+        )
+    messages.append(f"Script created for {len(files)} file(s)")
+    message = "\n".join(f"# {m}" for m in messages)
+    return (
+        template.replace("{{hostName}}", host)
+        .replace("{{date}}", time.strftime("%Y/%m/%d %H:%M:%S", time.gmtime()))
+        .replace("{{searchUrl}}", search_url.replace("\n", " "))
+        .replace("{{templateVersion}}", TEMPLATE_VERSION)
+        .replace("{{message}}", message)
+        .replace("{{files}}", lines)
+    )

@@ -1,0 +1,1 @@
+"""The ESGF record model: Dataset, File and Aggregation records and their field schema."""

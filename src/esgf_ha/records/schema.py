@@ -1,0 +1,207 @@
+"""Field schema of ESGF index records, as the esg-search Solr schema defines it.
+
+Every field of a record is either single-valued (a scalar in JSON) or multi-valued (a list),
+and has a type that decides how it is stored, filtered and rendered. Clients depend on this
+typing: `project[0]` on a bare string silently yields its first character.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from esgf_ha.records.errors import InvalidRecord
+
+
+class Kind(enum.Enum):
+    STRING = "str"
+    TEXT = "text"
+    BOOL = "bool"
+    INT = "int"
+    LONG = "long"
+    FLOAT = "float"
+    DATE = "date"
+
+
+CORES = ("Dataset", "File", "Aggregation")
+
+_SINGLE: dict[str, Kind] = {
+    "id": Kind.STRING,
+    "title": Kind.STRING,
+    "type": Kind.STRING,
+    "version": Kind.STRING,
+    "dataset_id": Kind.STRING,
+    "master_id": Kind.STRING,
+    "instance_id": Kind.STRING,
+    "data_node": Kind.STRING,
+    "index_node": Kind.STRING,
+    "shard": Kind.STRING,
+    "height_units": Kind.STRING,
+    "metadata_format": Kind.STRING,
+    "metadata_url": Kind.STRING,
+    "metadata_file_name": Kind.STRING,
+    "replica": Kind.BOOL,
+    "latest": Kind.BOOL,
+    "retracted": Kind.BOOL,
+    "timestamp": Kind.DATE,
+    "_timestamp": Kind.DATE,
+    "datetime_start": Kind.DATE,
+    "datetime_stop": Kind.DATE,
+    "north_degrees": Kind.FLOAT,
+    "south_degrees": Kind.FLOAT,
+    "east_degrees": Kind.FLOAT,
+    "west_degrees": Kind.FLOAT,
+    "height_bottom": Kind.FLOAT,
+    "height_top": Kind.FLOAT,
+    "size": Kind.LONG,
+    "_version_": Kind.LONG,
+    "number_of_files": Kind.INT,
+    "number_of_aggregations": Kind.INT,
+}
+
+_MULTI_TEXT = {"description"}
+
+# Fields never offered by `facets=*` (esg-search 4.18 NOT_FACETS).
+NOT_FACETS = frozenset(
+    """id master_id instance_id dataset_id dataset_id_template_ drs_id datetime_start
+    datetime_stop east_degrees west_degrees north_degrees south_degrees bbox lat lon radius polygon
+    height_top height_bottom height_units latest replica retracted number_of_files
+    number_of_aggregations tracking_id timestamp title description url xlink size text type
+    variable_units geo geo_units _timestamp _version_ score units pid citation_url
+    further_info_url""".split()
+)
+
+
+def kind_of(name: str) -> Kind:
+    """The type of a field; unknown names follow Solr's dynamic-field rules."""
+    kind = _SINGLE.get(name)
+    if kind is not None:
+        return kind
+    if name in _MULTI_TEXT:
+        return Kind.TEXT
+    if name.endswith("date") or name.startswith("date"):
+        return Kind.DATE
+    return Kind.STRING
+
+
+def is_multi(name: str) -> bool:
+    return name not in _SINGLE and not (name.endswith("date") or name.startswith("date"))
+
+
+_TRUE = {"true", "t", "1", "yes", "on"}
+
+
+def parse_bool(value: object) -> bool:
+    """Solr BoolField semantics: a value starting with t, T or 1 is true."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    return bool(text) and text[0] in "tT1"
+
+
+def parse_date(value: object, field: str = "date") -> str:
+    """Normalise a date to Solr's form `YYYY-MM-DDTHH:MM:SS[.mmm]Z`."""
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = str(value).strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidRecord(f"field {field!r}: {value!r} is not an ISO 8601 date") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    dt = dt.astimezone(UTC)
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def date_to_epoch(value: str) -> float:
+    text = value[:-1] + "+00:00" if value.endswith("Z") else value
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def normalize_value(name: str, value: object) -> object:
+    """Coerce one field to its schema type; lists for multi-valued fields."""
+    kind = kind_of(name)
+    if is_multi(name):
+        items = value if isinstance(value, list | tuple) else [value]
+        return [str(v) if not isinstance(v, bool) else ("true" if v else "false") for v in items]
+    if isinstance(value, list | tuple):
+        if len(value) != 1:
+            raise InvalidRecord(f"field {name!r} is single-valued but has {len(value)} values")
+        value = value[0]
+    if kind is Kind.BOOL:
+        return parse_bool(value)
+    if kind in (Kind.INT, Kind.LONG):
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise InvalidRecord(f"field {name!r}: {value!r} is not an integer") from None
+        if number < 0 and name in ("size", "number_of_files", "number_of_aggregations"):
+            raise InvalidRecord(f"field {name!r} must not be negative")
+        return number
+    if kind is Kind.FLOAT:
+        try:
+            return float(str(value).strip())
+        except ValueError:
+            raise InvalidRecord(f"field {name!r}: {value!r} is not a number") from None
+    if kind is Kind.DATE:
+        return parse_date(value, name)
+    return str(value)
+
+
+def normalize_record(raw: dict[str, object]) -> dict[str, object]:
+    """Validate a record and return it with every field in its schema type.
+
+    Mandatory fields follow esgf-publisher-resources' esgf.xml: id, title, type, data_node,
+    index_node; `project` for datasets; `dataset_id` for files and aggregations.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidRecord("a record must be an object of field names to values")
+    record: dict[str, object] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not name or len(name) > 200:
+            raise InvalidRecord(f"invalid field name {name!r}")
+        if name in ("score", "text"):
+            continue
+        if value is None or value == [] or value == "":
+            continue
+        record[name] = normalize_value(name, value)
+    for name in ("id", "type", "data_node", "index_node"):
+        if name not in record:
+            raise InvalidRecord(f"record {record.get('id', '?')!r} lacks mandatory field {name!r}")
+    rtype = record["type"]
+    if rtype not in CORES:
+        raise InvalidRecord(f"record {record['id']!r}: type must be one of {', '.join(CORES)}")
+    if "title" not in record:
+        record["title"] = str(record["id"]).split("|", 1)[0]
+    if rtype == "Dataset" and "project" not in record:
+        raise InvalidRecord(f"dataset {record['id']!r} lacks mandatory field 'project'")
+    if rtype != "Dataset" and "dataset_id" not in record:
+        raise InvalidRecord(f"{rtype.lower()} {record['id']!r} lacks mandatory field 'dataset_id'")
+    if "version" in record:
+        version = str(record["version"])
+        if not version.lstrip("v").isdigit():
+            raise InvalidRecord(f"record {record['id']!r}: version {version!r} is not a number")
+    for url in record.get("url", []):  # type: ignore[union-attr]
+        if str(url).count("|") != 2:
+            raise InvalidRecord(
+                f"record {record['id']!r}: url {url!r} is not of the form URL|MIME|SERVICE"
+            )
+    record.setdefault("latest", True)
+    record.setdefault("replica", False)
+    record.setdefault("retracted", False)
+    return record
+
+
+def version_number(version: object) -> int:
+    """Versions compare numerically (esgcet compares none; we must not demote a newer one)."""
+    text = str(version).lstrip("v")
+    return int(text) if text.isdigit() else -1
