@@ -21,8 +21,9 @@ Schema choice (justification):
   ``*:*`` dataset queries; files page by ``id`` (esg-search sends ``sort=id asc`` for files),
   served by a btree on ``(dataset_id, id)``.
 * The full record is stored as JSON text (``doc``), as Solr stores it, and fetched for the page.
-* Facets and numFound come from one statement: a MATERIALIZED CTE of the hits feeding one
-  ``GROUP BY`` per facet (one index/heap pass instead of 16).
+* Facets and numFound come from one statement: GROUPING SETS over the hits, one set per
+  scalar facet and per array position of the multi-valued ones (``query_mix._facet_sql``): a
+  single HashAggregate pass, measured 1.8x faster at 100k than one GROUP BY / unnest per facet.
 
 Configuration follows common tuning advice for a 24 GB / 2-core box (shared_buffers 4 GB,
 work_mem 64 MB, random_page_cost 1.1, JIT off since it only adds latency to short queries).
@@ -48,7 +49,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from query_mix import MULTI_VALUED, SCALAR_COLUMNS, Query
+from query_mix import MAX_VALUES, MULTI_VALUED, SCALAR_COLUMNS, Query, merge_facet_rows
 
 PG_VERSION = "15"
 DATASET_SCALARS: tuple[str, ...] = (
@@ -203,6 +204,13 @@ def _single(rec: dict[str, Any], name: str) -> str | None:
     return v
 
 
+def _multi(rec: dict[str, Any], name: str) -> list[str]:
+    v = rec.get(name) or []
+    if len(v) > MAX_VALUES:
+        raise ValueError(f"{rec['id']}: {name} has more than {MAX_VALUES} values")
+    return list(v)
+
+
 def _dataset_row(ord_: int, rec: dict[str, Any]) -> tuple[Any, ...]:
     words: list[str] = []
     for f in (*FACET_SCALARS, *MULTI_VALUED, "data_node"):
@@ -216,7 +224,7 @@ def _dataset_row(ord_: int, rec: dict[str, Any]) -> tuple[Any, ...]:
         *(rec[c] for c in DATASET_SCALARS),
         rec["project"][0], rec["latest"], rec["replica"], rec.get("retracted", False),
         *(_single(rec, c) for c in FACET_SCALARS),
-        *(rec[c] for c in MULTI_VALUED),
+        *(_multi(rec, c) for c in MULTI_VALUED),
         " ".join(words),
         orjson.dumps(rec).decode(),
     )
@@ -289,11 +297,8 @@ def _collect(q: Query, results: Iterator[tuple[str, list[tuple[Any, ...]]]]) -> 
         elif purpose == "page":
             ans.ids = [r[0] for r in rows]
         else:
-            for facet, value, n in rows:
-                if facet == "":
-                    ans.num_found = int(n)
-                else:
-                    ans.facets[facet][value] = int(n)
+            ans.num_found, got = merge_facet_rows(rows)  # type: ignore[arg-type]
+            ans.facets.update(got)
     return ans
 
 

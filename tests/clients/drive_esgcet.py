@@ -62,12 +62,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-DRS = ["mip_era", "activity_drs", "institution_id", "source_id", "experiment_id",
-       "member_id", "table_id", "variable_id", "grid_label"]
+DRS = [
+    "mip_era",
+    "activity_drs",
+    "institution_id",
+    "source_id",
+    "experiment_id",
+    "member_id",
+    "table_id",
+    "variable_id",
+    "grid_label",
+]
 
 
-def write_sample_files(root: Path, master_id: str, version: str, variable: str,
-                       nfiles: int) -> list[dict[str, Any]]:
+def write_sample_files(
+    root: Path, master_id: str, version: str, variable: str, nfiles: int
+) -> list[dict[str, Any]]:
     """Write small CF/CMIP6-like monthly files, one year each; return mapfile rows."""
     import netCDF4
     import numpy as np
@@ -79,8 +89,10 @@ def write_sample_files(root: Path, master_id: str, version: str, variable: str,
     rows = []
     for i in range(nfiles):
         year = 1850 + i
-        name = (f"{variable}_{facets['table_id']}_{facets['source_id']}_{facets['experiment_id']}_"
-                f"{facets['member_id']}_{facets['grid_label']}_{year}01-{year}12.nc")
+        name = (
+            f"{variable}_{facets['table_id']}_{facets['source_id']}_{facets['experiment_id']}_"
+            f"{facets['member_id']}_{facets['grid_label']}_{year}01-{year}12.nc"
+        )
         path = ddir / name
         with netCDF4.Dataset(path, "w") as nc:
             nc.createDimension("time", None)
@@ -97,31 +109,57 @@ def write_sample_files(root: Path, master_id: str, version: str, variable: str,
             lo.standard_name, lo.units, lo.axis = "longitude", "degrees_east", "X"
             lo[:] = np.arange(36) * 10.0
             v = nc.createVariable(variable, "f4", ("time", "lat", "lon"), zlib=True)
-            v.standard_name, v.long_name, v.units = "air_temperature", "Near-Surface Air Temperature", "K"
+            v.standard_name, v.long_name, v.units = (
+                "air_temperature",
+                "Near-Surface Air Temperature",
+                "K",
+            )
             v[:] = 280.0 + np.random.default_rng(i).random((12, 4, 36), dtype="f4")
-            nc.setncatts({
-                "mip_era": facets["mip_era"], "activity_id": facets["activity_drs"],
-                "institution_id": facets["institution_id"], "source_id": facets["source_id"],
-                "experiment_id": facets["experiment_id"], "experiment": "all-forcing simulation of the recent past",
-                "variant_label": facets["member_id"], "sub_experiment_id": "none",
-                "table_id": facets["table_id"], "variable_id": variable, "grid_label": facets["grid_label"],
-                "frequency": "mon", "realm": "atmos", "product": "model-output",
-                "nominal_resolution": "100 km", "source_type": "AOGCM AER", "grid": "native grid",
-                "creation_date": "2019-03-08T00:00:00Z", "data_specs_version": "01.00.29",
-                "title": f"{facets['source_id']} output prepared for CMIP6",
-                "tracking_id": f"hdl:21.14100/{uuid.uuid4()}", "Conventions": "CF-1.7 CMIP-6.2",
-            })
+            nc.setncatts(
+                {
+                    "mip_era": facets["mip_era"],
+                    "activity_id": facets["activity_drs"],
+                    "institution_id": facets["institution_id"],
+                    "source_id": facets["source_id"],
+                    "experiment_id": facets["experiment_id"],
+                    "experiment": "all-forcing simulation of the recent past",
+                    "variant_label": facets["member_id"],
+                    "sub_experiment_id": "none",
+                    "table_id": facets["table_id"],
+                    "variable_id": variable,
+                    "grid_label": facets["grid_label"],
+                    "frequency": "mon",
+                    "realm": "atmos",
+                    "product": "model-output",
+                    "nominal_resolution": "100 km",
+                    "source_type": "AOGCM AER",
+                    "grid": "native grid",
+                    "creation_date": "2019-03-08T00:00:00Z",
+                    "data_specs_version": "01.00.29",
+                    "title": f"{facets['source_id']} output prepared for CMIP6",
+                    "tracking_id": f"hdl:21.14100/{uuid.uuid4()}",
+                    "Conventions": "CF-1.7 CMIP-6.2",
+                }
+            )
         data = path.read_bytes()
-        rows.append({"path": str(path), "size": len(data), "mtime": path.stat().st_mtime,
-                     "sha256": hashlib.sha256(data).hexdigest()})
+        rows.append(
+            {
+                "path": str(path),
+                "size": len(data),
+                "mtime": path.stat().st_mtime,
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
     return rows
 
 
 def write_mapfile(path: Path, master_id: str, version: str, rows: list[dict[str, Any]]) -> None:
     with path.open("w") as fh:
         for r in rows:
-            fh.write(f"{master_id}.v{version} | {r['path']} | {r['size']} | mod_time={r['mtime']}"
-                     f" | checksum={r['sha256']} | checksum_type=SHA256\n")
+            fh.write(
+                f"{master_id}.v{version} | {r['path']} | {r['size']} | mod_time={r['mtime']}"
+                f" | checksum={r['sha256']} | checksum_type=SHA256\n"
+            )
 
 
 def write_config(path: Path, args: argparse.Namespace, data_root: Path) -> dict[str, Any]:
@@ -174,8 +212,9 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> dict[
     }
 
 
-def unpublish(args: argparse.Namespace, dataset_id: str, cfg_path: Path, env: dict[str, str],
-              workdir: Path) -> dict[str, Any]:
+def unpublish(
+    args: argparse.Namespace, dataset_id: str, cfg_path: Path, env: dict[str, str], workdir: Path
+) -> dict[str, Any]:
     bindir = Path(sys.executable).parent
     cli = [str(bindir / "esgunpublish"), "--config", str(cfg_path), "--dset-id", dataset_id]
     if args.unpublish == "delete":
@@ -194,8 +233,20 @@ def unpublish(args: argparse.Namespace, dataset_id: str, cfg_path: Path, env: di
         "    getattr(cli, action)(dsid)\n"
         "print(json.dumps({'found': found, 'not_retracted': not_retracted}))\n"
     )
-    lib = run([sys.executable, "-c", code, args.index_node, dataset_id, args.unpublish,
-               "true" if args.verify else "false"], env, workdir, args.timeout)
+    lib = run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            args.index_node,
+            dataset_id,
+            args.unpublish,
+            "true" if args.verify else "false",
+        ],
+        env,
+        workdir,
+        args.timeout,
+    )
     out["library"] = lib
     return out
 
@@ -216,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verify", action="store_true", help="pass esgpublish --verify")
     p.add_argument("--ca-bundle", default=None, help="REQUESTS_CA_BUNDLE for --verify")
     p.add_argument("--disable-citation", action="store_true")
-    p.add_argument("--verbose", action="store_true", help="esgpublish --verbose (logs every XML doc)")
+    p.add_argument(
+        "--verbose", action="store_true", help="esgpublish --verbose (logs every XML doc)"
+    )
     p.add_argument("--dry-run", action="store_true", help="esgpublish --dry-run")
     p.add_argument("--unpublish", choices=["retract", "delete"], default=None)
     p.add_argument("--skip-publish", action="store_true", help="only (re)write inputs / unpublish")
@@ -226,8 +279,19 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir).resolve()
     data_root = workdir / "data"
     data_root.mkdir(parents=True, exist_ok=True)
-    master_id = ".".join(["CMIP6", "CMIP", args.institution, args.source_id, args.experiment,
-                          "r1i1p1f1", "Amon", args.variable, "gn"])
+    master_id = ".".join(
+        [
+            "CMIP6",
+            "CMIP",
+            args.institution,
+            args.source_id,
+            args.experiment,
+            "r1i1p1f1",
+            "Amon",
+            args.variable,
+            "gn",
+        ]
+    )
     instance_id = f"{master_id}.v{args.version}"
     dataset_id = f"{instance_id}|{args.data_node}"
 
@@ -254,10 +318,20 @@ def main(argv: list[str] | None = None) -> int:
         "files": rows,
     }
     if not args.skip_publish:
-        cmd = [str(Path(sys.executable).parent / "esgpublish"), "--config", str(cfg_path),
-               "--map", str(mapfile), "--project", "cmip6"]
-        for flag, on in (("--verify", args.verify), ("--verbose", args.verbose),
-                         ("--dry-run", args.dry_run)):
+        cmd = [
+            str(Path(sys.executable).parent / "esgpublish"),
+            "--config",
+            str(cfg_path),
+            "--map",
+            str(mapfile),
+            "--project",
+            "cmip6",
+        ]
+        for flag, on in (
+            ("--verify", args.verify),
+            ("--verbose", args.verbose),
+            ("--dry-run", args.dry_run),
+        ):
             if on:
                 cmd.append(flag)
         result["publish"] = run(cmd, env, workdir, args.timeout)

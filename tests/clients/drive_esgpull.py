@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     base = query()
     out: dict[str, Any] = {"client": "esgpull", "index_url": cfg.api.index_node}
     out["probe"] = step(lambda: ctx.probe() or "ok")
-    out["hits"] = step(lambda: {"datasets": ctx.hits(base, file=False)[0],
-                                "files": ctx.hits(base, file=True)[0]})
+    out["hits"] = step(
+        lambda: {"datasets": ctx.hits(base, file=False)[0], "files": ctx.hits(base, file=True)[0]}
+    )
     out["hints"] = step(lambda: ctx.hints(base, file=False, facets=facets)[0])
     out["datasets"] = step(lambda: [d.asdict() for d in ctx.datasets(base, max_hits=args.max_hits)])
 
@@ -122,13 +123,21 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.negate:
         name, value = args.negate
-        out["negation"] = step(lambda: {"selection": f"!{name}={value}", **count(query(drop=name, **{f"!{name}": value}))})
+        out["negation"] = step(
+            lambda: {
+                "selection": f"!{name}={value}",
+                **count(query(drop=name, **{f"!{name}": value})),
+            }
+        )
     if args.wildcard:
         name, value = args.wildcard
-        out["wildcard"] = step(lambda: {"selection": f"{name}={value}",
-                                        **count(query(drop=name, **{name: value}))})
+        out["wildcard"] = step(
+            lambda: {"selection": f"{name}={value}", **count(query(drop=name, **{name: value}))}
+        )
     if args.text:
-        out["free_text"] = step(lambda: {"selection": f"query={args.text}", **count(query(query=args.text))})
+        out["free_text"] = step(
+            lambda: {"selection": f"query={args.text}", **count(query(query=args.text))}
+        )
     out["log"] = handler.records
     json.dump(out, sys.stdout, default=str)
     sys.stdout.write("\n")

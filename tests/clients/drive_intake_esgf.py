@@ -52,10 +52,18 @@ def plain(value: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("url", help="server root, e.g. http://127.0.0.1:8080 (serves /esg-search/search)")
-    p.add_argument("--search", default='{"project": "CMIP6"}', help="JSON keywords for cat.search()")
-    p.add_argument("--file-info", action="store_true", help="also call index.get_file_info(dataset ids)")
-    p.add_argument("--download", action="store_true", help="also run cat.to_path_dict() (needs a data node)")
+    p.add_argument(
+        "url", help="server root, e.g. http://127.0.0.1:8080 (serves /esg-search/search)"
+    )
+    p.add_argument(
+        "--search", default='{"project": "CMIP6"}', help="JSON keywords for cat.search()"
+    )
+    p.add_argument(
+        "--file-info", action="store_true", help="also call index.get_file_info(dataset ids)"
+    )
+    p.add_argument(
+        "--download", action="store_true", help="also run cat.to_path_dict() (needs a data node)"
+    )
     p.add_argument("--distrib", action="store_true", help="SolrESGFIndex(distrib=True)")
     p.add_argument("--workdir", default=None, help="HOME and local cache for intake-esgf")
     args = p.parse_args(argv)
@@ -76,13 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     search_kw: dict[str, Any] = json.loads(args.search)
     netloc = args.url.split("://", 1)[-1].rstrip("/")
 
-    with warnings.catch_warnings(record=True) as caught, intake_esgf.conf.set(
-        no_indices=True,
-        indices={"esgf-node.ornl.gov": True},  # any Solr index, replaced below
-        local_cache=[os.path.join(workdir, "esgf-cache")],
-        esg_dataroot=[],
-        requests_cache={"expire_after": "DO_NOT_CACHE"},
-        break_on_error=True,
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        intake_esgf.conf.set(
+            no_indices=True,
+            indices={"esgf-node.ornl.gov": True},  # any Solr index, replaced below
+            local_cache=[os.path.join(workdir, "esgf-cache")],
+            esg_dataroot=[],
+            requests_cache={"expire_after": "DO_NOT_CACHE"},
+            break_on_error=True,
+        ),
     ):
         warnings.simplefilter("always")
         cat = ESGFCatalog()
@@ -108,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             def file_info() -> list[dict[str, Any]]:
                 ids = [i for ids in cat.df["id"] for i in ids]
                 infos = idx.get_file_info(ids)
-                return [{k: plain(str(v) if k == "path" else v) for k, v in i.items()} for i in infos]
+                return [
+                    {k: plain(str(v) if k == "path" else v) for k, v in i.items()} for i in infos
+                ]
 
             result["file_info"] = step(file_info)
 

@@ -107,7 +107,9 @@ def observe(url: str, distrib: bool, args: argparse.Namespace) -> dict[str, Any]
         out["negation"] = step(negation)
 
     if distrib:
-        out["shards"] = step(lambda: {h: [list(p) for p in v] for h, v in conn.get_shard_list().items()})
+        out["shards"] = step(
+            lambda: {h: [list(p) for p in v] for h, v in conn.get_shard_list().items()}
+        )
 
     def wget() -> dict[str, Any]:
         script = ctx.get_download_script()
@@ -123,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("url", help="server root, e.g. http://127.0.0.1:8080 (no /esg-search)")
     p.add_argument("--prefix", default="/esg-search", help="path of the service below url")
     p.add_argument("--constraints", default='{"project": "CMIP6"}', help="JSON facet constraints")
-    p.add_argument("--facets", default=None, help="facets= for count queries (default: pyesgf's '*')")
+    p.add_argument(
+        "--facets", default=None, help="facets= for count queries (default: pyesgf's '*')"
+    )
     p.add_argument("--latest", choices=["true", "false"], default=None)
     p.add_argument("--negate", default=None, help="NAME=VALUE, applied with not_equals()")
     p.add_argument("--mode", choices=["local", "distrib", "both"], default="both")

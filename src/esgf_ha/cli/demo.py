@@ -18,7 +18,9 @@ from esgf_ha.common.auth import issue_token
 from esgf_ha.records.samples import as_batch, cmip5_samples, cmip6_samples
 
 
-def wait_for_endpoint(state_dir: Path, name: str, proc: subprocess.Popen, timeout: float = 60) -> str:
+def wait_for_endpoint(
+    state_dir: Path, name: str, proc: subprocess.Popen, timeout: float = 60
+) -> str:
     """Wait for a service started with port 0 to say where it listens and be ready."""
     endpoint = state_dir / f"{name}.endpoint.json"
     deadline = time.monotonic() + timeout
@@ -29,7 +31,10 @@ def wait_for_endpoint(state_dir: Path, name: str, proc: subprocess.Popen, timeou
             info = orjson.loads(endpoint.read_bytes())
             if info.get("pid") == proc.pid:
                 try:
-                    if httpx.get(info["url"] + "/readyz", verify=False, timeout=2).status_code == 200:
+                    if (
+                        httpx.get(info["url"] + "/readyz", verify=False, timeout=2).status_code
+                        == 200
+                    ):
                         return str(info["url"])
                 except httpx.HTTPError:
                     pass
@@ -45,10 +50,17 @@ Examples:
   esgf-ha demo --listen 127.0.0.1:8080 --state-dir demo-state
 """
 )
-@click.option("--state-dir", type=click.Path(path_type=Path),
-              help="where the demo keeps its state (default: a fresh temporary directory)")
-@click.option("--listen", default="127.0.0.1:0", show_default=True,
-              help="address of the master index (port 0: any free port)")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="where the demo keeps its state (default: a fresh temporary directory)",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:0",
+    show_default=True,
+    help="address of the master index (port 0: any free port)",
+)
 @click.option("--datasets", default=40, show_default=True, help="CMIP6 sample datasets")
 @click.option("--check", is_flag=True, help="run the checks unattended and exit")
 def demo(state_dir: Path | None, listen: str, datasets: int, check: bool) -> None:
@@ -60,36 +72,82 @@ def demo(state_dir: Path | None, listen: str, datasets: int, check: bool) -> Non
     master_dir = state_dir / "master"
     master_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "esgf_ha", "serve", "index", "--role", "master",
-         "--state-dir", str(master_dir), "--listen", listen, "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "esgf_ha",
+            "serve",
+            "index",
+            "--role",
+            "master",
+            "--state-dir",
+            str(master_dir),
+            "--listen",
+            listen,
+            "--log-level",
+            "warning",
+        ],
     )
     try:
         url = wait_for_endpoint(master_dir, "index", proc)
         token = issue_token(master_dir, ["esgf:publish"], subject="demo")
         samples = cmip6_samples(datasets) + cmip5_samples(max(4, datasets // 5))
         with httpx.Client(base_url=url, timeout=60) as client:
-            r = client.post("/api/v1/publish", content=orjson.dumps(as_batch(samples)),
-                            headers={"Authorization": f"Bearer {token}"})
+            r = client.post(
+                "/api/v1/publish",
+                content=orjson.dumps(as_batch(samples)),
+                headers={"Authorization": f"Bearer {token}"},
+            )
             if r.status_code != 200:
-                raise click.ClickException(f"publishing the samples failed: {r.status_code} {r.text}")
+                raise click.ClickException(
+                    f"publishing the samples failed: {r.status_code} {r.text}"
+                )
             published = r.json()
             click.echo(f"master index: {url}")
-            click.echo(f"published {len(published['published'])} sample datasets "
-                       f"({len(published['unchanged'])} already there)\n")
+            click.echo(
+                f"published {len(published['published'])} sample datasets "
+                f"({len(published['unchanged'])} already there)\n"
+            )
             search = "/esg-search/search"
             tries = [
-                ("latest CMIP6 datasets, counted by source_id",
-                 {"project": "CMIP6", "latest": "true", "facets": "source_id", "limit": "0",
-                  "format": "application/solr+json"}),
-                ("near-surface temperature, not from CESM2 (negation)",
-                 {"variable_id": "tas", "source_id!": "CESM2", "limit": "3",
-                  "fields": "instance_id", "format": "application/solr+json"}),
-                ("Lucene query as esgpull sends it",
-                 {"query": "project:CMIP6 AND variable_id:(pr tas)", "limit": "0",
-                  "format": "application/solr+json"}),
-                ("the files of one dataset",
-                 {"type": "File", "dataset_id": str(samples[0].dataset["id"]), "limit": "5",
-                  "fields": "title,size,checksum", "format": "application/solr+json"}),
+                (
+                    "latest CMIP6 datasets, counted by source_id",
+                    {
+                        "project": "CMIP6",
+                        "latest": "true",
+                        "facets": "source_id",
+                        "limit": "0",
+                        "format": "application/solr+json",
+                    },
+                ),
+                (
+                    "near-surface temperature, not from CESM2 (negation)",
+                    {
+                        "variable_id": "tas",
+                        "source_id!": "CESM2",
+                        "limit": "3",
+                        "fields": "instance_id",
+                        "format": "application/solr+json",
+                    },
+                ),
+                (
+                    "Lucene query as esgpull sends it",
+                    {
+                        "query": "project:CMIP6 AND variable_id:(pr tas)",
+                        "limit": "0",
+                        "format": "application/solr+json",
+                    },
+                ),
+                (
+                    "the files of one dataset",
+                    {
+                        "type": "File",
+                        "dataset_id": str(samples[0].dataset["id"]),
+                        "limit": "5",
+                        "fields": "title,size,checksum",
+                        "format": "application/solr+json",
+                    },
+                ),
             ]
             failures = 0
             for title, params in tries:
@@ -99,7 +157,9 @@ def demo(state_dir: Path | None, listen: str, datasets: int, check: bool) -> Non
                 click.echo(f"# {title}\ncurl '{shown}'")
                 click.echo(f"  -> numFound={body['response']['numFound']}")
                 for name, flat in body["facet_counts"]["facet_fields"].items():
-                    pairs = ", ".join(f"{v}={c}" for v, c in zip(flat[::2], flat[1::2], strict=True))
+                    pairs = ", ".join(
+                        f"{v}={c}" for v, c in zip(flat[::2], flat[1::2], strict=True)
+                    )
                     click.echo(f"     {name}: {pairs}")
                 for doc in body["response"]["docs"][:3]:
                     click.echo(f"     {orjson.dumps(doc).decode()[:120]}")

@@ -32,28 +32,57 @@ The chosen address (useful with port 0) is logged and written to
 <state-dir>/index.endpoint.json.
 """,
 )
-@click.option("--role", type=click.Choice(["master", "replica"]), default="master",
-              show_default=True, help="master takes publications; replicas are read-only")
-@click.option("--state-dir", type=click.Path(path_type=Path), required=True,
-              help="directory for the store, keys and TLS files (created if missing)")
-@click.option("--listen", default="127.0.0.1:8080", show_default=True,
-              help="HOST:PORT to listen on; port 0 picks a free one")
+@click.option(
+    "--role",
+    type=click.Choice(["master", "replica"]),
+    default="master",
+    show_default=True,
+    help="master takes publications; replicas are read-only",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="directory for the store, keys and TLS files (created if missing)",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="HOST:PORT to listen on; port 0 picks a free one",
+)
 @click.option("--tls", is_flag=True, help="serve HTTPS (a certificate is made on first start)")
-@click.option("--tls-cert", type=click.Path(path_type=Path, exists=True),
-              help="use this certificate chain (PEM) instead of a generated one")
-@click.option("--tls-key", type=click.Path(path_type=Path, exists=True),
-              help="private key for --tls-cert")
-@click.option("--hostname", "hostnames", multiple=True,
-              help="extra host name for the generated certificate (repeatable)")
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, exists=True),
+    help="use this certificate chain (PEM) instead of a generated one",
+)
+@click.option(
+    "--tls-key", type=click.Path(path_type=Path, exists=True), help="private key for --tls-cert"
+)
+@click.option(
+    "--hostname",
+    "hostnames",
+    multiple=True,
+    help="extra host name for the generated certificate (repeatable)",
+)
 @click.option("--jwks-url", help="verify tokens against this external issuer's JWKS as well")
 @click.option("--log-level", default="info", show_default=True)
 def serve_index(
-    role: str, state_dir: Path, listen: str, tls: bool, tls_cert: Path | None,
-    tls_key: Path | None, hostnames: tuple[str, ...], jwks_url: str | None, log_level: str,
+    role: str,
+    state_dir: Path,
+    listen: str,
+    tls: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    hostnames: tuple[str, ...],
+    jwks_url: str | None,
+    log_level: str,
 ) -> None:
     """Serve the ESGF search API (and, on the master, publication)."""
     from esgf_ha.common.auth import TokenVerifier
-    from esgf_ha.common.server import parse_listen, serve as run
+    from esgf_ha.common.server import parse_listen
+    from esgf_ha.common.server import serve as run
     from esgf_ha.common.tls import TLSFiles, ensure_server_tls
     from esgf_ha.index.app import create_app
     from esgf_ha.index.service import IndexService
@@ -61,8 +90,14 @@ def serve_index(
 
     setup_logging(log_level)
     settings = IndexSettings(
-        role=role, state_dir=state_dir, listen=listen, tls=tls or bool(tls_cert),
-        tls_cert=tls_cert, tls_key=tls_key, hostnames=list(hostnames), jwks_url=jwks_url,
+        role="replica" if role == "replica" else "master",
+        state_dir=state_dir,
+        listen=listen,
+        tls=tls or bool(tls_cert),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        hostnames=list(hostnames),
+        jwks_url=jwks_url,
     )
     try:
         parse_listen(listen)

@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -129,22 +130,30 @@ class TokenVerifier:
         return Principal(str(claims.get("sub", "")), scopes, "token")
 
     def _decode(self, token: str) -> dict[str, object]:
-        options = {"require": ["exp"], "verify_aud": self.audience is not None}
+        options: Any = {"require": ["exp"], "verify_aud": self.audience is not None}
         errors = []
         if self.jwks is not None:
             try:
                 signing = self.jwks.get_signing_key_from_jwt(token)
                 return jwt.decode(
-                    token, signing.key, algorithms=["RS256", "ES256", "EdDSA"],
-                    audience=self.audience, issuer=self.issuer, options=options,
+                    token,
+                    signing.key,
+                    algorithms=["RS256", "ES256", "EdDSA"],
+                    audience=self.audience,
+                    issuer=self.issuer,
+                    options=options,
                 )
             except jwt.PyJWTError as exc:
                 errors.append(str(exc))
         for key in self.public_keys:
             try:
                 return jwt.decode(
-                    token, key, algorithms=["EdDSA"], audience=self.audience,
-                    issuer=self.issuer, options=options,
+                    token,
+                    key,
+                    algorithms=["EdDSA"],
+                    audience=self.audience,
+                    issuer=self.issuer,
+                    options=options,
                 )
             except jwt.ExpiredSignatureError:
                 raise InvalidToken("the token has expired") from None

@@ -23,7 +23,7 @@ log = logging.getLogger("esgf_ha.server")
 class PeerCertProtocol(H11Protocol):
     """Hands the verified TLS client certificate (if any) to the app as `request.state`."""
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
@@ -79,7 +79,9 @@ def serve(
     server = uvicorn.Server(config)
     endpoint = state_dir / f"{name}.endpoint.json"
     tmp = endpoint.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps({"url": url, "pid": os.getpid(), "ca": str(tls.ca) if tls else None}))
+    tmp.write_bytes(
+        orjson.dumps({"url": url, "pid": os.getpid(), "ca": str(tls.ca) if tls else None})
+    )
     tmp.replace(endpoint)
     log.info("listening", extra={"service": name, "url": url})
     server.run(sockets=[sock])

@@ -44,19 +44,29 @@ class Metrics:
     def __init__(self, service: IndexService) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "esgf_http_requests", "HTTP requests served", ["endpoint", "status"],
+            "esgf_http_requests",
+            "HTTP requests served",
+            ["endpoint", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "esgf_http_request_seconds", "HTTP request latency", ["endpoint"],
+            "esgf_http_request_seconds",
+            "HTTP request latency",
+            ["endpoint"],
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        records = Gauge("esgf_index_records", "records in the index", ["type"], registry=self.registry)
+        records = Gauge(
+            "esgf_index_records", "records in the index", ["type"], registry=self.registry
+        )
         for core in ("Dataset", "File", "Aggregation"):
-            records.labels(core).set_function(lambda c=core: service.cores[c].live_count)
+            records.labels(core).set_function(_counter(service, core))
         seq = Gauge("esgf_index_sequence", "last change-log sequence", registry=self.registry)
         seq.set_function(lambda: service.seq)
+
+
+def _counter(service: IndexService, core: str) -> Callable[[], float]:
+    return lambda: float(service.cores[core].live_count)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -93,10 +103,14 @@ def _json_error(status: int, message: str) -> Response:
     return JSONResponse({"ok": False, "status": status, "error": message}, status_code=status)
 
 
-def create_app(settings: IndexSettings, service: IndexService, verifier: TokenVerifier) -> Starlette:
+def create_app(
+    settings: IndexSettings, service: IndexService, verifier: TokenVerifier
+) -> Starlette:
     metrics = Metrics(service)
 
-    def measured(endpoint: str, handler: Handler, errors: Callable[[int, str], Response]) -> Handler:
+    def measured(
+        endpoint: str, handler: Handler, errors: Callable[[int, str], Response]
+    ) -> Handler:
         async def wrapped(request: Request) -> Response:
             began = time.perf_counter()
             try:
@@ -132,7 +146,9 @@ def create_app(settings: IndexSettings, service: IndexService, verifier: TokenVe
         if request.method == "POST":
             body = await read_body(request, 1024 * 1024)
             try:
-                params += parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+                params += parse_qsl(
+                    body.decode("utf-8"), keep_blank_values=True, strict_parsing=False
+                )
             except UnicodeDecodeError:
                 raise BadRequest("the form body is not UTF-8 text") from None
         return parse_search(params, service.known_fields(), wget=wget_mode)
@@ -149,7 +165,9 @@ def create_app(settings: IndexSettings, service: IndexService, verifier: TokenVe
 
     async def wget_script(request: Request) -> Response:
         if request.method == "GET" and not request.url.query:
-            return RedirectResponse(str(request.url.include_query_params(limit=1, distrib="false")), 302)
+            return RedirectResponse(
+                str(request.url.include_query_params(limit=1, distrib="false")), 302
+            )
         req = await search_request(request, wget_mode=True)
         result, docs = await run_in_threadpool(service.search, req)
         if result.total == 0:
@@ -162,12 +180,16 @@ def create_app(settings: IndexSettings, service: IndexService, verifier: TokenVe
             )
         search_url = str(request.url)
         script = wget.render_script(
-            files, host=request.url.hostname or "", search_url=search_url,
-            total=result.total, limit=req.limit,
+            files,
+            host=request.url.hostname or "",
+            search_url=search_url,
+            total=result.total,
+            limit=req.limit,
         )
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         return Response(
-            script, media_type="text/x-sh",
+            script,
+            media_type="text/x-sh",
             headers={"Content-Disposition": f"attachment; filename=wget-{stamp}.sh"},
         )
 
@@ -175,11 +197,16 @@ def create_app(settings: IndexSettings, service: IndexService, verifier: TokenVe
         return PlainTextResponse("ESGF REST Publishing Service")
 
     def ws_response(outcome_messages: list[str]) -> Response:
-        return Response(ws_xml.status_document(True, outcome_messages), media_type="application/xml")
+        return Response(
+            ws_xml.status_document(True, outcome_messages), media_type="application/xml"
+        )
 
     def ws_error(status: int, message: str) -> Response:
-        return Response(ws_xml.status_document(False, [message]), status_code=status,
-                        media_type="application/xml")
+        return Response(
+            ws_xml.status_document(False, [message]),
+            status_code=status,
+            media_type="application/xml",
+        )
 
     async def ws_publish(request: Request) -> Response:
         authorize(request, "esgf:publish")
@@ -193,11 +220,18 @@ def create_app(settings: IndexSettings, service: IndexService, verifier: TokenVe
         if "id" not in record:
             raise BadRequest("the document lacks an id field")
         outcome = await run_in_threadpool(service.delete, [str(record["id"])])
-        return ws_response([m.replace("Deleted", "Unpublished record:").replace("id: ", "") for m in outcome.messages])
+        return ws_response(
+            [
+                m.replace("Deleted", "Unpublished record:").replace("id: ", "")
+                for m in outcome.messages
+            ]
+        )
 
     async def ws_update(request: Request) -> Response:
         authorize(request, "esgf:publish")
-        core, action, updates = ws_xml.parse_updates(await read_body(request, settings.max_body_bytes))
+        core, action, updates = ws_xml.parse_updates(
+            await read_body(request, settings.max_body_bytes)
+        )
         outcome = await run_in_threadpool(service.update, core, action, updates)
         return ws_response(outcome.messages)
 
@@ -232,13 +266,21 @@ def create_app(settings: IndexSettings, service: IndexService, verifier: TokenVe
         batch = await json_body(request)
         outcome = await run_in_threadpool(service.publish_batch, batch)
         return JSONResponse(
-            {"ok": True, "published": outcome.published, "unchanged": outcome.unchanged,
-             "seq": service.seq}
+            {
+                "ok": True,
+                "published": outcome.published,
+                "unchanged": outcome.unchanged,
+                "seq": service.seq,
+            }
         )
 
     def ids_from(body: object) -> list[str]:
-        if not isinstance(body, dict) or not isinstance(body.get("ids"), list) or not body["ids"] \
-                or not all(isinstance(i, str) and i for i in body["ids"]):
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("ids"), list)
+            or not body["ids"]
+            or not all(isinstance(i, str) and i for i in body["ids"])
+        ):
             raise BadRequest('expected {"ids": ["<dataset id>", ...]}')
         return list(body["ids"])
 
@@ -255,8 +297,13 @@ def create_app(settings: IndexSettings, service: IndexService, verifier: TokenVe
     async def api_status(request: Request) -> Response:
         stats = service.stats()
         return JSONResponse(
-            {"role": settings.role, "version": __version__, "records": stats.records,
-             "seq": stats.seq, "opened_in_seconds": round(stats.opened_in, 3)}
+            {
+                "role": settings.role,
+                "version": __version__,
+                "records": stats.records,
+                "seq": stats.seq,
+                "opened_in_seconds": round(stats.opened_in, 3),
+            }
         )
 
     async def livez(request: Request) -> Response:
@@ -267,8 +314,14 @@ def create_app(settings: IndexSettings, service: IndexService, verifier: TokenVe
             await run_in_threadpool(service.store.last_seq)
         except Exception as exc:  # the store is what readiness means here
             return JSONResponse({"ready": False, "reason": f"store unavailable: {exc}"}, 503)
-        return JSONResponse({"ready": True, "role": settings.role, "seq": service.seq,
-                             "records": service.stats().records})
+        return JSONResponse(
+            {
+                "ready": True,
+                "role": settings.role,
+                "seq": service.seq,
+                "records": service.stats().records,
+            }
+        )
 
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
@@ -279,8 +332,14 @@ def create_app(settings: IndexSettings, service: IndexService, verifier: TokenVe
     H, J, X = _html_error, _json_error, ws_error
     routes = []
 
-    def add(path: str, endpoint: str, handler: Handler, errors: Callable[[int, str], Response],
-            methods: list[str], slash: bool = False) -> None:
+    def add(
+        path: str,
+        endpoint: str,
+        handler: Handler,
+        errors: Callable[[int, str], Response],
+        methods: list[str],
+        slash: bool = False,
+    ) -> None:
         wrapped = measured(endpoint, handler, errors)
         routes.append(Route(path, wrapped, methods=methods))
         if slash:

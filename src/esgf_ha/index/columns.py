@@ -13,6 +13,7 @@ array.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import re
 from collections.abc import Iterable, Sequence
@@ -262,10 +263,8 @@ class CoreIndex:
                 num = self.numbers.get(name)
                 if num is None:
                     num = self.numbers[name] = NumColumn(name, kind)
-                try:
+                with contextlib.suppress(TypeError, ValueError):
                     num.set(slot, value)
-                except (TypeError, ValueError):
-                    pass
         self.generation += 1
 
     def remove(self, slots: Sequence[int]) -> None:

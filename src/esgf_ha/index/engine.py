@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -25,9 +25,9 @@ from esgf_ha.index.columns import (
     tokenize,
 )
 from esgf_ha.index.errors import BadRequest
-from esgf_ha.index.params import SearchRequest
+from esgf_ha.index.params import SearchRequest, resolve_date
 from esgf_ha.index.store import Store
-from esgf_ha.records.schema import NOT_FACETS, Kind, kind_of, parse_bool, parse_date
+from esgf_ha.records.schema import NOT_FACETS, Kind, kind_of, parse_bool
 
 SMALL_RESULT = 5_000
 
@@ -268,7 +268,9 @@ class Engine:
             data = num.view(core.n)[mask]
             data = data[~np.isnan(data)]
             values, counts = np.unique(data, return_counts=True)
-            pairs = [(_render_number(num.kind, v), int(c)) for v, c in zip(values, counts, strict=True)]
+            pairs = [
+                (_render_number(num.kind, v), int(c)) for v, c in zip(values, counts, strict=True)
+            ]
             pairs.sort(key=lambda p: p[0])
             return pairs
         if name in KEYED_FIELDS and total <= 100_000:
@@ -377,30 +379,6 @@ def _fts_query(words: list[str], wildcard: bool) -> str | None:
     if not safe:
         return None
     return '"' + " ".join(safe) + '"'
-
-
-_DATEMATH = re.compile(
-    r"^NOW(?P<ops>([+-]\d+(YEARS?|MONTHS?|DAYS?|HOURS?|MINUTES?|SECONDS?))*)(/(?P<round>DAY|HOUR|MINUTE|SECOND|YEAR|MONTH))?$"
-)
-_UNITS = {"YEAR": 365 * 86400, "MONTH": 30 * 86400, "DAY": 86400, "HOUR": 3600, "MINUTE": 60, "SECOND": 1}
-
-
-def resolve_date(value: str) -> str:
-    """An ISO date, or Solr date math relative to NOW (`NOW-1DAY`, `NOW/DAY`)."""
-    text = value.strip()
-    m = _DATEMATH.match(text)
-    if not m:
-        return parse_date(text)
-    now = datetime.now(UTC)
-    for sign, amount, unit in re.findall(r"([+-])(\d+)([A-Z]+?)S?(?=[+-]|$)", m.group("ops") or ""):
-        delta = timedelta(seconds=int(amount) * _UNITS[unit.rstrip("S")])
-        now = now + delta if sign == "+" else now - delta
-    rnd = m.group("round")
-    if rnd == "DAY":
-        now = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    elif rnd == "HOUR":
-        now = now.replace(minute=0, second=0, microsecond=0)
-    return parse_date(now)
 
 
 __all__ = ["Engine", "SearchResult", "facet_profile", "resolve_date", "kind_of"]

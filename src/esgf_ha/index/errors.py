@@ -1,16 +1,16 @@
 """Errors of the index package, mapped to HTTP statuses only in `app.py`.
 
-    IndexServiceError
-     ├── BadRequest            400  malformed request or parameter
-     │    ├── InvalidParameter 400  unknown parameter name (esg-search wording)
-     │    └── QuerySyntaxError 400  a `query` that is not Lucene syntax
-     ├── Unauthorized          401  no or invalid credentials
-     ├── Forbidden             403  valid credentials without the needed scope
-     ├── NotFound              404
-     ├── Conflict              409  e.g. republishing a version with different checksums
-     ├── PayloadTooLarge       413
-     ├── UnsupportedFormat     501  esg-search answers an unknown `format` with 501
-     └── NotReady              503
+IndexServiceError
+ ├── BadRequest            400  malformed request or parameter
+ │    ├── InvalidParameter 400  unknown parameter name (esg-search wording)
+ │    └── QuerySyntaxError 400  a `query` that is not Lucene syntax
+ ├── Unauthorized          401  no or invalid credentials
+ ├── Forbidden             403  valid credentials without the needed scope
+ ├── NotFound              404
+ ├── Conflict              409  e.g. republishing a version with different checksums
+ ├── PayloadTooLarge       413
+ ├── UnsupportedFormat     501  esg-search answers an unknown `format` with 501
+ └── NotReady              503
 """
 
 from __future__ import annotations

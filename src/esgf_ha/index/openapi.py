@@ -6,7 +6,11 @@ from typing import Any
 
 _ERROR = {
     "type": "object",
-    "properties": {"ok": {"type": "boolean"}, "status": {"type": "integer"}, "error": {"type": "string"}},
+    "properties": {
+        "ok": {"type": "boolean"},
+        "status": {"type": "integer"},
+        "error": {"type": "string"},
+    },
     "required": ["ok", "status", "error"],
 }
 _RECORD = {"type": "object", "additionalProperties": True, "description": "an ESGF record"}
@@ -21,7 +25,13 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 def _search_params() -> list[dict[str, Any]]:
     def p(name: str, schema: dict[str, Any], desc: str) -> dict[str, Any]:
-        return {"name": name, "in": "query", "required": False, "schema": schema, "description": desc}
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": schema,
+            "description": desc,
+        }
 
     text = {"type": "string", "minLength": 1}
     return [
@@ -50,14 +60,16 @@ def _search_params() -> list[dict[str, Any]]:
 
 
 def document(version: str) -> dict[str, Any]:
-    bearer = [{"bearer": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     ids_body = {
         "required": True,
         "content": {
             "application/json": {
                 "schema": {
                     "type": "object",
-                    "properties": {"ids": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+                    "properties": {
+                        "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1}
+                    },
                     "required": ["ids"],
                 }
             }
@@ -67,7 +79,9 @@ def document(version: str) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "esgf-ha index node", "version": version},
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            }
         },
         "paths": {
             "/esg-search/search": {
@@ -101,7 +115,10 @@ def document(version: str) -> dict[str, Any]:
                                                 "properties": {
                                                     "dataset": _RECORD,
                                                     "files": {"type": "array", "items": _RECORD},
-                                                    "aggregations": {"type": "array", "items": _RECORD},
+                                                    "aggregations": {
+                                                        "type": "array",
+                                                        "items": _RECORD,
+                                                    },
                                                 },
                                                 "required": ["dataset"],
                                             },
@@ -146,10 +163,18 @@ def document(version: str) -> dict[str, Any]:
             "/api/v1/status": {
                 "get": {
                     "summary": "Index role, record counts, sequence",
-                    "responses": {"200": {"description": "status", "content": {"application/json": {}}}},
+                    "responses": {
+                        "200": {"description": "status", "content": {"application/json": {}}}
+                    },
                 }
             },
-            "/livez": {"get": {"responses": {"200": {"description": "alive", "content": {"application/json": {}}}}}},
+            "/livez": {
+                "get": {
+                    "responses": {
+                        "200": {"description": "alive", "content": {"application/json": {}}}
+                    }
+                }
+            },
             "/readyz": {
                 "get": {
                     "responses": {

@@ -9,29 +9,108 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from esgf_ha.index import query as lucene
 from esgf_ha.index.errors import BadRequest, InvalidParameter, UnsupportedFormat
-from esgf_ha.records.schema import CORES, parse_bool
+from esgf_ha.records.errors import InvalidRecord
+from esgf_ha.records.schema import CORES, parse_bool, parse_date
 
 KEYWORDS = frozenset(
-    "offset limit query format facets fields distrib shards from to sort".split()
+    [
+        "offset",
+        "limit",
+        "query",
+        "format",
+        "facets",
+        "fields",
+        "distrib",
+        "shards",
+        "from",
+        "to",
+        "sort",
+    ]
 )
 CORE_QUERY_FIELDS = frozenset(
-    """id type replica retracted latest master_id instance_id drs_id title description timestamp
-    url xlink size number_of_files number_of_aggregations dataset_id tracking_id access version
-    max_version min_version checksum checksum_type data_node index_node bbox lat lon radius
-    polygon start end download_structure download_emptypath""".split()
+    [
+        "id",
+        "type",
+        "replica",
+        "retracted",
+        "latest",
+        "master_id",
+        "instance_id",
+        "drs_id",
+        "title",
+        "description",
+        "timestamp",
+        "url",
+        "xlink",
+        "size",
+        "number_of_files",
+        "number_of_aggregations",
+        "dataset_id",
+        "tracking_id",
+        "access",
+        "version",
+        "max_version",
+        "min_version",
+        "checksum",
+        "checksum_type",
+        "data_node",
+        "index_node",
+        "bbox",
+        "lat",
+        "lon",
+        "radius",
+        "polygon",
+        "start",
+        "end",
+        "download_structure",
+        "download_emptypath",
+    ]
 )
 # Facet names of the projects we serve, accepted even before a record carries them, so that an
 # empty index answers `project=CMIP6` with no hits rather than an error.
 KNOWN_FACETS = frozenset(
-    """project mip_era activity_id activity_drs institution_id source_id experiment_id
-    member_id sub_experiment_id variant_label table_id variable_id variable grid_label frequency
-    realm nominal_resolution source_type product cf_standard_name variable_long_name
-    data_specs_version experiment_title model_cohort institute model experiment
-    experiment_family time_frequency cmor_table ensemble forcing format cf_standard_name
-    short_description grid""".split()
+    [
+        "project",
+        "mip_era",
+        "activity_id",
+        "activity_drs",
+        "institution_id",
+        "source_id",
+        "experiment_id",
+        "member_id",
+        "sub_experiment_id",
+        "variant_label",
+        "table_id",
+        "variable_id",
+        "variable",
+        "grid_label",
+        "frequency",
+        "realm",
+        "nominal_resolution",
+        "source_type",
+        "product",
+        "cf_standard_name",
+        "variable_long_name",
+        "data_specs_version",
+        "experiment_title",
+        "model_cohort",
+        "institute",
+        "model",
+        "experiment",
+        "experiment_family",
+        "time_frequency",
+        "cmor_table",
+        "ensemble",
+        "forcing",
+        "format",
+        "cf_standard_name",
+        "short_description",
+        "grid",
+    ]
 )
 UNSUPPORTED = frozenset({"lat", "lon", "location", "radius", "polygon"})
 FORMATS = {"application/solr+xml": "xml", "application/solr+json": "json"}
@@ -89,7 +168,9 @@ def _int(name: str, value: str) -> int:
     try:
         number = int(value.strip())
     except ValueError:
-        raise BadRequest(f"Invalid value for parameter={name}: {value!r} is not an integer") from None
+        raise BadRequest(
+            f"Invalid value for parameter={name}: {value!r} is not an integer"
+        ) from None
     if number < 0:
         raise BadRequest(f"Invalid value for parameter={name}: must not be negative")
     return number
@@ -140,7 +221,9 @@ def parse_search(
                 raise UnsupportedFormat(f"Invalid requested format: {value}")
             req.format = FORMATS[value]
         elif base == "query":
-            req.query_text = value if req.query_text is None else f"({req.query_text}) AND ({value})"
+            req.query_text = (
+                value if req.query_text is None else f"({req.query_text}) AND ({value})"
+            )
         elif base == "facets":
             req.facets = [f for f in (p.strip() for p in value.split(",")) if f]
         elif base == "fields":
@@ -152,15 +235,14 @@ def parse_search(
         elif base == "shards":
             req.shards = value
         elif base == "from":
-            req.from_ = value
+            req.from_ = _date_param(base, value)
         elif base == "to":
-            req.to = value
+            req.to = _date_param(base, value)
         elif base == "type":
             if first:
                 if value not in CORES:
                     raise BadRequest(
-                        f"Invalid value for parameter=type: {value!r} "
-                        f"(one of {', '.join(CORES)})"
+                        f"Invalid value for parameter=type: {value!r} (one of {', '.join(CORES)})"
                     )
                 req.type = value
         elif base in ("latest", "replica", "retracted") and not negate:
@@ -168,7 +250,7 @@ def parse_search(
                 req.flags[base] = parse_bool(value)
                 req.flag_text[base] = value
         elif base in ("start", "end"):
-            setattr(req, base, value)
+            setattr(req, base, _date_param(base, value))
         elif base == "bbox":
             req.bbox = _bbox(value)
         elif base in ("min_version", "max_version"):
@@ -204,3 +286,45 @@ def _bbox(value: str) -> tuple[float, float, float, float]:
     except ValueError:
         raise BadRequest("Invalid value for parameter=bbox: use [west,south,east,north]") from None
     return west, south, east, north
+
+
+def _date_param(name: str, value: str) -> str:
+    try:
+        resolve_date(value)
+    except InvalidRecord:
+        raise BadRequest(
+            f"Invalid value for parameter={name}: {value!r} is not an ISO 8601 date "
+            "(YYYY-MM-DDTHH:MM:SSZ) or date math such as NOW-1DAY"
+        ) from None
+    return value
+
+
+_DATEMATH = re.compile(
+    r"^NOW(?P<ops>([+-]\d+(YEARS?|MONTHS?|DAYS?|HOURS?|MINUTES?|SECONDS?))*)(/(?P<round>DAY|HOUR|MINUTE|SECOND|YEAR|MONTH))?$"
+)
+_UNITS = {
+    "YEAR": 365 * 86400,
+    "MONTH": 30 * 86400,
+    "DAY": 86400,
+    "HOUR": 3600,
+    "MINUTE": 60,
+    "SECOND": 1,
+}
+
+
+def resolve_date(value: str) -> str:
+    """An ISO date, or Solr date math relative to NOW (`NOW-1DAY`, `NOW/DAY`)."""
+    text = value.strip()
+    m = _DATEMATH.match(text)
+    if not m:
+        return parse_date(text)
+    now = datetime.now(UTC)
+    for sign, amount, unit in re.findall(r"([+-])(\d+)([A-Z]+?)S?(?=[+-]|$)", m.group("ops") or ""):
+        delta = timedelta(seconds=int(amount) * _UNITS[unit.rstrip("S")])
+        now = now + delta if sign == "+" else now - delta
+    rnd = m.group("round")
+    if rnd == "DAY":
+        now = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    elif rnd == "HOUR":
+        now = now.replace(minute=0, second=0, microsecond=0)
+    return parse_date(now)

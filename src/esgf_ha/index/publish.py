@@ -97,9 +97,15 @@ def _resolve_latest(txn: Transaction, dataset: dict[str, object]) -> bool:
     return True
 
 
+def _as_list(value: object) -> list[object]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
 def _file_signature(records: Iterable[dict[str, object]]) -> dict[str, tuple[str, ...]]:
     return {
-        str(r["id"]): tuple(str(c) for c in (r.get("checksum") or []))  # type: ignore[union-attr]
+        str(r["id"]): tuple(str(c) for c in _as_list(r.get("checksum")))
         for r in records
     }
 
@@ -125,7 +131,9 @@ def publish_batch(txn: Transaction, batch: object) -> Outcome:
                 raise BadRequest(f"{where}.{key} must be a list")
             for j, raw in enumerate(raw_children):
                 child = _normalize(
-                    {"type": core, "dataset_id": dataset["id"], **raw} if isinstance(raw, dict) else raw,
+                    {"type": core, "dataset_id": dataset["id"], **raw}
+                    if isinstance(raw, dict)
+                    else raw,
                     f"{where}.{key}[{j}]",
                 )
                 if child["type"] != core or child["dataset_id"] != dataset["id"]:
@@ -141,9 +149,7 @@ def publish_batch(txn: Transaction, batch: object) -> Outcome:
         if existing is not None:
             _, old = existing
             if old.get("retracted"):
-                raise Conflict(
-                    f"dataset {dataset_id} was retracted; publish it as a new version"
-                )
+                raise Conflict(f"dataset {dataset_id} was retracted; publish it as a new version")
             old_files = [rec for core, _, rec in _children(txn, dataset_id) if core == "File"]
             new_files = [rec for core, rec in children if core == "File"]
             if _file_signature(old_files) != _file_signature(new_files):
@@ -251,7 +257,9 @@ def update(
     updates: list[tuple[list[tuple[str, str]], dict[str, list[str]]]],
 ) -> Outcome:
     """esg-search `/ws/update`: set/add/remove field values on every record matching a query."""
-    core = UPDATE_CORES.get(core_name) or (core_name if core_name in UPDATE_CORES.values() else None)
+    core = UPDATE_CORES.get(core_name) or (
+        core_name if core_name in UPDATE_CORES.values() else None
+    )
     if core is None:
         raise BadRequest(f"unknown core {core_name!r}: use datasets, files or aggregations")
     if action not in ("set", "add", "remove"):

@@ -83,10 +83,7 @@ def solr_params(req: SearchRequest, host: str, qtime_fields: bool = True) -> dic
 
 
 def project(doc: dict[str, object], fields: list[str] | None) -> dict[str, object]:
-    if fields and "*" not in fields:
-        out = {k: doc[k] for k in fields if k in doc}
-    else:
-        out = dict(doc)
+    out = {k: doc[k] for k in fields if k in doc} if fields and "*" not in fields else dict(doc)
     out["score"] = 1.0
     return out
 
@@ -138,9 +135,7 @@ def _xml_field(name: str, value: object) -> str:
     kind = Kind.FLOAT if name == "score" else kind_of(name)
     if is_multi(name) and name != "score":
         items = value if isinstance(value, list) else [value]
-        inner = "".join(
-            f"<{t}>{escape(v)}</{t}>" for t, v in (_xml_value(kind, i) for i in items)
-        )
+        inner = "".join(f"<{t}>{escape(v)}</{t}>" for t, v in (_xml_value(kind, i) for i in items))
         return f"<arr name={quoteattr(name)}>{inner}</arr>"
     tag, text = _xml_value(kind, value)
     return f"<{tag} name={quoteattr(name)}>{escape(text)}</{tag}>"

@@ -76,9 +76,7 @@ class IndexService:
         return names
 
     def stats(self) -> IndexStats:
-        return IndexStats(
-            {c: self.cores[c].live_count for c in CORES}, self.seq, self.opened_in
-        )
+        return IndexStats({c: self.cores[c].live_count for c in CORES}, self.seq, self.opened_in)
 
     # -- writes -------------------------------------------------------------------------------
     def publish_batch(self, batch: object) -> publish.Outcome:

@@ -126,7 +126,9 @@ class Store:
             conn.execute("PRAGMA synchronous=FULL")
         else:
             conn = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                f"file:{self.path}?mode=ro",
+                uri=True,
+                isolation_level=None,
                 check_same_thread=False,
             )
         conn.execute("PRAGMA busy_timeout=10000")
@@ -146,9 +148,8 @@ class Store:
             CREATE TABLE IF NOT EXISTS changes (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
                 kind TEXT NOT NULL, payload BLOB NOT NULL);
-            INSERT OR REPLACE INTO meta VALUES ('schema_version', '%d');
-            COMMIT;"""
-            % SCHEMA_VERSION
+            INSERT OR REPLACE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
+            COMMIT;""".replace("{SCHEMA_VERSION}", str(SCHEMA_VERSION))
         )
 
     # -- writing ------------------------------------------------------------------------------
@@ -187,7 +188,9 @@ class Store:
             texts = []
             for i, record in enumerate(records):
                 slot = start + i
-                rows.append([slot] + [_key(record, c) for c in KEY_COLUMNS] + [orjson.dumps(record)])
+                rows.append(
+                    [slot] + [_key(record, c) for c in KEY_COLUMNS] + [orjson.dumps(record)]
+                )
                 texts.append((slot, _text(record)))
                 slots.append(slot)
             conn.executemany(
@@ -234,27 +237,43 @@ class Store:
     def fetch(self, core: str, slots: Sequence[int]) -> dict[int, dict[str, object]]:
         if not len(slots):
             return {}
-        rows = self.reader().execute(
-            f"SELECT slot, doc FROM {TABLES[core]} WHERE slot IN (SELECT value FROM json_each(?))",
-            (orjson.dumps([int(s) for s in slots]),),
-        ).fetchall()
+        rows = (
+            self.reader()
+            .execute(
+                f"SELECT slot, doc FROM {TABLES[core]} WHERE slot IN (SELECT value FROM json_each(?))",
+                (orjson.dumps([int(s) for s in slots]),),
+            )
+            .fetchall()
+        )
         return {slot: orjson.loads(doc) for slot, doc in rows}
 
     def slots_equal(self, core: str, field: str, values: Sequence[str]) -> np.ndarray:
-        rows = self.reader().execute(
-            f"SELECT slot FROM {TABLES[core]} WHERE {field} IN (SELECT value FROM json_each(?))",
-            (orjson.dumps(list(values)),),
-        ).fetchall()
+        rows = (
+            self.reader()
+            .execute(
+                f"SELECT slot FROM {TABLES[core]} WHERE {field} IN (SELECT value FROM json_each(?))",
+                (orjson.dumps(list(values)),),
+            )
+            .fetchall()
+        )
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def slots_glob(self, core: str, field: str, pattern: str) -> np.ndarray:
-        rows = self.reader().execute(
-            f"SELECT slot FROM {TABLES[core]} WHERE {field} GLOB ?", (pattern,)
-        ).fetchall()
+        rows = (
+            self.reader()
+            .execute(f"SELECT slot FROM {TABLES[core]} WHERE {field} GLOB ?", (pattern,))
+            .fetchall()
+        )
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def slots_range(
-        self, core: str, field: str, low: str | None, high: str | None, inc_low: bool, inc_high: bool
+        self,
+        core: str,
+        field: str,
+        low: str | None,
+        high: str | None,
+        inc_low: bool,
+        inc_high: bool,
     ) -> np.ndarray:
         where, args = [], []
         if low is not None:
@@ -265,17 +284,23 @@ class Store:
             args.append(high)
         if not where:
             where.append(f"{field} IS NOT NULL")
-        rows = self.reader().execute(
-            f"SELECT slot FROM {TABLES[core]} WHERE {' AND '.join(where)}", args
-        ).fetchall()
+        rows = (
+            self.reader()
+            .execute(f"SELECT slot FROM {TABLES[core]} WHERE {' AND '.join(where)}", args)
+            .fetchall()
+        )
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def slots_text(self, core: str, fts_query: str) -> np.ndarray:
         try:
-            rows = self.reader().execute(
-                f"SELECT rowid FROM {TABLES[core]}_text WHERE {TABLES[core]}_text MATCH ?",
-                (fts_query,),
-            ).fetchall()
+            rows = (
+                self.reader()
+                .execute(
+                    f"SELECT rowid FROM {TABLES[core]}_text WHERE {TABLES[core]}_text MATCH ?",
+                    (fts_query,),
+                )
+                .fetchall()
+            )
         except sqlite3.OperationalError:
             return np.zeros(0, dtype=np.int64)
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -293,11 +318,15 @@ class Store:
         return np.asarray(out, dtype=np.int64)
 
     def order_by_id(self, core: str, slots: Sequence[int]) -> list[int]:
-        rows = self.reader().execute(
-            f"SELECT slot FROM {TABLES[core]} WHERE slot IN (SELECT value FROM json_each(?)) "
-            "ORDER BY id",
-            (orjson.dumps([int(s) for s in slots]),),
-        ).fetchall()
+        rows = (
+            self.reader()
+            .execute(
+                f"SELECT slot FROM {TABLES[core]} WHERE slot IN (SELECT value FROM json_each(?)) "
+                "ORDER BY id",
+                (orjson.dumps([int(s) for s in slots]),),
+            )
+            .fetchall()
+        )
         return [r[0] for r in rows]
 
     def all_slots_by_id(self, core: str) -> np.ndarray:
@@ -305,17 +334,25 @@ class Store:
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def ids_of(self, core: str, slots: Sequence[int]) -> dict[int, str]:
-        rows = self.reader().execute(
-            f"SELECT slot, id FROM {TABLES[core]} WHERE slot IN (SELECT value FROM json_each(?))",
-            (orjson.dumps([int(s) for s in slots]),),
-        ).fetchall()
+        rows = (
+            self.reader()
+            .execute(
+                f"SELECT slot, id FROM {TABLES[core]} WHERE slot IN (SELECT value FROM json_each(?))",
+                (orjson.dumps([int(s) for s in slots]),),
+            )
+            .fetchall()
+        )
         return dict(rows)
 
     def changes_since(self, seq: int, limit: int) -> list[tuple[int, float, str, bytes]]:
-        return self.reader().execute(
-            "SELECT seq, at, kind, payload FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
-            (seq, limit),
-        ).fetchall()
+        return (
+            self.reader()
+            .execute(
+                "SELECT seq, at, kind, payload FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit),
+            )
+            .fetchall()
+        )
 
     def close(self) -> None:
         if not self.readonly:

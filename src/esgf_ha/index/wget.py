@@ -39,7 +39,8 @@ def files_for_script(
     skipped = 0
     for doc in docs:
         url = None
-        for entry in doc.get("url") or []:  # type: ignore[union-attr]
+        urls = doc.get("url") or []
+        for entry in urls if isinstance(urls, list) else [urls]:
             parts = str(entry).split("|")
             if len(parts) == 3 and parts[2].lower() == "httpserver":
                 url = parts[0]  # esg-search keeps the last HTTPServer URL
@@ -61,15 +62,15 @@ def files_for_script(
         if path in seen:
             continue
         seen.add(path)
-
-        def first(field: str) -> str:
-            value = doc.get(field)
-            if isinstance(value, list):
-                return str(value[0]) if value else ""
-            return "" if value is None else str(value)
-
-        out.append(ScriptFile(path, url, first("checksum_type"), first("checksum")))
+        out.append(ScriptFile(path, url, _first(doc, "checksum_type"), _first(doc, "checksum")))
     return out, skipped
+
+
+def _first(doc: dict[str, object], field: str) -> str:
+    value = doc.get(field)
+    if isinstance(value, list):
+        return str(value[0]) if value else ""
+    return "" if value is None else str(value)
 
 
 def _sh_quote(value: str) -> str:
@@ -81,8 +82,7 @@ def render_script(
 ) -> str:
     template = resources.files("esgf_ha.index").joinpath("wget-template.sh").read_text()
     lines = "\n".join(
-        " ".join(_sh_quote(v) for v in (f.path, f.url, f.checksum_type, f.checksum))
-        for f in files
+        " ".join(_sh_quote(v) for v in (f.path, f.url, f.checksum_type, f.checksum)) for f in files
     )
     messages = []
     if total > len(files) and total > limit:

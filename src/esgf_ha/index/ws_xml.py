@@ -20,7 +20,9 @@ def _parse(body: bytes) -> Element:
     try:
         return ElementTree.fromstring(body, forbid_dtd=True)
     except defusedxml.DefusedXmlException as exc:
-        raise BadRequest(f"XML refused: {type(exc).__name__} (DTDs and entities are not allowed)") from None
+        raise BadRequest(
+            f"XML refused: {type(exc).__name__} (DTDs and entities are not allowed)"
+        ) from None
     except ElementTree.ParseError as exc:
         raise BadRequest(f"invalid XML: {exc}") from None
 
@@ -46,7 +48,9 @@ def parse_record(body: bytes) -> dict[str, object]:
     return record
 
 
-def parse_updates(body: bytes) -> tuple[str, str, list[tuple[list[tuple[str, str]], dict[str, list[str]]]]]:
+def parse_updates(
+    body: bytes,
+) -> tuple[str, str, list[tuple[list[tuple[str, str]], dict[str, list[str]]]]]:
     """`<updates core= action=><update><query>k=v&k2=v2</query><field name=><value>…` ."""
     root = _parse(body)
     if root.tag != "updates":
@@ -63,14 +67,16 @@ def parse_updates(body: bytes) -> tuple[str, str, list[tuple[list[tuple[str, str
                 continue
             name, sep, value = part.partition("=")
             if not sep or not name:
-                raise BadRequest(f"invalid update query {query_text!r}: use name=value[&name=value]")
+                raise BadRequest(
+                    f"invalid update query {query_text!r}: use name=value[&name=value]"
+                )
             query.append((name.strip(), value.strip()))
         fields: dict[str, list[str]] = {}
         for field in upd.findall("field"):
-            name = field.get("name")
-            if not name:
+            fname = field.get("name")
+            if not fname:
                 raise BadRequest("a <field> element lacks its name attribute")
-            fields[name] = [(v.text or "").strip() for v in field.findall("value")]
+            fields[fname] = [(v.text or "").strip() for v in field.findall("value")]
         updates.append((query, fields))
     if not updates:
         raise BadRequest("no <update> elements in the document")

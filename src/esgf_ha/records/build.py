@@ -58,7 +58,9 @@ def build_records(
         rel = "/".join(p for p in (directory, info.subdir, info.name) if p)
         urls = [f"{base}/thredds/fileServer/{root_name}/{rel}|application/netcdf|HTTPServer"]
         if opendap:
-            urls.append(f"{base}/thredds/dodsC/{root_name}/{rel}.html|application/opendap-html|OPENDAP")
+            urls.append(
+                f"{base}/thredds/dodsC/{root_name}/{rel}.html|application/opendap-html|OPENDAP"
+            )
         rec: dict[str, object] = {
             **common,
             **info.extra,

@@ -31,8 +31,15 @@ class Project:
 CMIP6 = Project(
     name="CMIP6",
     id_facets=(
-        "mip_era", "activity_drs", "institution_id", "source_id", "experiment_id",
-        "member_id", "table_id", "variable_id", "grid_label",
+        "mip_era",
+        "activity_drs",
+        "institution_id",
+        "source_id",
+        "experiment_id",
+        "member_id",
+        "table_id",
+        "variable_id",
+        "grid_label",
     ),
     id_prefix="",
     directory_template=(
@@ -45,8 +52,14 @@ CMIP6 = Project(
 CMIP5 = Project(
     name="CMIP5",
     id_facets=(
-        "product", "institute", "model", "experiment", "time_frequency", "realm",
-        "cmor_table", "ensemble",
+        "product",
+        "institute",
+        "model",
+        "experiment",
+        "time_frequency",
+        "realm",
+        "cmor_table",
+        "ensemble",
     ),
     id_prefix="cmip5",
     directory_template=(

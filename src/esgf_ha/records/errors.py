@@ -1,7 +1,7 @@
 """Errors of the record model.
 
-    RecordError
-     └── InvalidRecord   a record that breaks the schema (HTTP 400 at the edge)
+RecordError
+ └── InvalidRecord   a record that breaks the schema (HTTP 400 at the edge)
 """
 
 

@@ -23,7 +23,12 @@ CMIP6_SOURCES = {
     "UKESM1-0-LL": ("MOHC", ["AOGCM", "AER", "BGC", "CHEM"]),
     "MPI-ESM1-2-HR": ("MPI-M", ["AOGCM"]),
 }
-CMIP6_EXPERIMENTS = {"historical": "CMIP", "ssp585": "ScenarioMIP", "piControl": "CMIP", "amip": "CMIP"}
+CMIP6_EXPERIMENTS = {
+    "historical": "CMIP",
+    "ssp585": "ScenarioMIP",
+    "piControl": "CMIP",
+    "amip": "CMIP",
+}
 CMIP6_VARIABLES = {
     "tas": ("Amon", "air_temperature", "Near-Surface Air Temperature", "K", "atmos", "mon"),
     "pr": ("Amon", "precipitation_flux", "Precipitation", "kg m-2 s-1", "atmos", "mon"),
@@ -45,7 +50,9 @@ def _body(rng: random.Random, size: int) -> bytes:
     return rng.randbytes(size)
 
 
-def _files(rng: random.Random, stem: str, years: list[int], subdir: str = "") -> tuple[list[FileInfo], dict[str, bytes]]:
+def _files(
+    rng: random.Random, stem: str, years: list[int], subdir: str = ""
+) -> tuple[list[FileInfo], dict[str, bytes]]:
     infos, bodies = [], {}
     for y0 in years:
         name = f"{stem}_{y0}01-{y0 + 9}12.nc"
@@ -65,15 +72,22 @@ def _files(rng: random.Random, stem: str, years: list[int], subdir: str = "") ->
 
 
 def cmip6_samples(
-    count: int, *, seed: int = 1, data_node: str = "esgf-data.example.org",
-    index_node: str = "esgf-index.example.org", root_name: str = "esg_dataroot",
+    count: int,
+    *,
+    seed: int = 1,
+    data_node: str = "esgf-data.example.org",
+    index_node: str = "esgf-index.example.org",
+    root_name: str = "esg_dataroot",
     url_base: str | None = None,
 ) -> list[SampleDataset]:
     rng = random.Random(seed)
     out: list[SampleDataset] = []
     combos = [
         (s, e, v, m)
-        for s in CMIP6_SOURCES for e in CMIP6_EXPERIMENTS for v in CMIP6_VARIABLES for m in (1, 2, 3)
+        for s in CMIP6_SOURCES
+        for e in CMIP6_EXPERIMENTS
+        for v in CMIP6_VARIABLES
+        for m in (1, 2, 3)
     ]
     rng.shuffle(combos)
     for source, experiment, variable, member in combos[:count]:
@@ -81,20 +95,37 @@ def cmip6_samples(
         table, standard, long_name, units, realm, freq = CMIP6_VARIABLES[variable]
         variant = f"r{member}i1p1f1"
         facets: dict[str, object] = {
-            "mip_era": "CMIP6", "activity_drs": CMIP6_EXPERIMENTS[experiment],
-            "activity_id": [CMIP6_EXPERIMENTS[experiment]], "institution_id": institution,
-            "source_id": source, "experiment_id": experiment, "member_id": variant,
-            "table_id": table, "variable_id": variable, "grid_label": "gn",
+            "mip_era": "CMIP6",
+            "activity_drs": CMIP6_EXPERIMENTS[experiment],
+            "activity_id": [CMIP6_EXPERIMENTS[experiment]],
+            "institution_id": institution,
+            "source_id": source,
+            "experiment_id": experiment,
+            "member_id": variant,
+            "table_id": table,
+            "variable_id": variable,
+            "grid_label": "gn",
         }
         extra: dict[str, object] = {
-            "variant_label": variant, "sub_experiment_id": "none", "frequency": freq,
-            "realm": [realm], "source_type": source_type, "product": "model-output",
-            "nominal_resolution": "100 km", "variable": variable, "cf_standard_name": standard,
-            "variable_long_name": long_name, "variable_units": units,
-            "model_cohort": "Registered", "data_specs_version": "01.00.29",
+            "variant_label": variant,
+            "sub_experiment_id": "none",
+            "frequency": freq,
+            "realm": [realm],
+            "source_type": source_type,
+            "product": "model-output",
+            "nominal_resolution": "100 km",
+            "variable": variable,
+            "cf_standard_name": standard,
+            "variable_long_name": long_name,
+            "variable_units": units,
+            "model_cohort": "Registered",
+            "data_specs_version": "01.00.29",
             "experiment_title": f"{experiment} simulation",
-            "datetime_start": "1850-01-01T00:00:00Z", "datetime_stop": "1869-12-31T00:00:00Z",
-            "north_degrees": 90.0, "south_degrees": -90.0, "west_degrees": 0.0,
+            "datetime_start": "1850-01-01T00:00:00Z",
+            "datetime_stop": "1869-12-31T00:00:00Z",
+            "north_degrees": 90.0,
+            "south_degrees": -90.0,
+            "west_degrees": 0.0,
             "east_degrees": 360.0,
         }
         versions = ["20190308"] if rng.random() < 0.7 else ["20190308", "20200101"]
@@ -102,16 +133,31 @@ def cmip6_samples(
             stem = f"{variable}_{table}_{source}_{experiment}_{variant}_gn"
             infos, bodies = _files(rng, stem, [1850, 1860])
             dataset, files = build_records(
-                CMIP6, facets, version, infos, data_node=data_node, index_node=index_node,
-                root_name=root_name, url_base=url_base, extra=extra,
+                CMIP6,
+                facets,
+                version,
+                infos,
+                data_node=data_node,
+                index_node=index_node,
+                root_name=root_name,
+                url_base=url_base,
+                extra=extra,
             )
-            out.append(SampleDataset(dataset, files, {str(f["publish_path"]): bodies[str(f["title"])] for f in files}))
+            out.append(
+                SampleDataset(
+                    dataset, files, {str(f["publish_path"]): bodies[str(f["title"])] for f in files}
+                )
+            )
     return out
 
 
 def cmip5_samples(
-    count: int, *, seed: int = 2, data_node: str = "esgf-data.example.org",
-    index_node: str = "esgf-index.example.org", root_name: str = "esg_dataroot",
+    count: int,
+    *,
+    seed: int = 2,
+    data_node: str = "esgf-data.example.org",
+    index_node: str = "esgf-index.example.org",
+    root_name: str = "esg_dataroot",
     url_base: str | None = None,
 ) -> list[SampleDataset]:
     rng = random.Random(seed)
@@ -121,9 +167,14 @@ def cmip5_samples(
     for model, experiment, real in combos[:count]:
         ensemble = f"r{real}i1p1"
         facets: dict[str, object] = {
-            "product": "output1", "institute": CMIP5_MODELS[model], "model": model,
-            "experiment": experiment, "time_frequency": "mon", "realm": "atmos",
-            "cmor_table": "Amon", "ensemble": ensemble,
+            "product": "output1",
+            "institute": CMIP5_MODELS[model],
+            "model": model,
+            "experiment": experiment,
+            "time_frequency": "mon",
+            "realm": "atmos",
+            "cmor_table": "Amon",
+            "ensemble": ensemble,
         }
         infos, bodies = [], {}
         for variable in ("tas", "pr"):
@@ -135,19 +186,34 @@ def cmip5_samples(
             infos += i
             bodies.update(b)
         extra: dict[str, object] = {
-            "variable": ["tas", "pr"], "experiment_family": "All", "forcing": "Nat,Ant",
-            "format": "netCDF, CF-1.4", "drs_id": "", "datetime_start": "1850-01-01T00:00:00Z",
+            "variable": ["tas", "pr"],
+            "experiment_family": "All",
+            "forcing": "Nat,Ant",
+            "format": "netCDF, CF-1.4",
+            "drs_id": "",
+            "datetime_start": "1850-01-01T00:00:00Z",
             "datetime_stop": "1859-12-31T00:00:00Z",
         }
         master_title = f"{model} model output prepared for CMIP5 {experiment}"
         dataset, files = build_records(
-            CMIP5, facets, "20110916", infos, data_node=data_node, index_node=index_node,
-            root_name=root_name, url_base=url_base, extra=extra,
+            CMIP5,
+            facets,
+            "20110916",
+            infos,
+            data_node=data_node,
+            index_node=index_node,
+            root_name=root_name,
+            url_base=url_base,
+            extra=extra,
         )
         dataset["drs_id"] = dataset["master_id"]
         dataset["title"] = master_title
         dataset["description"] = [f"{model} {experiment} monthly atmosphere fields"]
-        out.append(SampleDataset(dataset, files, {str(f["publish_path"]): bodies[str(f["title"])] for f in files}))
+        out.append(
+            SampleDataset(
+                dataset, files, {str(f["publish_path"]): bodies[str(f["title"])] for f in files}
+            )
+        )
     return out
 
 
@@ -159,7 +225,11 @@ def write_bodies(samples: list[SampleDataset], root: Path, root_name: str = "esg
     """Write the sample files under `root` at their DRS paths (below the root name)."""
     for sample in samples:
         for publish_path, body in sample.bodies.items():
-            rel = publish_path.split("/", 1)[1] if publish_path.startswith(root_name + "/") else publish_path
+            rel = (
+                publish_path.split("/", 1)[1]
+                if publish_path.startswith(root_name + "/")
+                else publish_path
+            )
             path = root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(body)

@@ -63,12 +63,52 @@ _MULTI_TEXT = {"description"}
 
 # Fields never offered by `facets=*` (esg-search 4.18 NOT_FACETS).
 NOT_FACETS = frozenset(
-    """id master_id instance_id dataset_id dataset_id_template_ drs_id datetime_start
-    datetime_stop east_degrees west_degrees north_degrees south_degrees bbox lat lon radius polygon
-    height_top height_bottom height_units latest replica retracted number_of_files
-    number_of_aggregations tracking_id timestamp title description url xlink size text type
-    variable_units geo geo_units _timestamp _version_ score units pid citation_url
-    further_info_url""".split()
+    [
+        "id",
+        "master_id",
+        "instance_id",
+        "dataset_id",
+        "dataset_id_template_",
+        "drs_id",
+        "datetime_start",
+        "datetime_stop",
+        "east_degrees",
+        "west_degrees",
+        "north_degrees",
+        "south_degrees",
+        "bbox",
+        "lat",
+        "lon",
+        "radius",
+        "polygon",
+        "height_top",
+        "height_bottom",
+        "height_units",
+        "latest",
+        "replica",
+        "retracted",
+        "number_of_files",
+        "number_of_aggregations",
+        "tracking_id",
+        "timestamp",
+        "title",
+        "description",
+        "url",
+        "xlink",
+        "size",
+        "text",
+        "type",
+        "variable_units",
+        "geo",
+        "geo_units",
+        "_timestamp",
+        "_version_",
+        "score",
+        "units",
+        "pid",
+        "citation_url",
+        "further_info_url",
+    ]
 )
 
 
@@ -190,7 +230,8 @@ def normalize_record(raw: dict[str, object]) -> dict[str, object]:
         version = str(record["version"])
         if not version.lstrip("v").isdigit():
             raise InvalidRecord(f"record {record['id']!r}: version {version!r} is not a number")
-    for url in record.get("url", []):  # type: ignore[union-attr]
+    urls = record.get("url", [])
+    for url in urls if isinstance(urls, list) else [urls]:
         if str(url).count("|") != 2:
             raise InvalidRecord(
                 f"record {record['id']!r}: url {url!r} is not of the form URL|MIME|SERVICE"

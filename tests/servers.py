@@ -1,0 +1,105 @@
+"""Start our real services as subprocesses on ephemeral loopback ports, for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import orjson
+
+from esgf_ha.common.auth import issue_token
+
+
+@dataclass
+class IndexServer:
+    state_dir: Path
+    role: str = "master"
+    tls: bool = False
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    url: str = ""
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 60.0) -> IndexServer:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        endpoint = self.state_dir / "index.endpoint.json"
+        endpoint.unlink(missing_ok=True)
+        args = [
+            sys.executable,
+            "-m",
+            "esgf_ha",
+            "serve",
+            "index",
+            "--role",
+            self.role,
+            "--state-dir",
+            str(self.state_dir),
+            "--listen",
+            "127.0.0.1:0",
+            *self.extra_args,
+        ]
+        if self.tls:
+            args.append("--tls")
+        self.log_path = self.state_dir / "server.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"index exited: {self.log_path.read_text()[-2000:]}")
+            if endpoint.exists():
+                info = orjson.loads(endpoint.read_bytes())
+                if info["pid"] == self.proc.pid:
+                    self.url = info["url"]
+                    try:
+                        if self.client().get("/readyz").status_code == 200:
+                            return self
+                    except httpx.HTTPError:
+                        pass
+            time.sleep(0.05)
+        raise RuntimeError("index did not become ready")
+
+    @property
+    def ca(self) -> Path:
+        return self.state_dir / "tls" / "ca.pem"
+
+    def client(self, **kwargs) -> httpx.Client:
+        verify = str(self.ca) if self.tls else True
+        return httpx.Client(base_url=self.url, timeout=60, verify=verify, **kwargs)
+
+    def token(self, *scopes: str) -> str:
+        return issue_token(self.state_dir, list(scopes or ("esgf:publish",)), subject="tests")
+
+    def auth(self, *scopes: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(*scopes)}"}
+
+    def publish(self, batch: dict) -> httpx.Response:
+        with self.client() as c:
+            return c.post("/api/v1/publish", content=orjson.dumps(batch), headers=self.auth())
+
+    def search(self, **params: object) -> dict:
+        params = {"format": "application/solr+json", **params}
+        with self.client() as c:
+            r = c.get("/esg-search/search", params=params)  # type: ignore[arg-type]
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
