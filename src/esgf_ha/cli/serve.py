@@ -67,6 +67,9 @@ The chosen address (useful with port 0) is logged and written to
     help="extra host name for the generated certificate (repeatable)",
 )
 @click.option("--jwks-url", help="verify tokens against this external issuer's JWKS as well")
+@click.option("--ws-anonymous-from", "ws_anonymous_from", multiple=True, metavar="CIDR",
+              help="accept unauthenticated esgcet /ws/* publications from this network "
+              "(repeatable; esgcet 5.5.3 sends no credentials)")
 @click.option("--log-level", default="info", show_default=True)
 def serve_index(
     role: str,
@@ -77,6 +80,7 @@ def serve_index(
     tls_key: Path | None,
     hostnames: tuple[str, ...],
     jwks_url: str | None,
+    ws_anonymous_from: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Serve the ESGF search API (and, on the master, publication)."""
@@ -98,6 +102,7 @@ def serve_index(
         tls_key=tls_key,
         hostnames=list(hostnames),
         jwks_url=jwks_url,
+        ws_anonymous_from=list(ws_anonymous_from),
     )
     try:
         parse_listen(listen)

@@ -7,6 +7,7 @@ speak JSON with one error body: `{"ok": false, "status": <code>, "error": <messa
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -132,9 +133,19 @@ def create_app(
 
         return wrapped
 
-    def authorize(request: Request, scope: str) -> Principal:
+    trusted = [ipaddress.ip_network(n, strict=False) for n in settings.ws_anonymous_from]
+
+    def authorize(request: Request, scope: str, *, legacy: bool = False) -> Principal:
         if settings.role != "master":
             raise Forbidden("this index is a read-only replica; publish to the master")
+        if legacy and trusted and not request.headers.get("authorization"):
+            peer = request.client.host if request.client else ""
+            try:
+                address = ipaddress.ip_address(peer)
+            except ValueError:
+                address = None
+            if address is not None and any(address in net for net in trusted):
+                return Principal(f"trusted-network:{peer}", frozenset({scope}), "network")
         cert = getattr(request.state, "tls_client_cert", None)
         if cert and not request.headers.get("authorization"):
             subject = x509.load_der_x509_certificate(cert).subject.rfc4514_string()
@@ -209,13 +220,13 @@ def create_app(
         )
 
     async def ws_publish(request: Request) -> Response:
-        authorize(request, "esgf:publish")
+        authorize(request, "esgf:publish", legacy=True)
         record = ws_xml.parse_record(await read_body(request, settings.max_body_bytes))
         outcome = await run_in_threadpool(service.publish_record, record)
         return ws_response(outcome.messages)
 
     async def ws_unpublish(request: Request) -> Response:
-        authorize(request, "esgf:publish")
+        authorize(request, "esgf:publish", legacy=True)
         record = ws_xml.parse_record(await read_body(request, settings.max_body_bytes))
         if "id" not in record:
             raise BadRequest("the document lacks an id field")
@@ -228,7 +239,7 @@ def create_app(
         )
 
     async def ws_update(request: Request) -> Response:
-        authorize(request, "esgf:publish")
+        authorize(request, "esgf:publish", legacy=True)
         core, action, updates = ws_xml.parse_updates(
             await read_body(request, settings.max_body_bytes)
         )
@@ -245,12 +256,12 @@ def create_app(
         return ids
 
     async def ws_retract(request: Request) -> Response:
-        authorize(request, "esgf:publish")
+        authorize(request, "esgf:publish", legacy=True)
         outcome = await run_in_threadpool(service.retract, await form_ids(request))
         return ws_response(outcome.messages)
 
     async def ws_delete(request: Request) -> Response:
-        authorize(request, "esgf:publish")
+        authorize(request, "esgf:publish", legacy=True)
         outcome = await run_in_threadpool(service.delete, await form_ids(request))
         return ws_response(outcome.messages)
 

@@ -22,5 +22,10 @@ class IndexSettings(BaseSettings):
     jwks_url: str | None = Field(None, description="external token issuer's JWKS URL")
     token_issuer: str | None = Field(None, description="required `iss` of external tokens")
     token_audience: str | None = Field(None, description="required `aud` of tokens")
+    ws_anonymous_from: list[str] = Field(
+        default_factory=list,
+        description="networks (CIDR) whose unauthenticated /ws/* publications are accepted: "
+        "esgcet 5.5.3 sends neither a token nor a client certificate",
+    )
     max_body_bytes: int = Field(64 * 1024 * 1024, description="largest publish body accepted")
     search_timeout: float = Field(30.0, description="seconds a search may take")
