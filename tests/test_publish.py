@@ -34,8 +34,10 @@ def bump_version(entry: dict, version: str) -> dict:
 
 
 def counts(server: IndexServer) -> tuple[int, int]:
-    return (server.search(type="Dataset", limit=0)["response"]["numFound"],
-            server.search(type="File", limit=0)["response"]["numFound"])
+    return (
+        server.search(type="Dataset", limit=0)["response"]["numFound"],
+        server.search(type="File", limit=0)["response"]["numFound"],
+    )
 
 
 def test_publish_then_search(index_server: IndexServer) -> None:
@@ -99,8 +101,11 @@ def test_a_bad_batch_changes_nothing(index_server: IndexServer) -> None:
         (b"[]", "datasets"),
         (b'{"datasets": [{"files": []}]}', "dataset"),
         (b'{"datasets": [{"dataset": {"id": "x", "type": "Dataset"}}]}', "mandatory field"),
-        (b'{"datasets": [{"dataset": {"id": "x|dn", "type": "Dataset", "data_node": "dn",'
-         b' "index_node": "in", "project": "CMIP6", "url": ["a|b"]}}]}', "URL|MIME|SERVICE"),
+        (
+            b'{"datasets": [{"dataset": {"id": "x|dn", "type": "Dataset", "data_node": "dn",'
+            b' "index_node": "in", "project": "CMIP6", "url": ["a|b"]}}]}',
+            "URL|MIME|SERVICE",
+        ),
     ],
 )
 def test_malformed_batches_get_400(index_server: IndexServer, body: bytes, fragment: str) -> None:
@@ -125,7 +130,9 @@ def test_auth_is_required_for_writes(index_server: IndexServer) -> None:
 
 def test_oversize_body_gets_413(index_server: IndexServer) -> None:
     with index_server.client() as c:
-        r = c.post("/api/v1/publish", content=b" " * (65 * 1024 * 1024), headers=index_server.auth())
+        r = c.post(
+            "/api/v1/publish", content=b" " * (65 * 1024 * 1024), headers=index_server.auth()
+        )
     assert r.status_code == 413
 
 
@@ -146,7 +153,12 @@ def test_retract_and_delete(index_server: IndexServer) -> None:
     with index_server.client() as c:
         r = c.post("/api/v1/delete", json={"ids": [b_id]}, headers=index_server.auth())
         assert r.status_code == 200
-        assert c.post("/api/v1/delete", json={"ids": ["nope"]}, headers=index_server.auth()).status_code == 404
+        assert (
+            c.post(
+                "/api/v1/delete", json={"ids": ["nope"]}, headers=index_server.auth()
+            ).status_code
+            == 404
+        )
     assert index_server.search(id=b_id)["response"]["numFound"] == 0
     assert index_server.search(type="File", dataset_id=b_id)["response"]["numFound"] == 0
 
@@ -191,13 +203,21 @@ def test_esgcet_ws_protocol(index_server: IndexServer) -> None:
     [
         (b"", "empty"),
         (b"<doc><field name='id'>a & b</field></doc>", "invalid XML"),
-        (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x "y">]><doc><field name="id">&x;</field></doc>', "refused"),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x "y">]><doc><field name="id">&x;</field></doc>',
+            "refused",
+        ),
         (b'<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><doc>&x;</doc>', "refused"),
         (b"<doc><field>x</field></doc>", "name"),
-        (b"<doc><field name='id'>x|dn</field><field name='type'>Dataset</field></doc>", "mandatory"),
+        (
+            b"<doc><field name='id'>x|dn</field><field name='type'>Dataset</field></doc>",
+            "mandatory",
+        ),
     ],
 )
-def test_hostile_or_malformed_xml_gets_400(index_server: IndexServer, body: bytes, fragment: str) -> None:
+def test_hostile_or_malformed_xml_gets_400(
+    index_server: IndexServer, body: bytes, fragment: str
+) -> None:
     with index_server.client() as c:
         r = c.post("/esg-search/ws/publish", content=body, headers=index_server.auth())
     assert r.status_code == 400, r.text

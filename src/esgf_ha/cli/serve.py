@@ -67,9 +67,14 @@ The chosen address (useful with port 0) is logged and written to
     help="extra host name for the generated certificate (repeatable)",
 )
 @click.option("--jwks-url", help="verify tokens against this external issuer's JWKS as well")
-@click.option("--ws-anonymous-from", "ws_anonymous_from", multiple=True, metavar="CIDR",
-              help="accept unauthenticated esgcet /ws/* publications from this network "
-              "(repeatable; esgcet 5.5.3 sends no credentials)")
+@click.option(
+    "--ws-anonymous-from",
+    "ws_anonymous_from",
+    multiple=True,
+    metavar="CIDR",
+    help="accept unauthenticated esgcet /ws/* publications from this network "
+    "(repeatable; esgcet 5.5.3 sends no credentials)",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve_index(
     role: str,

@@ -95,7 +95,7 @@ def _html_error(status: int, message: str) -> Response:
     # esg-search answers with the servlet container's HTML error page; clients grep its text
     body = (
         f"<html><head><title>Error {status}</title></head><body><h1>HTTP Status {status}</h1>"
-        f"<p>{html_escape(message)}</p></body></html>"
+        f"<p>{html_escape(message, quote=False)}</p></body></html>"
     )
     return Response(body, status_code=status, media_type="text/html;charset=UTF-8")
 

@@ -94,6 +94,7 @@ def document(version: str) -> dict[str, Any]:
                             "content": {"text/json": {"schema": {"type": "object"}}},
                         },
                         "400": {"description": "bad parameter", "content": {"text/html": {}}},
+                        "501": {"description": "unknown format", "content": {"text/html": {}}},
                     },
                 }
             },

@@ -104,10 +104,7 @@ def _as_list(value: object) -> list[object]:
 
 
 def _file_signature(records: Iterable[dict[str, object]]) -> dict[str, tuple[str, ...]]:
-    return {
-        str(r["id"]): tuple(str(c) for c in _as_list(r.get("checksum")))
-        for r in records
-    }
+    return {str(r["id"]): tuple(str(c) for c in _as_list(r.get("checksum"))) for r in records}
 
 
 def publish_batch(txn: Transaction, batch: object) -> Outcome:

@@ -58,7 +58,7 @@ def files_for_script(
                     dirs.append(_component(empty))
                 continue
             dirs.append(_component(str(value)))
-        path = "/".join([*dirs, _component(name)])
+        path = "/".join([*dirs, _BAD_CHARS.sub("", name).replace("/", "_")])
         if path in seen:
             continue
         seen.add(path)

@@ -1,0 +1,164 @@
+"""Property tests: whatever a client sends, the query parser, the parameter handling and the
+engine answer with a result or a clear 4xx error, never an unexpected exception."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from esgf_ha.index import query as lucene
+from esgf_ha.index.errors import IndexServiceError, QuerySyntaxError
+from esgf_ha.index.params import parse_search
+from esgf_ha.index.service import IndexService
+from esgf_ha.records.samples import cmip5_samples, cmip6_samples
+
+LUCENE_BITS = st.sampled_from(
+    [
+        "project",
+        ":",
+        "CMIP6",
+        "(",
+        ")",
+        " AND ",
+        " OR ",
+        " NOT ",
+        "-",
+        "+",
+        "!",
+        '"',
+        "*",
+        "?",
+        "[",
+        "]",
+        "{",
+        "}",
+        " TO ",
+        "\\",
+        "variable_id",
+        "tas",
+        " ",
+        "&&",
+        "||",
+        "^2",
+        "~",
+        "é",
+        "*:*",
+    ]
+)
+QUERY_TEXT = st.one_of(st.text(max_size=60), st.lists(LUCENE_BITS, max_size=25).map("".join))
+NAMES = st.sampled_from(
+    [
+        "project",
+        "variable_id",
+        "variable_id!",
+        "query",
+        "limit",
+        "offset",
+        "facets",
+        "fields",
+        "type",
+        "latest",
+        "replica",
+        "distrib",
+        "format",
+        "start",
+        "end",
+        "from",
+        "to",
+        "bbox",
+        "min_version",
+        "max_version",
+        "sort",
+        "shards",
+        "bogus",
+        "lat",
+        "id",
+        "dataset_id",
+        "source_type",
+        "size",
+        "version",
+        "url",
+        "title",
+        "checksum",
+        "_timestamp",
+    ]
+)
+VALUES = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(
+        [
+            "CMIP6",
+            "tas",
+            "true",
+            "False",
+            "0",
+            "10",
+            "10001",
+            "-1",
+            "*",
+            "File",
+            "Dataset",
+            "application/solr+json",
+            "[0,0,10,10]",
+            "NOW-1DAY",
+            "2020-01-01T00:00:00Z",
+            "t*",
+            "tas,pr",
+            "CESM1(CAM5.1,FV2)",
+        ]
+    ),
+)
+
+
+@given(QUERY_TEXT)
+@settings(max_examples=400, deadline=None)
+def test_parser_returns_a_tree_or_a_syntax_error(text: str) -> None:
+    try:
+        node = lucene.parse(text)
+    except QuerySyntaxError as exc:
+        assert exc.status == 400 and exc.message
+        return
+    assert isinstance(node, lucene.MatchAll | lucene.Term | lucene.Range | lucene.Bool)
+
+
+@given(st.lists(st.tuples(NAMES, VALUES), max_size=8))
+@settings(max_examples=400, deadline=None)
+def test_parameters_parse_or_fail_cleanly(params: list[tuple[str, str]]) -> None:
+    try:
+        parse_search(params, {"source_type", "size", "version"})
+    except IndexServiceError as exc:
+        assert exc.status in (400, 501) and exc.message
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory):
+    svc = IndexService.open(Path(tmp_path_factory.mktemp("prop")))
+    samples = cmip6_samples(20) + cmip5_samples(4)
+    svc.publish_batch({"datasets": [{"dataset": s.dataset, "files": s.files} for s in samples]})
+    yield svc
+    svc.close()
+
+
+@given(params=st.lists(st.tuples(NAMES, VALUES), max_size=6), text=QUERY_TEXT)
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_engine_answers_any_valid_request(service: IndexService, params, text: str) -> None:
+    try:
+        req = parse_search(
+            [*params, ("query", text)] if text.strip() else params, service.known_fields()
+        )
+    except IndexServiceError:
+        return
+    try:
+        result, docs = service.search(req)
+    except IndexServiceError as exc:
+        assert exc.status == 400
+        return
+    assert 0 <= len(docs) <= req.limit
+    assert result.total >= len(docs)
+    for counts in result.facets.values():
+        assert all(c > 0 for _, c in counts)
