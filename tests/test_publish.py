@@ -234,3 +234,18 @@ def test_store_survives_kill_and_restart(index_server: IndexServer) -> None:
     after = index_server.search(facets="source_id", limit=0)
     assert after["response"]["numFound"] == before["response"]["numFound"] > 0
     assert after["facet_counts"] == before["facet_counts"]
+
+
+def test_files_inherit_dataset_facets(index_server: IndexServer) -> None:
+    batch = one_dataset(seed=51)
+    entry = batch["datasets"][0]
+    keep = {"id", "title", "size", "checksum", "checksum_type", "url", "data_node", "index_node"}
+    entry["files"] = [{k: v for k, v in f.items() if k in keep} for f in entry["files"]]
+    assert index_server.publish(batch).status_code == 200
+    variable = entry["dataset"]["variable_id"]
+    files = index_server.search(type="File", variable_id=variable, project="CMIP6")["response"]
+    assert files["numFound"] == len(entry["files"])
+    doc = files["docs"][0]
+    assert doc["dataset_id"] == entry["dataset"]["id"] and doc["version"] == entry["dataset"]["version"]
+    assert "number_of_files" not in doc
+    assert doc["master_id"] == f"{entry['dataset']['master_id']}.{doc['title']}"

@@ -70,7 +70,8 @@ def client_python(client: str) -> Path:
     return python
 
 
-def run_driver(client: str, script: str, *args: str, cwd: Path | None = None) -> Doc:
+def run_driver(client: str, script: str, *args: str, cwd: Path) -> Doc:
+    """Run a driver in `cwd` (clients drop caches there, e.g. intake-esgf's http_cache.sqlite)."""
     cmd = [str(client_python(client)), str(DRIVERS / script), *args]
     try:
         proc = subprocess.run(
@@ -78,7 +79,7 @@ def run_driver(client: str, script: str, *args: str, cwd: Path | None = None) ->
             capture_output=True,
             text=True,
             timeout=DRIVER_TIMEOUT,
-            cwd=cwd or ROOT,
+            cwd=cwd,
             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         )
     except subprocess.TimeoutExpired as exc:
@@ -201,7 +202,10 @@ def selected(latest: list[SampleDataset], constraints: dict[str, Any]) -> list[S
 
 
 def test_pyesgf_local_and_distrib(
-    loaded_index: IndexServer, latest_samples: list[SampleDataset], file_records: dict[str, Doc]
+    loaded_index: IndexServer,
+    latest_samples: list[SampleDataset],
+    file_records: dict[str, Doc],
+    tmp_path: Path,
 ) -> None:
     facets = ["source_id", "variable_id"]
     out = run_driver(
@@ -220,6 +224,7 @@ def test_pyesgf_local_and_distrib(
         "both",
         "--wget-lines",
         "1000000",
+        cwd=tmp_path,
     )
     truth = selected(latest_samples, SELECTION)
     truth_ids = {str(s.dataset["id"]) for s in truth}
@@ -284,7 +289,7 @@ def test_pyesgf_local_and_distrib(
 
 
 def test_pyesgf_paging_without_constraints(
-    loaded_index: IndexServer, samples: list[SampleDataset]
+    loaded_index: IndexServer, samples: list[SampleDataset], tmp_path: Path
 ) -> None:
     """No `latest`, no project: every version of every dataset, over several pages of 50."""
     out = run_driver(
@@ -298,6 +303,7 @@ def test_pyesgf_paging_without_constraints(
         "--mode",
         "local",
         "--no-wget",
+        cwd=tmp_path,
     )
     res = ok(out["local"], "pyesgf local")
     all_ids = {str(s.dataset["id"]) for s in samples}
@@ -327,6 +333,7 @@ def test_intake_esgf_search_and_file_info(
         "--file-info",
         "--workdir",
         str(tmp_path / "intake"),
+        cwd=tmp_path,
     )
     truth = selected(latest_samples, {"project": "CMIP6", **search})
     assert len(truth) > 10, "need more than intake-esgf's default page (10) to test paging"
@@ -389,6 +396,7 @@ def test_esgpull_api(
     latest_samples: list[SampleDataset],
     file_records: dict[str, Doc],
     distrib: str,
+    tmp_path: Path,
 ) -> None:
     facets = ["variable_id", "source_id"]
     out = run_driver(
@@ -407,6 +415,7 @@ def test_esgpull_api(
         "CESM2",
         "--distrib",
         distrib,
+        cwd=tmp_path,
     )
     truth = selected(latest_samples, SELECTION)
     by_instance = {str(s.dataset["instance_id"]): s for s in truth}
@@ -491,6 +500,7 @@ def esgpublish(server: IndexServer, workdir: Path, *args: str) -> Doc:
         "--ca-bundle",
         str(server.ca),
         *args,
+        cwd=workdir.parent,
     )
 
 

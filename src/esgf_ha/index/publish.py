@@ -24,6 +24,11 @@ from esgf_ha.records.errors import InvalidRecord
 from esgf_ha.records.schema import normalize_record, parse_date, version_number
 
 CHILD_CORES = ("File", "Aggregation")
+NOT_INHERITED = frozenset(
+    """id type master_id instance_id title number_of_files number_of_aggregations size access
+    datetime_start datetime_stop datetime_end globus_url url checksum checksum_type tracking_id
+    _timestamp _version_ description xlink""".split()
+)
 
 
 @dataclass
@@ -122,17 +127,24 @@ def publish_batch(txn: Transaction, batch: object) -> Outcome:
         if dataset["type"] != "Dataset":
             raise BadRequest(f"{where}.dataset: type must be Dataset")
         children: list[tuple[str, dict[str, object]]] = []
+        # files carry their dataset's facets (esgcet copies them); a file's own values win
+        inherited = {k: v for k, v in dataset.items() if k not in NOT_INHERITED}
         for key, core in (("files", "File"), ("aggregations", "Aggregation")):
             raw_children = entry.get(key, [])
             if not isinstance(raw_children, list):
                 raise BadRequest(f"{where}.{key} must be a list")
             for j, raw in enumerate(raw_children):
                 child = _normalize(
-                    {"type": core, "dataset_id": dataset["id"], **raw}
+                    {**inherited, "type": core, "dataset_id": dataset["id"], **raw}
                     if isinstance(raw, dict)
                     else raw,
                     f"{where}.{key}[{j}]",
                 )
+                title = str(child.get("title", ""))
+                if "master_id" in dataset and title:
+                    child.setdefault("master_id", f"{dataset['master_id']}.{title}")
+                if "instance_id" in dataset and title:
+                    child.setdefault("instance_id", f"{dataset['instance_id']}.{title}")
                 if child["type"] != core or child["dataset_id"] != dataset["id"]:
                     raise BadRequest(
                         f"{where}.{key}[{j}]: must be a {core} of dataset {dataset['id']}"
