@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from esgf_ha.common.rwlock import RWLock
-from esgf_ha.index import publish
+from esgf_ha.index import publish, snapshot
 from esgf_ha.index.columns import CoreIndex
 from esgf_ha.index.engine import Engine, SearchResult
 from esgf_ha.index.params import SearchRequest
@@ -23,6 +23,7 @@ from esgf_ha.records.schema import CORES, normalize_record
 
 log = logging.getLogger("esgf_ha.index")
 T = TypeVar("T")
+SNAPSHOT_DIR = "facets.snapshot"
 
 
 @dataclass
@@ -40,6 +41,9 @@ class IndexService:
         self.lock = RWLock()
         self.opened_in = opened_in
         self.seq = store.last_seq()
+        self.state_dir = Path(".")
+        self._saved_seq = -1
+        self.from_snapshot = False
 
     @classmethod
     def open(cls, state_dir: Path) -> IndexService:
@@ -47,19 +51,50 @@ class IndexService:
         began = time.monotonic()
         state_dir.mkdir(parents=True, exist_ok=True)
         store = Store(state_dir / "index.sqlite3")
-        cores = {core: CoreIndex(core) for core in CORES}
-        for core in CORES:
-            index = cores[core]
-            for slot, record in store.scan(core):
-                index.add(slot, record)
+        seq, max_slots = store.last_seq(), store.max_slots()
+        loaded = snapshot.load(state_dir / SNAPSHOT_DIR, seq, max_slots)
+        if loaded is not None:
+            cores = loaded
+        else:
+            cores = {core: CoreIndex(core) for core in CORES}
+            for core in CORES:
+                index = cores[core]
+                for slot, record in store.scan(core):
+                    index.add(slot, record)
         opened = time.monotonic() - began
         log.info(
             "index opened",
-            extra={"records": {c: cores[c].live_count for c in CORES}, "seconds": round(opened, 3)},
+            extra={
+                "records": {c: cores[c].live_count for c in CORES},
+                "seconds": round(opened, 3),
+                "from_snapshot": loaded is not None,
+            },
         )
-        return cls(store, cores, opened)
+        service = cls(store, cores, opened)
+        service.state_dir = state_dir
+        service._saved_seq = seq if loaded is not None else -1
+        service.from_snapshot = loaded is not None
+        return service
+
+    def save_snapshot(self) -> None:
+        """Write the facet index next to the store (skipped when nothing changed)."""
+        with self.lock.read():
+            seq = self.store.last_seq()
+            if seq == self._saved_seq:
+                return
+            began = time.monotonic()
+            snapshot.save(self.state_dir / SNAPSHOT_DIR, self.cores, seq, self.store.max_slots())
+            self._saved_seq = seq
+        log.info(
+            "facet snapshot saved",
+            extra={"seq": seq, "seconds": round(time.monotonic() - began, 3)},
+        )
 
     def close(self) -> None:
+        try:
+            self.save_snapshot()
+        except OSError as exc:
+            log.warning("could not save the facet snapshot: %s", exc)
         self.store.close()
 
     # -- reads --------------------------------------------------------------------------------
@@ -121,6 +156,7 @@ class IndexService:
                         index.add(slot, record)
                     self.seq = self.store.last_seq()
                 counts[core] += len(normalized)
+        self.save_snapshot()
         return counts
 
 

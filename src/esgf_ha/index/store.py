@@ -214,6 +214,13 @@ class Store:
         row = self.reader().execute("SELECT max(seq) FROM changes").fetchone()
         return int(row[0] or 0)
 
+    def max_slots(self) -> dict[str, int]:
+        conn = self.reader()
+        return {
+            core: int(conn.execute(f"SELECT coalesce(max(slot), 0) FROM {table}").fetchone()[0])
+            for core, table in TABLES.items()
+        }
+
     def count(self, core: str) -> int:
         return int(self.reader().execute(f"SELECT count(*) FROM {TABLES[core]}").fetchone()[0])
 
