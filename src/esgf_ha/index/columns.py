@@ -104,6 +104,42 @@ class StrColumn:
             self.nx += 1
             self.totals[code] += 1
 
+    def set_many(self, slots: np.ndarray, values: list[object]) -> None:
+        """Vectorised `set` for many slots (bulk loads, rebuilds)."""
+        code_for = self.code_for
+        firsts: list[int] = []
+        xr: list[int] = []
+        xc: list[int] = []
+        if self.multi:
+            for slot, vals in zip(slots.tolist(), values, strict=True):
+                items = vals if type(vals) is list else [vals]
+                if len(items) > 1:
+                    items = list(dict.fromkeys(items))
+                firsts.append(code_for(str(items[0])))
+                for v in items[1:]:
+                    xr.append(slot)
+                    xc.append(code_for(str(v)))
+        else:
+            firsts = [code_for(v if type(v) is str else str(v)) for v in values]
+        top = int(slots.max()) + 1
+        if top > len(self.codes):
+            self.codes = _grow(self.codes, top, -1)
+        codes = np.asarray(firsts, dtype=np.int32)
+        self.codes[slots] = codes
+        size = len(self.values)
+        if size > len(self.totals):
+            self.totals = _grow(self.totals, size, 0)
+        self.totals[:size] += np.bincount(codes, minlength=size)
+        if xr:
+            extra_codes = np.asarray(xc, dtype=np.int32)
+            need = self.nx + len(xr)
+            self.xrows = _grow(self.xrows, need, 0)
+            self.xcodes = _grow(self.xcodes, need, 0)
+            self.xrows[self.nx : need] = xr
+            self.xcodes[self.nx : need] = extra_codes
+            self.nx = need
+            self.totals[:size] += np.bincount(extra_codes, minlength=size)
+
     def forget(self, slots: np.ndarray) -> None:
         """Take dead slots out of the live totals."""
         slots = slots[slots < len(self.codes)]
@@ -216,6 +252,19 @@ class NumColumn:
             self.data = _grow(self.data, slot + 1, np.nan)
         self.data[slot] = to_number(self.kind, value)
 
+    def set_many(self, slots: np.ndarray, values: list[object]) -> None:
+        top = int(slots.max()) + 1
+        if top > len(self.data):
+            self.data = _grow(self.data, top, np.nan)
+        out = np.empty(len(values), dtype=np.float64)
+        kind = self.kind
+        for i, value in enumerate(values):
+            try:
+                out[i] = to_number(kind, value)
+            except (TypeError, ValueError):
+                out[i] = np.nan
+        self.data[slots] = out
+
     def view(self, n: int) -> np.ndarray:
         return self.data[:n] if n <= len(self.data) else _grow(self.data, n, np.nan)[:n]
 
@@ -265,6 +314,47 @@ class CoreIndex:
                     num = self.numbers[name] = NumColumn(name, kind)
                 with contextlib.suppress(TypeError, ValueError):
                     num.set(slot, value)
+        self.generation += 1
+
+    def add_many(self, slots: Sequence[int], records: Sequence[dict[str, object]]) -> None:
+        """Add many records at once: one pass to group values by field, then one vector
+        assignment per column."""
+        if not len(slots):
+            return
+        slot_arr = np.asarray(slots, dtype=np.int64)
+        top = int(slot_arr.max()) + 1
+        self.alive = _grow(self.alive, top, False)
+        self.alive[slot_arr] = True
+        self.live_count += len(slot_arr)
+        self.n = max(self.n, top)
+        by_field: dict[str, tuple[list[int], list[object]]] = {}
+        for slot, record in zip(slots, records, strict=True):
+            for name, value in record.items():
+                entry = by_field.get(name)
+                if entry is None:
+                    entry = by_field[name] = ([], [])
+                entry[0].append(slot)
+                entry[1].append(value)
+        for name, (field_slots, values) in by_field.items():
+            self.field_names.add(name)
+            if name in KEYED_FIELDS or name in STORED_ONLY_FIELDS:
+                continue
+            kind = kind_of(name)
+            if kind is Kind.STRING:
+                col = self.strings.get(name)
+                if col is None:
+                    col = self.strings[name] = StrColumn(name)
+                keep = [i for i, v in enumerate(values) if v != [] and v is not None]
+                if len(keep) != len(values):
+                    field_slots = [field_slots[i] for i in keep]
+                    values = [values[i] for i in keep]
+                if values:
+                    col.set_many(np.asarray(field_slots, dtype=np.int64), values)
+            elif kind is not Kind.TEXT:
+                num = self.numbers.get(name)
+                if num is None:
+                    num = self.numbers[name] = NumColumn(name, kind)
+                num.set_many(np.asarray(field_slots, dtype=np.int64), values)
         self.generation += 1
 
     def remove(self, slots: Sequence[int]) -> None:

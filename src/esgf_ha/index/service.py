@@ -59,8 +59,8 @@ class IndexService:
             cores = {core: CoreIndex(core) for core in CORES}
             for core in CORES:
                 index = cores[core]
-                for slot, record in store.scan(core):
-                    index.add(slot, record)
+                for chunk in _chunks(store.scan(core), 50_000):
+                    index.add_many([slot for slot, _ in chunk], [record for _, record in chunk])
         opened = time.monotonic() - began
         log.info(
             "index opened",
@@ -151,9 +151,7 @@ class IndexService:
                 normalized = [normalize_record(r) for r in chunk]
                 with self.lock.write():
                     slots = self.store.bulk_insert(core, normalized)
-                    index = self.cores[core]
-                    for slot, record in zip(slots, normalized, strict=True):
-                        index.add(slot, record)
+                    self.cores[core].add_many(slots, normalized)
                     self.seq = self.store.last_seq()
                 counts[core] += len(normalized)
         self.save_snapshot()

@@ -8,6 +8,7 @@ typing: `project[0]` on a bare string silently yields its first character.
 from __future__ import annotations
 
 import enum
+import re
 from datetime import UTC, datetime
 
 from esgf_ha.records.errors import InvalidRecord
@@ -112,8 +113,19 @@ NOT_FACETS = frozenset(
 )
 
 
+_KINDS: dict[str, Kind] = {}
+_MULTI: dict[str, bool] = {}
+
+
 def kind_of(name: str) -> Kind:
     """The type of a field; unknown names follow Solr's dynamic-field rules."""
+    kind = _KINDS.get(name)
+    if kind is None:
+        kind = _KINDS[name] = _kind_of(name)
+    return kind
+
+
+def _kind_of(name: str) -> Kind:
     kind = _SINGLE.get(name)
     if kind is not None:
         return kind
@@ -125,7 +137,15 @@ def kind_of(name: str) -> Kind:
 
 
 def is_multi(name: str) -> bool:
-    return name not in _SINGLE and not (name.endswith("date") or name.startswith("date"))
+    multi = _MULTI.get(name)
+    if multi is None:
+        multi = _MULTI[name] = name not in _SINGLE and not (
+            name.endswith("date") or name.startswith("date")
+        )
+    return multi
+
+
+_SOLR_DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z")
 
 
 _TRUE = {"true", "t", "1", "yes", "on"}
@@ -171,8 +191,12 @@ def normalize_value(name: str, value: object) -> object:
     """Coerce one field to its schema type; lists for multi-valued fields."""
     kind = kind_of(name)
     if is_multi(name):
+        if isinstance(value, list) and all(type(v) is str for v in value):
+            return value
         items = value if isinstance(value, list | tuple) else [value]
         return [str(v) if not isinstance(v, bool) else ("true" if v else "false") for v in items]
+    if kind is Kind.STRING and type(value) is str:
+        return value
     if isinstance(value, list | tuple):
         if len(value) != 1:
             raise InvalidRecord(f"field {name!r} is single-valued but has {len(value)} values")
@@ -180,6 +204,8 @@ def normalize_value(name: str, value: object) -> object:
     if kind is Kind.BOOL:
         return parse_bool(value)
     if kind in (Kind.INT, Kind.LONG):
+        if type(value) is int and value >= 0:
+            return value
         try:
             number = int(str(value).strip())
         except ValueError:
@@ -193,6 +219,8 @@ def normalize_value(name: str, value: object) -> object:
         except ValueError:
             raise InvalidRecord(f"field {name!r}: {value!r} is not a number") from None
     if kind is Kind.DATE:
+        if type(value) is str and _SOLR_DATE.fullmatch(value):
+            return value
         return parse_date(value, name)
     return str(value)
 
