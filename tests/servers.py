@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -70,7 +71,7 @@ class IndexServer:
         return self.state_dir / "tls" / "ca.pem"
 
     def client(self, **kwargs) -> httpx.Client:
-        verify = str(self.ca) if self.tls else True
+        verify = ssl.create_default_context(cafile=str(self.ca)) if self.tls else True
         return httpx.Client(base_url=self.url, timeout=60, verify=verify, **kwargs)
 
     def token(self, *scopes: str) -> str:
