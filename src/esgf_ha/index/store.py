@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +20,35 @@ import numpy as np
 import orjson
 
 TABLES = {"Dataset": "datasets", "File": "files", "Aggregation": "aggregations"}
-INDEXED_KEYS = ("dataset_id", "master_id", "instance_id", "tracking_id")
+# Identifier fields kept as columns (first value for lists). Only the ones searched often are
+# indexed per core: an index on every identifier doubled the size of a 10M-file store.
 KEY_COLUMNS = ("id", "dataset_id", "master_id", "instance_id", "title", "tracking_id", "checksum")
+INDEXED_KEYS = {
+    "datasets": ("master_id", "instance_id"),
+    "files": ("dataset_id", "tracking_id"),
+    "aggregations": ("dataset_id",),
+}
+# Single-valued identifiers live only in their column, not again in the stored document.
+SCALAR_KEYS = ("id", "dataset_id", "master_id", "instance_id", "title")
+DOC_COLUMNS = "slot, id, dataset_id, master_id, instance_id, title, doc"
 SCHEMA_VERSION = 1
+PAGE_SIZE = 16384
+
+
+def pack(record: dict[str, object]) -> bytes:
+    """The stored form of a record: JSON without the scalar identifiers, compressed."""
+    rest = {k: v for k, v in record.items() if k not in SCALAR_KEYS}
+    return zlib.compress(orjson.dumps(rest), 1)
+
+
+def unpack(row: tuple) -> tuple[int, dict[str, object]]:
+    """(slot, record) from a row selected as DOC_COLUMNS."""
+    slot, *keys, blob = row
+    record: dict[str, object] = {
+        name: value for name, value in zip(SCALAR_KEYS, keys, strict=True) if value is not None
+    }
+    record.update(orjson.loads(zlib.decompress(blob)))
+    return slot, record
 
 
 def _key(record: dict[str, object], name: str) -> str | None:
@@ -42,7 +69,7 @@ def _text(record: dict[str, object]) -> str:
 def _schema(table: str) -> str:
     cols = ", ".join(f"{c} TEXT" for c in KEY_COLUMNS[1:])
     idx = "\n".join(
-        f"CREATE INDEX IF NOT EXISTS {table}_{c} ON {table}({c});" for c in INDEXED_KEYS
+        f"CREATE INDEX IF NOT EXISTS {table}_{c} ON {table}({c});" for c in INDEXED_KEYS[table]
     )
     return f"""
     CREATE TABLE IF NOT EXISTS {table} (
@@ -64,27 +91,27 @@ class Transaction:
 
     def get(self, core: str, record_id: str) -> tuple[int, dict[str, object]] | None:
         row = self.conn.execute(
-            f"SELECT slot, doc FROM {TABLES[core]} WHERE id = ?", (record_id,)
+            f"SELECT {DOC_COLUMNS} FROM {TABLES[core]} WHERE id = ?", (record_id,)
         ).fetchone()
-        return None if row is None else (row[0], orjson.loads(row[1]))
+        return None if row is None else unpack(row)
 
     def find(self, core: str, field: str, value: str) -> list[tuple[int, dict[str, object]]]:
         if field not in KEY_COLUMNS:
             raise ValueError(f"{field} is not an indexed field")
         rows = self.conn.execute(
-            f"SELECT slot, doc FROM {TABLES[core]} WHERE {field} = ?", (value,)
+            f"SELECT {DOC_COLUMNS} FROM {TABLES[core]} WHERE {field} = ?", (value,)
         ).fetchall()
-        return [(slot, orjson.loads(doc)) for slot, doc in rows]
+        return [unpack(row) for row in rows]
 
     def scan(self, core: str) -> Iterator[tuple[int, dict[str, object]]]:
-        for slot, doc in self.conn.execute(f"SELECT slot, doc FROM {TABLES[core]}"):
-            yield slot, orjson.loads(doc)
+        for row in self.conn.execute(f"SELECT {DOC_COLUMNS} FROM {TABLES[core]}"):
+            yield unpack(row)
 
     def insert(self, core: str, record: dict[str, object]) -> int:
         table = TABLES[core]
         cur = self.conn.execute(
             f"INSERT INTO {table} ({', '.join(KEY_COLUMNS)}, doc) VALUES (?,?,?,?,?,?,?,?)",
-            [_key(record, c) for c in KEY_COLUMNS] + [orjson.dumps(record)],
+            [_key(record, c) for c in KEY_COLUMNS] + [pack(record)],
         )
         slot = int(cur.lastrowid or 0)
         self.conn.execute(
@@ -122,6 +149,7 @@ class Store:
     def _connect(self, *, write: bool) -> sqlite3.Connection:
         if write:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect on a new file only
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
         else:
@@ -189,7 +217,7 @@ class Store:
             for i, record in enumerate(records):
                 slot = start + i
                 rows.append(
-                    [slot] + [_key(record, c) for c in KEY_COLUMNS] + [orjson.dumps(record)]
+                    [slot] + [_key(record, c) for c in KEY_COLUMNS] + [pack(record)]
                 )
                 texts.append((slot, _text(record)))
                 slots.append(slot)
@@ -230,13 +258,14 @@ class Store:
             last = 0
             while True:
                 rows = conn.execute(
-                    f"SELECT slot, doc FROM {TABLES[core]} WHERE slot > ? ORDER BY slot LIMIT ?",
+                    f"SELECT {DOC_COLUMNS} FROM {TABLES[core]} WHERE slot > ? "
+                    "ORDER BY slot LIMIT ?",
                     (last, batch),
                 ).fetchall()
                 if not rows:
                     return
-                for slot, doc in rows:
-                    yield slot, orjson.loads(doc)
+                for row in rows:
+                    yield unpack(row)
                 last = rows[-1][0]
         finally:
             conn.close()
@@ -247,12 +276,13 @@ class Store:
         rows = (
             self.reader()
             .execute(
-                f"SELECT slot, doc FROM {TABLES[core]} WHERE slot IN (SELECT value FROM json_each(?))",
+                f"SELECT {DOC_COLUMNS} FROM {TABLES[core]} "
+                "WHERE slot IN (SELECT value FROM json_each(?))",
                 (orjson.dumps([int(s) for s in slots]),),
             )
             .fetchall()
         )
-        return {slot: orjson.loads(doc) for slot, doc in rows}
+        return dict(unpack(row) for row in rows)
 
     def slots_equal(self, core: str, field: str, values: Sequence[str]) -> np.ndarray:
         rows = (
@@ -314,12 +344,10 @@ class Store:
 
     def slots_containing(self, core: str, field: str, value: str) -> np.ndarray:
         """Slots whose stored-only field holds `value` exactly (a scan; rare queries only)."""
-        needle = orjson.dumps(value).decode()
         out = []
-        for slot, doc in self.reader().execute(
-            f"SELECT slot, doc FROM {TABLES[core]} WHERE instr(doc, ?) > 0", (needle,)
-        ):
-            got = orjson.loads(doc).get(field)
+        for row in self.reader().execute(f"SELECT {DOC_COLUMNS} FROM {TABLES[core]}"):
+            slot, record = unpack(row)
+            got = record.get(field)
             if got == value or (isinstance(got, list) and value in got):
                 out.append(slot)
         return np.asarray(out, dtype=np.int64)
