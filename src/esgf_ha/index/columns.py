@@ -77,6 +77,7 @@ class StrColumn:
         self.totals = np.zeros(0, dtype=np.int64)  # live records per value
         self._tokens: dict[str, list[int]] = {}
         self._tokenized = 0
+        self._lex: np.ndarray | None = None
 
     def code_for(self, value: str) -> int:
         code = self.lookup.get(value)
@@ -210,25 +211,25 @@ class StrColumn:
         self._tokenized = len(self.values)
 
     # -- counting ---------------------------------------------------------------------------
-    def count(self, mask: np.ndarray | None, rows: np.ndarray | None, n: int) -> np.ndarray:
-        """Records per value among the selected slots (mask over [0, n), or explicit rows)."""
+    def count(self, rows: np.ndarray, rows_mask: np.ndarray, n: int) -> np.ndarray:
+        """Records per value among `rows` (slots; `rows_mask` is the same set as a mask)."""
         size = len(self.values)
         col = self.codes[:n] if n <= len(self.codes) else _grow(self.codes, n, -1)[:n]
-        if rows is not None:
-            counts = np.bincount(col[rows] + 1, minlength=size + 1)[1:]
-            if self.nx:
-                hit = np.isin(self.xrows[: self.nx], rows)
-                counts += np.bincount(self.xcodes[: self.nx][hit], minlength=size)
-            return counts
-        assert mask is not None
-        counts = np.bincount(col[mask] + 1, minlength=size + 1)[1:]
+        counts = np.bincount(col[rows] + 1, minlength=size + 1)[1:]
         if self.nx:
             xr = self.xrows[: self.nx]
-            inside = xr < n
-            hit = np.zeros(self.nx, dtype=bool)
-            hit[inside] = mask[xr[inside]]
-            counts += np.bincount(self.xcodes[: self.nx][hit], minlength=size)
+            counts += np.bincount(self.xcodes[: self.nx][rows_mask[xr]], minlength=size)
         return counts
+
+    def lex_order(self) -> np.ndarray:
+        """Codes in lexical order of their values (facets are listed that way)."""
+        cached = self._lex
+        if cached is None or len(cached) != len(self.values):
+            values = self.values
+            cached = self._lex = np.asarray(
+                sorted(range(len(values)), key=values.__getitem__), dtype=np.int64
+            )
+        return cached
 
     def count_live(self) -> np.ndarray:
         return self.totals[: len(self.values)]

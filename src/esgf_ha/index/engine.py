@@ -20,7 +20,6 @@ from esgf_ha.index.columns import (
     KEYED_FIELDS,
     STORED_ONLY_FIELDS,
     CoreIndex,
-    StrColumn,
     to_number,
     tokenize,
 )
@@ -59,7 +58,10 @@ class Engine:
         self._apply_filters(req, core, mask)
         total = int(mask.sum())
         names = self._facet_names(req)
-        facets = {name: self._count(core, name, mask, total) for name in names}
+        facets = {}
+        if names:
+            selection = _Selection.of(core, mask, total)
+            facets = {name: self._count(core, name, mask, total, selection) for name in names}
         slots = self._page(req, core, mask, total) if req.limit else []
         del n
         return SearchResult(total, slots, facets, names)
@@ -254,22 +256,27 @@ class Engine:
 
     # -- facets -------------------------------------------------------------------------------
     def _count(
-        self, core: CoreIndex, name: str, mask: np.ndarray, total: int
+        self, core: CoreIndex, name: str, mask: np.ndarray, total: int, sel: _Selection
     ) -> list[tuple[str, int]]:
         col = core.strings.get(name)
         if col is not None:
-            counts = self._count_strings(core, col, mask, total)
-            nz = np.flatnonzero(counts)
-            pairs = [(col.values[i], int(counts[i])) for i in nz]
-            pairs.sort(key=lambda p: p[0])
-            return pairs
+            counts = col.count(sel.rows, sel.rows_mask, core.n)
+            if sel.complement:
+                counts = col.count_live() - counts
+            order = col.lex_order()
+            ordered = counts[order]
+            keep = ordered > 0
+            values = col.values
+            return list(
+                zip([values[i] for i in order[keep].tolist()], ordered[keep].tolist(), strict=True)
+            )
         num = core.numbers.get(name)
         if num is not None:
             data = num.view(core.n)[mask]
             data = data[~np.isnan(data)]
-            values, counts = np.unique(data, return_counts=True)
+            uniques, counts = np.unique(data, return_counts=True)
             pairs = [
-                (_render_number(num.kind, v), int(c)) for v, c in zip(values, counts, strict=True)
+                (_render_number(num.kind, v), int(c)) for v, c in zip(uniques, counts, strict=True)
             ]
             pairs.sort(key=lambda p: p[0])
             return pairs
@@ -284,17 +291,6 @@ class Engine:
                         tally[str(v)] = tally.get(str(v), 0) + 1
             return sorted(tally.items())
         return []
-
-    def _count_strings(
-        self, core: CoreIndex, col: StrColumn, mask: np.ndarray, total: int
-    ) -> np.ndarray:
-        n = core.n
-        if total * 2 > core.live_count:
-            rest = core.alive[:n] & ~mask
-            return col.count_live() - col.count(rest, None, n)
-        if total < 50_000:
-            return col.count(None, np.flatnonzero(mask), n)
-        return col.count(mask, None, n)
 
     # -- order and page -----------------------------------------------------------------------
     def _page(self, req: SearchRequest, core: CoreIndex, mask: np.ndarray, total: int) -> list[int]:
@@ -340,6 +336,24 @@ class Engine:
             if i >= start:
                 out.append(slot)
         return out
+
+
+@dataclass
+class _Selection:
+    """The slots to count facets over, found once per search. When a search selects most of
+    the core, counting the few unselected records and subtracting from the live totals
+    touches far fewer slots."""
+
+    rows: np.ndarray
+    rows_mask: np.ndarray
+    complement: bool
+
+    @classmethod
+    def of(cls, core: CoreIndex, mask: np.ndarray, total: int) -> _Selection:
+        if total * 2 > core.live_count:
+            rest = core.alive[: core.n] & ~mask
+            return cls(np.flatnonzero(rest), rest, True)
+        return cls(np.flatnonzero(mask), mask, False)
 
 
 def _first_true(mask: np.ndarray, k: int, chunk: int = 1 << 16) -> np.ndarray:

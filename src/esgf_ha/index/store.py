@@ -152,6 +152,9 @@ class Store:
             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect on a new file only
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            # identifier indexes take random inserts: a large page cache keeps bulk loads of
+            # millions of records from thrashing the disk
+            conn.execute("PRAGMA cache_size=-1048576")
         else:
             conn = sqlite3.connect(
                 f"file:{self.path}?mode=ro",
@@ -159,8 +162,8 @@ class Store:
                 isolation_level=None,
                 check_same_thread=False,
             )
+            conn.execute("PRAGMA cache_size=-65536")
         conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA cache_size=-65536")
         return conn
 
     def _migrate(self) -> None:
