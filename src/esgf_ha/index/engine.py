@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import heapq
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,21 +51,29 @@ class Engine:
         self.store = store
         self.cores = cores
         self._id_order: dict[str, tuple[np.ndarray, int]] = {}
+        self._cache = _FilterCache()
 
     # -- entry point --------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchResult:
         core = self.cores[req.type]
-        n = core.n
-        mask = core.alive_mask()
-        self._apply_filters(req, core, mask)
-        total = int(mask.sum())
+        key = _filter_key(req)
+        cached = self._cache.get(key, core.generation)
+        if cached is None:
+            mask = core.alive_mask()
+            self._apply_filters(req, core, mask)
+            cached = _Filtered(mask, int(mask.sum()), {})
+            self._cache.put(key, core.generation, cached)
+        mask, total = cached.mask, cached.total
         names = self._facet_names(req)
         facets = {}
         if names:
-            selection = _Selection.of(core, mask, total)
-            facets = {name: self._count(core, name, mask, total, selection) for name in names}
+            missing = [n for n in names if n not in cached.facets]
+            if missing:
+                selection = _Selection.of(core, mask, total)
+                for name in missing:
+                    cached.facets[name] = self._count(core, name, mask, total, selection)
+            facets = {name: cached.facets[name] for name in names}
         slots = self._page(req, core, mask, total) if req.limit else []
-        del n
         return SearchResult(total, slots, facets, names)
 
     def _facet_names(self, req: SearchRequest) -> list[str]:
@@ -336,6 +346,58 @@ class Engine:
             if i >= start:
                 out.append(slot)
         return out
+
+
+@dataclass
+class _Filtered:
+    mask: np.ndarray
+    total: int
+    facets: dict[str, list[tuple[str, int]]]
+
+
+class _FilterCache:
+    """Recent filter results (mask, count, facet counts) by the request's constraints.
+
+    The same filters come back often (MetaGrid opens on one default search for everybody),
+    so their mask and facet counts are kept until the core changes. Entries are tied to the
+    core's generation, which every write bumps."""
+
+    def __init__(self, entries: int = 32) -> None:
+        self.entries = entries
+        self._data: OrderedDict[tuple, tuple[int, _Filtered]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, generation: int) -> _Filtered | None:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None or hit[0] != generation:
+                return None
+            self._data.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: tuple, generation: int, value: _Filtered) -> None:
+        with self._lock:
+            self._data[key] = (generation, value)
+            self._data.move_to_end(key)
+            while len(self._data) > self.entries:
+                self._data.popitem(last=False)
+
+
+def _filter_key(req: SearchRequest) -> tuple:
+    return (
+        req.type,
+        tuple(sorted((k, tuple(v)) for k, v in req.constraints.items())),
+        tuple(sorted((k, tuple(v)) for k, v in req.negations.items())),
+        tuple(sorted(req.flags.items())),
+        req.query,
+        req.from_,
+        req.to,
+        req.start,
+        req.end,
+        req.bbox,
+        req.min_version,
+        req.max_version,
+    )
 
 
 @dataclass

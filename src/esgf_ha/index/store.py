@@ -219,9 +219,7 @@ class Store:
             texts = []
             for i, record in enumerate(records):
                 slot = start + i
-                rows.append(
-                    [slot] + [_key(record, c) for c in KEY_COLUMNS] + [pack(record)]
-                )
+                rows.append([slot] + [_key(record, c) for c in KEY_COLUMNS] + [pack(record)])
                 texts.append((slot, _text(record)))
                 slots.append(slot)
             conn.executemany(
