@@ -8,6 +8,7 @@ and await its answer, until ``duration`` seconds have passed or ``max_requests``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -125,15 +126,14 @@ def _status_kb(pid: int, key: str) -> int:
 
 def descendants(pid: int) -> list[int]:
     """pid and all its descendants (via /proc/<pid>/task/*/children)."""
-    out, todo = [], [pid]
+    out: list[int] = []
+    todo = [pid]
     while todo and len(out) < 10_000:
         p = todo.pop()
         out.append(p)
         for task in pathlib.Path(f"/proc/{p}/task").glob("*/children"):
-            try:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
                 todo.extend(int(x) for x in task.read_text().split())
-            except (FileNotFoundError, ProcessLookupError, ValueError):
-                pass
     return out
 
 
@@ -177,7 +177,5 @@ class MemorySampler:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass

@@ -37,15 +37,20 @@ def dir_size(path: pathlib.Path) -> int:
 def load_main(scale: str, seed: int, state_dir: pathlib.Path, dev_stub: bool) -> dict[str, Any]:
     from synth import SyntheticIndex
 
+    service: Any
     if dev_stub:
-        from _devstub_index import DevStubIndexService as Service
+        from _devstub_index import DevStubIndexService
+
+        service = DevStubIndexService
     else:
-        from esgf_ha.index.service import IndexService as Service  # type: ignore[import-not-found,no-redef]
+        from esgf_ha.index.service import IndexService
+
+        service = IndexService
 
     t0 = time.perf_counter()
     idx = SyntheticIndex(scale, seed)
     t1 = time.perf_counter()
-    svc = Service.open(state_dir)
+    svc = service.open(state_dir)
     t2 = time.perf_counter()
     svc.bulk_load(idx.iter_datasets(), idx.iter_files())
     t3 = time.perf_counter()

@@ -297,7 +297,7 @@ def _collect(q: Query, results: Iterator[tuple[str, list[tuple[Any, ...]]]]) -> 
         elif purpose == "page":
             ans.ids = [r[0] for r in rows]
         else:
-            ans.num_found, got = merge_facet_rows(rows)  # type: ignore[arg-type]
+            ans.num_found, got = merge_facet_rows(rows)
             ans.facets.update(got)
     return ans
 
@@ -305,7 +305,7 @@ def _collect(q: Query, results: Iterator[tuple[str, list[tuple[Any, ...]]]]) -> 
 def answer(conn: psycopg.Connection[Any], q: Query) -> PgAnswer:
     def run() -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
         for purpose, sql, args in q.sql():
-            yield purpose, conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+            yield purpose, conn.execute(sql, args).fetchall()
 
     return _collect(q, run())
 
@@ -313,15 +313,14 @@ def answer(conn: psycopg.Connection[Any], q: Query) -> PgAnswer:
 async def answer_async(conn: psycopg.AsyncConnection[Any], q: Query) -> PgAnswer:
     got: list[tuple[str, list[tuple[Any, ...]]]] = []
     for purpose, sql, args in q.sql():
-        cur = await conn.execute(sql, args)  # type: ignore[arg-type]
+        cur = await conn.execute(sql, args)
         got.append((purpose, await cur.fetchall()))
     return _collect(q, iter(got))
 
 
 def main() -> None:
-    from synth import SCALES, SyntheticIndex
-
     from query_mix import build_mix
+    from synth import SCALES, SyntheticIndex
 
     ap = argparse.ArgumentParser(description="Load the synthetic index into a throwaway PG 15 "
                                  "and time the query mix sequentially.")
