@@ -23,12 +23,14 @@ class Outcome:
     ok: bool
     num_found: int | None = None
     error: str | None = None
+    server_ms: float | None = None  # the server's own search time (QTime), when it reports it
 
 
 @dataclass
 class RunResult:
     elapsed_s: float = 0.0
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    server_s: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     implausible: list[str] = field(default_factory=list)
 
@@ -49,6 +51,10 @@ class RunResult:
             "implausible_examples": self.implausible[:5],
             "overall": latency_stats(every),
             "per_class": per,
+            "server_time": {
+                "overall": latency_stats([x for v in self.server_s.values() for x in v]),
+                "per_class": {k: latency_stats(v) for k, v in sorted(self.server_s.items())},
+            },
         }
 
 
@@ -103,6 +109,8 @@ async def run_closed_loop(
                 res.errors.append(f"{q.klass} {q.query_string()[:300]}: {out.error}")
                 continue
             res.latencies.setdefault(q.klass, []).append(dt)
+            if out.server_ms is not None:
+                res.server_s.setdefault(q.klass, []).append(out.server_ms / 1e3)
             if plausible is not None:
                 why = plausible(q, out)
                 if why:

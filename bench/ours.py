@@ -161,7 +161,10 @@ def http_worker(client: httpx.AsyncClient) -> Any:
         r = await client.get(SEARCH_PATH, params=list(q.params))
         if r.status_code != 200:
             return Outcome(False, error=f"HTTP {r.status_code}: {r.text[:200]}")
-        return Outcome(True, num_found=int(orjson.loads(r.content)["response"]["numFound"]))
+        body = orjson.loads(r.content)
+        timing = r.headers.get("server-timing", "")  # "search;dur=<ms>", finer than QTime
+        server_ms = float(timing.split("dur=", 1)[1]) if "dur=" in timing else None
+        return Outcome(True, num_found=int(body["response"]["numFound"]), server_ms=server_ms)
 
     return call
 

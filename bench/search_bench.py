@@ -243,6 +243,17 @@ def print_table(report: dict[str, Any]) -> dict[str, Any]:
         ratios[k] = {"p50": r50, "p99": r99}
         print(f"{k:20s} {_fmt(o.get('p50_ms'))} {_fmt(o.get('p99_ms'))} {_fmt(p.get('p50_ms'))} "
               f"{_fmt(p.get('p99_ms'))} {_fmt(r50)} {_fmt(r99)}")
+    qt = ours.get("server_time", {})
+    if qt.get("overall", {}).get("n"):
+        print(f"\n{'class':20s} {'QTime p50':>10s} {'QTime p99':>10s} {'pg p50':>10s} {'pg p99':>10s} "
+              f"{'p50 o/pg':>10s} {'p99 o/pg':>10s}   (ms; our server-side search time, Server-Timing)")
+        for k in [*MIX, "overall"]:
+            o = qt.get("overall") if k == "overall" else qt.get("per_class", {}).get(k, {})
+            p = pg.get("overall", {}) if k == "overall" else pg.get("per_class", {}).get(k, {})
+            r50, r99 = _ratio(o.get("p50_ms"), p.get("p50_ms")), _ratio(o.get("p99_ms"), p.get("p99_ms"))
+            ratios[f"server_time_{k}"] = {"p50": r50, "p99": r99}
+            print(f"{k:20s} {_fmt(o.get('p50_ms'))} {_fmt(o.get('p99_ms'))} {_fmt(p.get('p50_ms'))} "
+                  f"{_fmt(p.get('p99_ms'))} {_fmt(r50)} {_fmt(r99)}")
     rt = _ratio(ours.get("throughput_rps"), pg.get("throughput_rps"))
     ratios["throughput"] = rt
     print(f"{'throughput (/s)':20s} {_fmt(ours.get('throughput_rps'))} {'':10s} "

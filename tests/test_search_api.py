@@ -337,5 +337,6 @@ def test_health_and_metrics(loaded_index: IndexServer) -> None:
         assert "/api/v1/publish" in spec["paths"]
         r = c.get("/esg-search/search")
         assert int(r.headers["X-ESGF-Index-Sequence"]) >= 1
+        assert float(r.headers["Server-Timing"].split("dur=")[1]) > 0
         assert c.get("/nowhere").status_code == 404
         assert isinstance(httpx.URL(loaded_index.url).port, int)

@@ -168,11 +168,17 @@ def create_app(
         began = time.perf_counter()
         req = await search_request(request, wget_mode=False)
         result, docs = await run_in_threadpool(service.search, req)
-        qtime = int((time.perf_counter() - began) * 1000)
+        elapsed = time.perf_counter() - began
+        qtime = int(elapsed * 1000)
+        timing = {"Server-Timing": f"search;dur={elapsed * 1000:.3f}"}
         if req.format == "json":
             body = render_json(req, result, docs, _host(request), qtime)
-            return Response(body, media_type=JSON_TYPE)
-        return Response(render_xml(req, result, docs, _host(request), qtime), media_type=XML_TYPE)
+            return Response(body, media_type=JSON_TYPE, headers=timing)
+        return Response(
+            render_xml(req, result, docs, _host(request), qtime),
+            media_type=XML_TYPE,
+            headers=timing,
+        )
 
     async def wget_script(request: Request) -> Response:
         if request.method == "GET" and not request.url.query:

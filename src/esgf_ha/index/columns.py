@@ -167,6 +167,25 @@ class StrColumn:
             mask[xr[hit]] = True
         return mask
 
+    def match_rows(self, codes: Iterable[int], rows: np.ndarray) -> np.ndarray:
+        """For each of the given slots, whether it holds any of `codes`."""
+        wanted = [c + 1 for c in codes]
+        if not wanted:
+            return np.zeros(len(rows), dtype=bool)
+        lut = np.zeros(len(self.values) + 1, dtype=bool)
+        lut[wanted] = True
+        inside = rows < len(self.codes)
+        if inside.all():
+            hit = lut[self.codes[rows] + 1]
+        else:
+            hit = np.zeros(len(rows), dtype=bool)
+            hit[inside] = lut[self.codes[rows[inside]] + 1]
+        if self.nx:
+            extra = self.xrows[: self.nx][lut[self.xcodes[: self.nx] + 1]]
+            if len(extra):
+                hit |= np.isin(rows, extra)
+        return hit
+
     def exact(self, values: Iterable[str], n: int) -> np.ndarray:
         return self.match_codes([c for v in values if (c := self.lookup.get(v)) is not None], n)
 

@@ -12,6 +12,7 @@ import heapq
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -90,15 +91,24 @@ class Engine:
     # -- filters ------------------------------------------------------------------------------
     def _apply_filters(self, req: SearchRequest, core: CoreIndex, mask: np.ndarray) -> None:
         n = core.n
-        for name, flag in req.flags.items():
-            mask &= self._bool_field(core, name, flag)
-        # identifier constraints first: they are the most selective
-        for name in sorted(req.constraints, key=lambda f: f not in KEYED_FIELDS):
-            mask &= self.field_in(core, name, req.constraints[name])
-            if not mask.any():
-                return
-        for name, values in req.negations.items():
-            mask &= ~self.field_in(core, name, values)
+        # Keyword constraints are checked most selective first (estimated from the live totals
+        # of the wanted values); once few slots remain, the rest are checked on those slots
+        # only, instead of over the whole core.
+        checks = [self._flag_check(core, name, flag) for name, flag in req.flags.items()]
+        checks += [self._in_check(core, k, v, False) for k, v in req.constraints.items()]
+        checks += [self._in_check(core, k, v, True) for k, v in req.negations.items()]
+        checks.sort(key=lambda c: c.estimate)
+        rows: np.ndarray | None = None
+        for i, check in enumerate(checks):
+            if rows is None:
+                mask &= check.dense(n)
+                if i + 1 < len(checks) and np.count_nonzero(mask) * 16 < n:
+                    rows = np.flatnonzero(mask)
+            else:
+                rows = rows[check.sparse(rows)]
+        if rows is not None:
+            mask[:] = False
+            mask[rows] = True
         if not isinstance(req.query, lucene.MatchAll):
             mask &= self.evaluate(core, req.query)
         if req.from_ or req.to:
@@ -116,6 +126,51 @@ class Engine:
             mask &= self.range(core, "west_degrees", None, str(east), True, True)
             mask &= self.range(core, "south_degrees", None, str(north), True, True)
         del n
+
+    def _flag_check(self, core: CoreIndex, name: str, flag: bool) -> _Check:
+        col = core.numbers.get(name)
+        if col is None:
+            return _Check(0, lambda n: np.zeros(n, dtype=bool), lambda r: np.zeros(len(r), bool))
+        want = 1.0 if flag else 0.0
+        return _Check(
+            core.live_count // 2,
+            lambda n: col.view(n) == want,
+            lambda rows: col.view(core.n)[rows] == want,
+        )
+
+    def _in_check(self, core: CoreIndex, name: str, values: list[str], negate: bool) -> _Check:
+        n = core.n
+        col = core.strings.get(name)
+        if col is not None and name not in KEYED_FIELDS and name not in STORED_ONLY_FIELDS:
+            codes = [c for v in values if (c := col.lookup.get(v)) is not None]
+            hits = int(col.count_live()[codes].sum()) if codes else 0
+            if negate:
+                return _Check(
+                    core.live_count - hits,
+                    lambda n: ~col.match_codes(codes, n),
+                    lambda rows: ~col.match_rows(codes, rows),
+                )
+            return _Check(
+                hits, lambda n: col.match_codes(codes, n), lambda rows: col.match_rows(codes, rows)
+            )
+        if name in KEYED_FIELDS:
+            slots = self.store.slots_equal(core.core, name, values)
+            slots = slots[slots < n]
+            if negate:
+                return _Check(
+                    core.live_count - len(slots),
+                    lambda n: ~self._slots_to_mask(core, slots),
+                    lambda rows: ~np.isin(rows, slots),
+                )
+            return _Check(
+                len(slots),
+                lambda n: self._slots_to_mask(core, slots),
+                lambda rows: np.isin(rows, slots),
+            )
+        dense = self.field_in(core, name, values)
+        if negate:
+            dense = ~dense
+        return _Check(core.live_count, lambda n: dense, lambda rows: dense[rows])
 
     def _bool_field(self, core: CoreIndex, name: str, flag: bool) -> np.ndarray:
         col = core.numbers.get(name)
@@ -346,6 +401,16 @@ class Engine:
             if i >= start:
                 out.append(slot)
         return out
+
+
+@dataclass
+class _Check:
+    """One keyword constraint: its estimated hits, and how to test it over the whole core
+    (a mask over slots [0, n)) or over given slots only."""
+
+    estimate: int
+    dense: Callable[[int], np.ndarray]
+    sparse: Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
