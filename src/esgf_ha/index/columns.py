@@ -13,7 +13,6 @@ array.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import re
 from collections.abc import Iterable, Sequence
@@ -89,24 +88,8 @@ class StrColumn:
                 self.totals = _grow(self.totals, code + 1, 0)
         return code
 
-    def set(self, slot: int, values: Sequence[str]) -> None:
-        if slot >= len(self.codes):
-            self.codes = _grow(self.codes, slot + 1, -1)
-        first = self.code_for(values[0])
-        self.codes[slot] = first
-        self.totals[first] += 1
-        for value in values[1:]:
-            code = self.code_for(value)
-            if self.nx >= len(self.xrows):
-                self.xrows = _grow(self.xrows, self.nx + 1, 0)
-                self.xcodes = _grow(self.xcodes, self.nx + 1, 0)
-            self.xrows[self.nx] = slot
-            self.xcodes[self.nx] = code
-            self.nx += 1
-            self.totals[code] += 1
-
     def set_many(self, slots: np.ndarray, values: list[object]) -> None:
-        """Vectorised `set` for many slots (bulk loads, rebuilds)."""
+        """Set the values of many slots at once."""
         code_for = self.code_for
         firsts: list[int] = []
         xr: list[int] = []
@@ -267,11 +250,6 @@ class NumColumn:
         self.kind = kind
         self.data = np.full(0, np.nan, dtype=np.float64)
 
-    def set(self, slot: int, value: object) -> None:
-        if slot >= len(self.data):
-            self.data = _grow(self.data, slot + 1, np.nan)
-        self.data[slot] = to_number(self.kind, value)
-
     def set_many(self, slots: np.ndarray, values: list[object]) -> None:
         top = int(slots.max()) + 1
         if top > len(self.data):
@@ -311,30 +289,7 @@ class CoreIndex:
         self.generation = 0
 
     def add(self, slot: int, record: dict[str, object]) -> None:
-        if slot >= len(self.alive):
-            self.alive = _grow(self.alive, slot + 1, False)
-        self.alive[slot] = True
-        self.live_count += 1
-        self.n = max(self.n, slot + 1)
-        for name, value in record.items():
-            self.field_names.add(name)
-            if name in KEYED_FIELDS or name in STORED_ONLY_FIELDS:
-                continue
-            kind = kind_of(name)
-            if kind is Kind.STRING:
-                col = self.strings.get(name)
-                if col is None:
-                    col = self.strings[name] = StrColumn(name)
-                values = value if isinstance(value, list) else [value]
-                if values:
-                    col.set(slot, list(dict.fromkeys(str(v) for v in values)))
-            elif kind is not Kind.TEXT:
-                num = self.numbers.get(name)
-                if num is None:
-                    num = self.numbers[name] = NumColumn(name, kind)
-                with contextlib.suppress(TypeError, ValueError):
-                    num.set(slot, value)
-        self.generation += 1
+        self.add_many([slot], [record])
 
     def add_many(self, slots: Sequence[int], records: Sequence[dict[str, object]]) -> None:
         """Add many records at once: one pass to group values by field, then one vector

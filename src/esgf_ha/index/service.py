@@ -135,8 +135,10 @@ class IndexService:
                 result = operation(txn)
             for core, slot in txn.removed:
                 self.cores[core].remove([slot])
-            for core, slot, record in txn.added:
-                self.cores[core].add(slot, record)
+            for core in CORES:
+                added = [(slot, record) for c, slot, record in txn.added if c == core]
+                if added:
+                    self.cores[core].add_many([a[0] for a in added], [a[1] for a in added])
             self.seq = self.store.last_seq()
         return result
 
