@@ -213,14 +213,15 @@ class StrColumn:
         self._tokenized = len(self.values)
 
     # -- counting ---------------------------------------------------------------------------
-    def count(self, rows: np.ndarray, rows_mask: np.ndarray, n: int) -> np.ndarray:
+    def count(self, rows: np.ndarray, rows_mask: np.ndarray | None, n: int) -> np.ndarray:
         """Records per value among `rows` (slots; `rows_mask` is the same set as a mask)."""
         size = len(self.values)
         col = self.codes[:n] if n <= len(self.codes) else _grow(self.codes, n, -1)[:n]
         counts = np.bincount(col[rows] + 1, minlength=size + 1)[1:]
         if self.nx:
             xr = self.xrows[: self.nx]
-            counts += np.bincount(self.xcodes[: self.nx][rows_mask[xr]], minlength=size)
+            hit = rows_mask[xr] if rows_mask is not None else np.isin(xr, rows)
+            counts += np.bincount(self.xcodes[: self.nx][hit], minlength=size)
         return counts
 
     def lex_order(self) -> np.ndarray:

@@ -60,21 +60,25 @@ class Engine:
         key = _filter_key(req)
         cached = self._cache.get(key, core.generation)
         if cached is None:
-            mask = core.alive_mask()
-            self._apply_filters(req, core, mask)
-            cached = _Filtered(mask, int(mask.sum()), {})
+            rows = self._sparse_filter(req, core)
+            if rows is not None:
+                cached = _Filtered(None, rows, len(rows), {})
+            else:
+                dense = core.alive_mask()
+                self._apply_filters(req, core, dense)
+                cached = _Filtered(dense, None, int(dense.sum()), {})
             self._cache.put(key, core.generation, cached)
-        mask, total = cached.mask, cached.total
+        mask, rows, total = cached.mask, cached.rows, cached.total
         names = self._facet_names(req)
         facets = {}
         if names:
             missing = [n for n in names if n not in cached.facets]
             if missing:
-                selection = _Selection.of(core, mask, total)
+                selection = _Selection.of(core, mask, rows, total)
                 for name in missing:
-                    cached.facets[name] = self._count(core, name, mask, total, selection)
+                    cached.facets[name] = self._count(core, name, mask, rows, total, selection)
             facets = {name: cached.facets[name] for name in names}
-        slots = self._page(req, core, mask, total) if req.limit else []
+        slots = self._page(req, core, mask, rows, total) if req.limit else []
         return SearchResult(total, slots, facets, names)
 
     def _facet_names(self, req: SearchRequest) -> list[str]:
@@ -89,15 +93,44 @@ class Engine:
         return list(dict.fromkeys(names))
 
     # -- filters ------------------------------------------------------------------------------
+    def _checks(self, req: SearchRequest, core: CoreIndex) -> list[_Check]:
+        checks = [self._flag_check(core, name, flag) for name, flag in req.flags.items()]
+        checks += [self._in_check(core, k, v, False) for k, v in req.constraints.items()]
+        checks += [self._in_check(core, k, v, True) for k, v in req.negations.items()]
+        checks.sort(key=lambda c: c.estimate)
+        return checks
+
+    def _sparse_filter(self, req: SearchRequest, core: CoreIndex) -> np.ndarray | None:
+        """The matching slots when an identifier constraint leaves only a few (File searches
+        by `dataset_id`), found without touching the whole core; else None."""
+        dense_only = (
+            not isinstance(req.query, lucene.MatchAll)
+            or req.from_
+            or req.to
+            or req.start
+            or req.end
+            or req.bbox
+            or req.min_version
+            or req.max_version
+        )
+        if dense_only or not any(name in KEYED_FIELDS for name in req.constraints):
+            return None
+        checks = self._checks(req, core)
+        first = checks[0]
+        if first.rows is None or first.estimate > SMALL_RESULT:
+            return None
+        rows = np.unique(first.rows)
+        rows = rows[core.alive[rows]]
+        for check in checks[1:]:
+            rows = rows[check.sparse(rows)]
+        return rows
+
     def _apply_filters(self, req: SearchRequest, core: CoreIndex, mask: np.ndarray) -> None:
         n = core.n
         # Keyword constraints are checked most selective first (estimated from the live totals
         # of the wanted values); once few slots remain, the rest are checked on those slots
         # only, instead of over the whole core.
-        checks = [self._flag_check(core, name, flag) for name, flag in req.flags.items()]
-        checks += [self._in_check(core, k, v, False) for k, v in req.constraints.items()]
-        checks += [self._in_check(core, k, v, True) for k, v in req.negations.items()]
-        checks.sort(key=lambda c: c.estimate)
+        checks = self._checks(req, core)
         rows: np.ndarray | None = None
         for i, check in enumerate(checks):
             if rows is None:
@@ -166,6 +199,7 @@ class Engine:
                 len(slots),
                 lambda n: self._slots_to_mask(core, slots),
                 lambda rows: np.isin(rows, slots),
+                slots,
             )
         dense = self.field_in(core, name, values)
         if negate:
@@ -321,7 +355,13 @@ class Engine:
 
     # -- facets -------------------------------------------------------------------------------
     def _count(
-        self, core: CoreIndex, name: str, mask: np.ndarray, total: int, sel: _Selection
+        self,
+        core: CoreIndex,
+        name: str,
+        mask: np.ndarray | None,
+        rows: np.ndarray | None,
+        total: int,
+        sel: _Selection,
     ) -> list[tuple[str, int]]:
         col = core.strings.get(name)
         if col is not None:
@@ -337,7 +377,7 @@ class Engine:
             )
         num = core.numbers.get(name)
         if num is not None:
-            data = num.view(core.n)[mask]
+            data = num.view(core.n)[_selected(sel, mask)]
             data = data[~np.isnan(data)]
             uniques, counts = np.unique(data, return_counts=True)
             pairs = [
@@ -346,8 +386,7 @@ class Engine:
             pairs.sort(key=lambda p: p[0])
             return pairs
         if name in KEYED_FIELDS and total <= 100_000:
-            slots = np.flatnonzero(mask)
-            docs = self.store.fetch(core.core, slots.tolist())
+            docs = self.store.fetch(core.core, _selected(sel, mask).tolist())
             tally: dict[str, int] = {}
             for doc in docs.values():
                 value = doc.get(name)
@@ -358,10 +397,25 @@ class Engine:
         return []
 
     # -- order and page -----------------------------------------------------------------------
-    def _page(self, req: SearchRequest, core: CoreIndex, mask: np.ndarray, total: int) -> list[int]:
+    def _page(
+        self,
+        req: SearchRequest,
+        core: CoreIndex,
+        mask: np.ndarray | None,
+        rows: np.ndarray | None,
+        total: int,
+    ) -> list[int]:
         start, stop = req.offset, req.offset + req.limit
         if start >= total:
             return []
+        if mask is None:
+            assert rows is not None
+            if req.sort:
+                mask = self._slots_to_mask(core, rows)
+            elif req.type == "File":
+                return self.store.order_by_id(core.core, rows.tolist())[start:stop]
+            else:
+                return [int(s) for s in rows[start:stop]]
         if req.sort:
             slots = np.flatnonzero(mask)
             ts = core.numbers.get("_timestamp")
@@ -411,11 +465,13 @@ class _Check:
     estimate: int
     dense: Callable[[int], np.ndarray]
     sparse: Callable[[np.ndarray], np.ndarray]
+    rows: np.ndarray | None = None  # the matching slots themselves, when known cheaply
 
 
 @dataclass
 class _Filtered:
-    mask: np.ndarray
+    mask: np.ndarray | None  # the matches as a mask over slots, or
+    rows: np.ndarray | None  # as sorted slots, when there are few
     total: int
     facets: dict[str, list[tuple[str, int]]]
 
@@ -472,15 +528,28 @@ class _Selection:
     touches far fewer slots."""
 
     rows: np.ndarray
-    rows_mask: np.ndarray
+    rows_mask: np.ndarray | None
     complement: bool
 
     @classmethod
-    def of(cls, core: CoreIndex, mask: np.ndarray, total: int) -> _Selection:
+    def of(
+        cls, core: CoreIndex, mask: np.ndarray | None, rows: np.ndarray | None, total: int
+    ) -> _Selection:
+        if mask is None:
+            assert rows is not None
+            return cls(rows, None, False)
         if total * 2 > core.live_count:
             rest = core.alive[: core.n] & ~mask
             return cls(np.flatnonzero(rest), rest, True)
         return cls(np.flatnonzero(mask), mask, False)
+
+
+def _selected(sel: _Selection, mask: np.ndarray | None) -> np.ndarray:
+    """The selected slots (a complement selection holds the unselected ones)."""
+    if not sel.complement:
+        return sel.rows
+    assert mask is not None
+    return np.flatnonzero(mask)
 
 
 def _first_true(mask: np.ndarray, k: int, chunk: int = 1 << 16) -> np.ndarray:
