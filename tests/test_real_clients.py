@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from esgf_ha.records.drs import CMIP6
 from esgf_ha.records.samples import SampleDataset
 from tests.servers import IndexServer
 
@@ -31,17 +32,7 @@ DRIVERS = ROOT / "tests" / "clients"
 VENVS = ROOT / ".venv-clients"
 DRIVER_TIMEOUT = 240.0
 
-CMIP6_ID_FACETS = [
-    "mip_era",
-    "activity_drs",
-    "institution_id",
-    "source_id",
-    "experiment_id",
-    "member_id",
-    "table_id",
-    "variable_id",
-    "grid_label",
-]
+CMIP6_ID_FACETS = list(CMIP6.id_facets)
 SELECTION: dict[str, Any] = {"project": "CMIP6", "variable_id": ["tas", "pr"]}
 HEREDOC = "EOF--dataset.file.url.chksum_type.chksum"
 
