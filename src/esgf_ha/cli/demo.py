@@ -42,6 +42,10 @@ def wait_for_endpoint(
     raise click.ClickException(f"the {name} service was not ready within {timeout:.0f} s")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @click.command(
     epilog="""\b
 Examples:
@@ -178,7 +182,9 @@ def demo(state_dir: Path | None, listen: str, datasets: int, check: bool) -> Non
                 click.echo("\ndemo check passed")
                 return
         click.echo("\nThe index keeps running; press Ctrl-C to stop it.")
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.signal(signal.SIGTERM, _interrupt)  # stop the index on SIGTERM as on Ctrl-C
+        while True:
+            signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
