@@ -7,7 +7,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import httpx
 import orjson
 
 from esgf_ha.common.auth import issue_token
+from esgf_ha.common.server import ServiceNotReady, wait_until_ready
 
 
 @dataclass
@@ -29,8 +29,7 @@ class IndexServer:
 
     def start(self, timeout: float = 60.0) -> IndexServer:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        endpoint = self.state_dir / "index.endpoint.json"
-        endpoint.unlink(missing_ok=True)
+        (self.state_dir / "index.endpoint.json").unlink(missing_ok=True)
         args = [
             sys.executable,
             "-m",
@@ -50,21 +49,14 @@ class IndexServer:
         self.log_path = self.state_dir / "server.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         self.proc = subprocess.Popen(args, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"index exited: {self.log_path.read_text()[-2000:]}")
-            if endpoint.exists():
-                info = orjson.loads(endpoint.read_bytes())
-                if info["pid"] == self.proc.pid:
-                    self.url = info["url"]
-                    try:
-                        if self.client().get("/readyz").status_code == 200:
-                            return self
-                    except httpx.HTTPError:
-                        pass
-            time.sleep(0.05)
-        raise RuntimeError("index did not become ready")
+        try:
+            # the CA is made by the server on its first start; the test clients verify with it
+            self.url = wait_until_ready(
+                self.state_dir, "index", self.proc, timeout=timeout, verify=not self.tls
+            )
+        except ServiceNotReady as exc:
+            raise RuntimeError(f"{exc}: {self.log_path.read_text()[-2000:]}") from None
+        return self
 
     @property
     def ca(self) -> Path:

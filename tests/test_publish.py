@@ -194,6 +194,16 @@ def test_esgcet_ws_protocol(index_server: IndexServer) -> None:
         assert r.status_code == 200 and f"Retracted id: {ds_id}" in r.text
         r = c.post("/esg-search/ws/delete", data={"id": ds_id}, headers=auth)
         assert r.status_code == 200
+        other = cmip6_samples(1, seed=32)[0].dataset
+        assert (
+            c.post("/esg-search/ws/publish", content=_doc_xml(other), headers=auth).status_code
+            == 200
+        )
+        r = c.post("/esg-search/ws/unpublish", content=_doc_xml({"id": other["id"]}), headers=auth)
+        assert (
+            r.status_code == 200
+            and f"<message>Unpublished record: {other['id']}</message>" in r.text
+        )
         assert c.get("/esg-search/ws/ping").text == "ESGF REST Publishing Service"
     assert counts(index_server) == (0, 0)
 
@@ -246,6 +256,9 @@ def test_files_inherit_dataset_facets(index_server: IndexServer) -> None:
     files = index_server.search(type="File", variable_id=variable, project="CMIP6")["response"]
     assert files["numFound"] == len(entry["files"])
     doc = files["docs"][0]
-    assert doc["dataset_id"] == entry["dataset"]["id"] and doc["version"] == entry["dataset"]["version"]
+    assert (
+        doc["dataset_id"] == entry["dataset"]["id"]
+        and doc["version"] == entry["dataset"]["version"]
+    )
     assert "number_of_files" not in doc
     assert doc["master_id"] == f"{entry['dataset']['master_id']}.{doc['title']}"

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import click
@@ -15,31 +14,8 @@ import httpx
 import orjson
 
 from esgf_ha.common.auth import issue_token
+from esgf_ha.common.server import ServiceNotReady, wait_until_ready
 from esgf_ha.records.samples import as_batch, cmip5_samples, cmip6_samples
-
-
-def wait_for_endpoint(
-    state_dir: Path, name: str, proc: subprocess.Popen, timeout: float = 60
-) -> str:
-    """Wait for a service started with port 0 to say where it listens and be ready."""
-    endpoint = state_dir / f"{name}.endpoint.json"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise click.ClickException(f"the {name} service exited with status {proc.returncode}")
-        if endpoint.exists():
-            info = orjson.loads(endpoint.read_bytes())
-            if info.get("pid") == proc.pid:
-                try:
-                    if (
-                        httpx.get(info["url"] + "/readyz", verify=False, timeout=2).status_code
-                        == 200
-                    ):
-                        return str(info["url"])
-                except httpx.HTTPError:
-                    pass
-        time.sleep(0.1)
-    raise click.ClickException(f"the {name} service was not ready within {timeout:.0f} s")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -93,7 +69,10 @@ def demo(state_dir: Path | None, listen: str, datasets: int, check: bool) -> Non
         ],
     )
     try:
-        url = wait_for_endpoint(master_dir, "index", proc)
+        try:
+            url = wait_until_ready(master_dir, "index", proc, verify=False)
+        except ServiceNotReady as exc:
+            raise click.ClickException(str(exc)) from None
         token = issue_token(master_dir, ["esgf:publish"], subject="demo")
         samples = cmip6_samples(datasets) + cmip5_samples(max(4, datasets // 5))
         with httpx.Client(base_url=url, timeout=60) as client:

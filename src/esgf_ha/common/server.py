@@ -8,9 +8,12 @@ import logging
 import os
 import socket
 import ssl
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -35,6 +38,38 @@ class PeerCertProtocol(H11Protocol):
             der = ssl_object.getpeercert(binary_form=True)
             if der:
                 self.app_state = {**self.app_state, "tls_client_cert": der}
+
+
+class ServiceNotReady(RuntimeError):
+    pass
+
+
+def wait_until_ready(
+    state_dir: Path,
+    name: str,
+    proc: subprocess.Popen,
+    *,
+    timeout: float = 60.0,
+    verify: ssl.SSLContext | bool = True,
+) -> str:
+    """The URL of a service started with port 0, once its endpoint file names this process
+    and `/readyz` answers 200."""
+    endpoint = state_dir / f"{name}.endpoint.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceNotReady(f"the {name} service exited with status {proc.returncode}")
+        if endpoint.exists():
+            info = orjson.loads(endpoint.read_bytes())
+            if info.get("pid") == proc.pid:
+                try:
+                    ready = httpx.get(info["url"] + "/readyz", verify=verify, timeout=2)
+                    if ready.status_code == 200:
+                        return str(info["url"])
+                except httpx.HTTPError:
+                    pass
+        time.sleep(0.05)
+    raise ServiceNotReady(f"the {name} service was not ready within {timeout:.0f} s")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

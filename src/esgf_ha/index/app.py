@@ -237,12 +237,7 @@ def create_app(
         if "id" not in record:
             raise BadRequest("the document lacks an id field")
         outcome = await run_in_threadpool(service.delete, [str(record["id"])])
-        return ws_response(
-            [
-                m.replace("Deleted", "Unpublished record:").replace("id: ", "")
-                for m in outcome.messages
-            ]
-        )
+        return ws_response([f"Unpublished record: {i}" for i in outcome.deleted])
 
     async def ws_update(request: Request) -> Response:
         authorize(request, "esgf:publish", legacy=True)

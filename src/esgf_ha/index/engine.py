@@ -158,7 +158,6 @@ class Engine:
             mask &= self.range(core, "north_degrees", str(south), None, True, True)
             mask &= self.range(core, "west_degrees", None, str(east), True, True)
             mask &= self.range(core, "south_degrees", None, str(north), True, True)
-        del n
 
     def _flag_check(self, core: CoreIndex, name: str, flag: bool) -> _Check:
         col = core.numbers.get(name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from esgf_ha.index.errors import BadRequest, Conflict, NotFound
 from esgf_ha.index.store import Transaction
@@ -42,13 +43,7 @@ class Outcome:
 
 
 def _now() -> str:
-    return parse_date(_utcnow())
-
-
-def _utcnow():  # separated for clarity of intent: index time is wall-clock UTC
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
+    return parse_date(datetime.now(UTC))
 
 
 def _stamp(record: dict[str, object]) -> dict[str, object]:

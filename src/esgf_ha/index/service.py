@@ -34,16 +34,23 @@ class IndexStats:
 
 
 class IndexService:
-    def __init__(self, store: Store, cores: dict[str, CoreIndex], opened_in: float) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        store: Store,
+        cores: dict[str, CoreIndex],
+        opened_in: float,
+        from_snapshot: bool,
+    ) -> None:
+        self.state_dir = state_dir
         self.store = store
         self.cores = cores
         self.engine = Engine(store, cores)
         self.lock = RWLock()
         self.opened_in = opened_in
         self.seq = store.last_seq()
-        self.state_dir = Path(".")
-        self._saved_seq = -1
-        self.from_snapshot = False
+        self.from_snapshot = from_snapshot
+        self._saved_seq = self.seq if from_snapshot else -1
 
     @classmethod
     def open(cls, state_dir: Path) -> IndexService:
@@ -70,11 +77,7 @@ class IndexService:
                 "from_snapshot": loaded is not None,
             },
         )
-        service = cls(store, cores, opened)
-        service.state_dir = state_dir
-        service._saved_seq = seq if loaded is not None else -1
-        service.from_snapshot = loaded is not None
-        return service
+        return cls(state_dir, store, cores, opened, from_snapshot=loaded is not None)
 
     def save_snapshot(self) -> None:
         """Write the facet index next to the store (skipped when nothing changed)."""
