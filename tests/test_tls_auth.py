@@ -61,7 +61,9 @@ def test_certificate_from_another_ca_is_refused(tls_server: IndexServer, tmp_pat
 def test_anonymous_ws_only_from_trusted_networks(tmp_path: Path) -> None:
     record = cmip6_samples(1, seed=62)[0].dataset
     trusted = IndexServer(tmp_path / "a", extra_args=["--ws-anonymous-from", "127.0.0.0/8"]).start()
-    untrusted = IndexServer(tmp_path / "b", extra_args=["--ws-anonymous-from", "10.0.0.0/8"]).start()
+    untrusted = IndexServer(
+        tmp_path / "b", extra_args=["--ws-anonymous-from", "10.0.0.0/8"]
+    ).start()
     try:
         with trusted.client() as c:
             assert c.post("/esg-search/ws/publish", content=_doc_xml(record)).status_code == 200
