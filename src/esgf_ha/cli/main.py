@@ -7,6 +7,7 @@ import click
 from esgf_ha import __version__
 from esgf_ha.cli.demo import demo
 from esgf_ha.cli.serve import serve
+from esgf_ha.cli.serve_dns import serve_dns
 from esgf_ha.cli.token import token
 
 
@@ -24,6 +25,7 @@ def cli() -> None:
     """Highly available ESGF search and download services."""
 
 
+serve.add_command(serve_dns)
 cli.add_command(serve)
 cli.add_command(token)
 cli.add_command(demo)
