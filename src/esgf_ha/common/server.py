@@ -96,6 +96,7 @@ def serve(
     name: str,
     state_dir: Path,
     tls: TLSFiles | None = None,
+    protocol: type[H11Protocol] = PeerCertProtocol,
 ) -> None:
     host, port = parse_listen(listen)
     sock = bind(host, port)
@@ -107,7 +108,7 @@ def serve(
         app,
         log_config=None,
         access_log=False,
-        http=PeerCertProtocol,
+        http=protocol,
         ws="none",
         lifespan="on",
         timeout_keep_alive=30,
