@@ -237,7 +237,8 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
             raise NotFound(f"no dataset {instance} in the index")
         files = await node.index.files_of(str(dataset["id"]))
         restricted = any(
-            str(f.get("publish_path", "")).split("/", 1)[0] in node.restricted for f in files
+            str(catalog.first(f.get("publish_path")) or "").split("/", 1)[0] in node.restricted
+            for f in files
         )
         body = catalog.dataset_catalog(dataset, files, restricted)
         return Response(body, media_type=catalog.XML_TYPE)

@@ -106,13 +106,13 @@ def master_tail() -> str:
     return "</catalog>\n"
 
 
-def _first(value: Any) -> Any:
+def first(value: Any) -> Any:
     return value[0] if isinstance(value, list) and value else value
 
 
 def _file_url_path(rec: dict[str, Any]) -> str | None:
     if rec.get("publish_path"):
-        return str(rec["publish_path"])
+        return str(first(rec["publish_path"]))
     for url in rec.get("url") or []:
         link, _, service = str(url).rpartition("|")
         link = link.rpartition("|")[0]
@@ -155,10 +155,10 @@ def dataset_catalog(
             ("file_id", rec.get("master_id", "")),
             ("file_version", "1"),
             ("size", size),
-            ("tracking_id", _first(rec.get("tracking_id")) or ""),
+            ("tracking_id", first(rec.get("tracking_id")) or ""),
             ("mod_time", mod),
-            ("checksum", _first(rec.get("checksum")) or ""),
-            ("checksum_type", _first(rec.get("checksum_type")) or ""),
+            ("checksum", first(rec.get("checksum")) or ""),
+            ("checksum_type", first(rec.get("checksum_type")) or ""),
         ]
         out.extend("  " + _prop(k, v) for k, v in fprops if v != "")
         out.append(f'      <dataSize units="bytes">{escape(str(size))}</dataSize>\n')

@@ -81,11 +81,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiable("empty suffix range", size)
         return max(0, size - n), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
-        raise RangeNotSatisfiable(f"inverted byte range {start}-{end}", size)
+    if last and int(last) < start:
+        raise RangeNotSatisfiable(f"inverted byte range {start}-{last}", size)
     if start >= size:
         raise RangeNotSatisfiable(f"range starts at {start}, the file has {size} bytes", size)
+    end = int(last) if last else size - 1
     return start, min(end, size - 1)
 
 

@@ -105,7 +105,9 @@ def parse_constraint(query: str, variables: dict[str, Any]) -> list[Projection]:
             raise BadRequest(f"{name} has {len(shape)} dimensions, {len(groups)} given")
         slices = []
         for dim, size in enumerate(shape):
-            slices.append(_slice(groups[dim], size, name) if dim < len(groups) else slice(0, size))
+            slices.append(
+                _slice(groups[dim], size, name) if dim < len(groups) else slice(0, size, 1)
+            )
         out.append(Projection(name, tuple(slices)))
     return out
 
@@ -273,7 +275,7 @@ def _number(v: Any, dtype: np.dtype) -> str:
             return "NaN"
         if np.isinf(f):
             return "Inf" if f > 0 else "-Inf"
-        return repr(float(np.float32(f))) if dtype.itemsize == 4 else repr(f)
+        return str(np.float32(f)) if dtype.itemsize == 4 else repr(f)
     return str(int(v))
 
 
