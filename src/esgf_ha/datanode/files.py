@@ -149,9 +149,7 @@ class FileBody(Response):
         on_sent: Any = None,
     ) -> None:
         super().__init__(None, status_code=status_code, headers=headers)
-        self.raw_headers = [
-            (k, v) for k, v in self.raw_headers if k not in (b"content-length", b"content-type")
-        ]
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.raw_headers.append((b"content-length", str(length).encode()))
         self.stat = stat
         self.start = start
