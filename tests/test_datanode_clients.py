@@ -129,10 +129,12 @@ def test_xarray_over_http_byte_ranges(site: Site) -> None:
     tas, height = _expected(site.public.paths[1])
     ranged = 'esgf_data_requests_total{endpoint="fileServer",status="206"}'
     before = _metric(site, ranged)
-    with fsspec.open(url, mode="rb", block_size=4096) as fh:
-        with xr.open_dataset(fh, engine="h5netcdf") as ds:
-            np.testing.assert_array_equal(ds["tas"].isel(time=slice(2, 5), lat=1).values, tas)
-            assert float(ds["height"]) == height
+    with (
+        fsspec.open(url, mode="rb", block_size=4096) as fh,
+        xr.open_dataset(fh, engine="h5netcdf") as ds,
+    ):
+        np.testing.assert_array_equal(ds["tas"].isel(time=slice(2, 5), lat=1).values, tas)
+        assert float(ds["height"]) == height
     assert _metric(site, ranged) > before  # it really read by ranges
 
 
