@@ -97,3 +97,65 @@ class IndexServer:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+@dataclass
+class DataServer:
+    """`esgf-ha serve data` as a subprocess; `roots` maps root names to directories."""
+
+    state_dir: Path
+    roots: dict[str, Path]
+    index_url: str | None = None
+    tls: bool = False
+    extra_args: list[str] = field(default_factory=list)
+    listen: str = "127.0.0.1:0"
+    proc: subprocess.Popen | None = None
+    url: str = ""
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 60.0) -> DataServer:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "data.endpoint.json").unlink(missing_ok=True)
+        args = [
+            sys.executable,
+            "-m",
+            "esgf_ha",
+            "serve",
+            "data",
+            "--state-dir",
+            str(self.state_dir),
+            "--listen",
+            self.listen,
+            *[f"--root={name}={path}" for name, path in self.roots.items()],
+            *self.extra_args,
+        ]
+        if self.index_url:
+            args += ["--index", self.index_url]
+        if self.tls:
+            args.append("--tls")
+        self.log_path = self.state_dir / "server.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log)
+        try:
+            # the CA is made by the server on its first start
+            self.url = wait_until_ready(
+                self.state_dir, "data", self.proc, timeout=timeout, verify=not self.tls
+            )
+        except ServiceNotReady as exc:
+            raise RuntimeError(f"{exc}: {self.log_path.read_text()[-2000:]}") from None
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.url.split("://", 1)[1]
+
+    @property
+    def ca(self) -> Path:
+        return self.state_dir / "tls" / "ca.pem"
+
+    def client(self, **kwargs) -> httpx.Client:
+        verify = ssl.create_default_context(cafile=str(self.ca)) if self.tls else True
+        return httpx.Client(base_url=self.url, timeout=60, verify=verify, **kwargs)
+
+    def stop(self) -> None:
+        IndexServer.stop(self)  # type: ignore[arg-type]

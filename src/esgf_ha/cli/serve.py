@@ -129,3 +129,204 @@ def serve_index(
         run(app, listen, name="index", state_dir=state_dir, tls=tls_files)
     finally:
         service.close()
+
+
+def _roots(values: tuple[str, ...]) -> dict[str, Path]:
+    roots: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=PATH, got {value!r}", param_hint="--root")
+        if name in roots:
+            raise click.BadParameter(f"root {name!r} given twice", param_hint="--root")
+        roots[name] = Path(path)
+    return roots
+
+
+@serve.command(
+    "data",
+    epilog="""\b
+Examples:
+  esgf-ha serve data --state-dir state/data --listen 127.0.0.1:8090 \\
+      --root esg_dataroot=/esg/data --index http://127.0.0.1:8080
+  esgf-ha serve data --state-dir state/data --listen 0.0.0.0:8443 --tls \\
+      --root esg_dataroot=/esg/data --root restricted=/esg/restricted \\
+      --restricted restricted --token-public-key state/master/keys/token-signing.pub.pem
+  curl -I http://127.0.0.1:8090/thredds/fileServer/esg_dataroot/CMIP6/.../file.nc
+  esgf-ha serve data --root esg_dataroot=/esg/data --write-nginx-config nginx.conf \\
+      --nginx-listen 0.0.0.0:80 --listen 127.0.0.1:8090
+
+Files are served at /thredds/fileServer/<root>/<path>, OPeNDAP at /thredds/dodsC/<root>/<path>,
+catalogs at /thredds/catalog/catalog.xml. The chosen address (useful with port 0) is logged and
+written to <state-dir>/data.endpoint.json.
+""",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=Path("state/data"),
+    show_default=True,
+    help="directory for the endpoint file and TLS files (created if missing)",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8090",
+    show_default=True,
+    help="HOST:PORT to listen on; port 0 picks a free one",
+)
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    required=True,
+    metavar="NAME=PATH",
+    help="a data root: URL name and directory (repeatable)",
+)
+@click.option(
+    "--index",
+    "index_url",
+    help="search service URL to learn checksums, replicas and catalogs from",
+)
+@click.option(
+    "--index-ca",
+    type=click.Path(path_type=Path, exists=True),
+    help="CA bundle (PEM) that signs an HTTPS index",
+)
+@click.option(
+    "--data-node",
+    help="this node's name as records spell data_node (default: each request's Host header)",
+)
+@click.option(
+    "--restricted",
+    multiple=True,
+    metavar="NAME",
+    help="root whose files need a bearer token with scope esgf:download (repeatable)",
+)
+@click.option(
+    "--token-public-key",
+    "token_keys",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Ed25519 public key (PEM) that signs download tokens (repeatable)",
+)
+@click.option("--jwks-url", help="verify download tokens against this issuer's JWKS")
+@click.option("--tls", is_flag=True, help="serve HTTPS (a certificate is made on first start)")
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, exists=True),
+    help="use this certificate chain (PEM) instead of a generated one",
+)
+@click.option(
+    "--tls-key", type=click.Path(path_type=Path, exists=True), help="private key for --tls-cert"
+)
+@click.option(
+    "--hostname",
+    "hostnames",
+    multiple=True,
+    help="extra host name for the generated certificate (repeatable)",
+)
+@click.option(
+    "--accel-prefix",
+    help="nginx mode: answer file requests with X-Accel-Redirect to this internal prefix",
+)
+@click.option(
+    "--write-nginx-config",
+    type=click.Path(path_type=Path),
+    help="write an nginx config for the nginx mode to this file and exit",
+)
+@click.option(
+    "--nginx-listen",
+    default="0.0.0.0:80",
+    show_default=True,
+    help="HOST:PORT nginx listens on (with --write-nginx-config)",
+)
+@click.option("--log-level", default="info", show_default=True)
+def serve_data(
+    state_dir: Path,
+    listen: str,
+    roots: tuple[str, ...],
+    index_url: str | None,
+    index_ca: Path | None,
+    data_node: str | None,
+    restricted: tuple[str, ...],
+    token_keys: tuple[Path, ...],
+    jwks_url: str | None,
+    tls: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    hostnames: tuple[str, ...],
+    accel_prefix: str | None,
+    write_nginx_config: Path | None,
+    nginx_listen: str,
+    log_level: str,
+) -> None:
+    """Serve data files, THREDDS catalogs and OPeNDAP from DRS directory trees."""
+    from pydantic import ValidationError
+
+    from esgf_ha.common.server import parse_listen
+    from esgf_ha.common.server import serve as run
+    from esgf_ha.common.tls import TLSFiles, ensure_server_tls
+    from esgf_ha.datanode.app import create_app
+    from esgf_ha.datanode.files import SendfileProtocol
+    from esgf_ha.datanode.index_client import IndexClient
+    from esgf_ha.datanode.nginx import ACCEL_PREFIX, render_config
+    from esgf_ha.datanode.service import DataNode
+    from esgf_ha.datanode.settings import DataSettings
+    from esgf_ha.datanode.tokens import verifier_for
+
+    setup_logging(log_level)
+    try:
+        parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    if write_nginx_config is not None:
+        accel_prefix = accel_prefix or ACCEL_PREFIX
+    try:
+        settings = DataSettings(
+            state_dir=state_dir,
+            listen=listen,
+            roots=_roots(roots),
+            restricted=list(restricted),
+            index_url=index_url,
+            index_ca=index_ca,
+            data_node=data_node,
+            tls=tls or bool(tls_cert),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            hostnames=list(hostnames),
+            token_public_keys=list(token_keys),
+            jwks_url=jwks_url,
+            accel_prefix=accel_prefix,
+        )
+    except ValidationError as exc:
+        raise click.UsageError("; ".join(e["msg"] for e in exc.errors())) from None
+    if write_nginx_config is not None:
+        try:
+            text = render_config(settings, nginx_listen)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--nginx-listen") from None
+        write_nginx_config.write_text(text)
+        click.echo(
+            f"wrote {write_nginx_config}; start this node with --accel-prefix {accel_prefix}"
+        )
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tls_files = None
+    if settings.tls:
+        if tls_cert:
+            if not tls_key:
+                raise click.BadParameter("--tls-cert needs --tls-key", param_hint="--tls-key")
+            tls_files = TLSFiles(ca=tls_cert, cert=tls_cert, key=tls_key)
+        else:
+            tls_files = ensure_server_tls(state_dir, [parse_listen(listen)[0], *hostnames])
+    index = None
+    if index_url:
+        index = IndexClient(
+            index_url,
+            ca=index_ca,
+            ttl=settings.lookup_ttl,
+            cache_size=settings.lookup_cache_size,
+        )
+    node = DataNode(settings, index)
+    app = create_app(node, verifier_for(settings))
+    run(app, listen, name="data", state_dir=state_dir, tls=tls_files, protocol=SendfileProtocol)

@@ -89,12 +89,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: Any, tls: TLSFiles | None = None) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any, tls: TLSFiles | None = None, protocol: type[H11Protocol] = PeerCertProtocol
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         log_config=None,
         access_log=False,
-        http=PeerCertProtocol,
+        http=protocol,
         ws="none",
         lifespan="on",
         timeout_keep_alive=30,
@@ -126,11 +128,12 @@ def serve(
     name: str,
     state_dir: Path,
     tls: TLSFiles | None = None,
+    protocol: type[H11Protocol] = PeerCertProtocol,
 ) -> None:
     host, port = parse_listen(listen)
     sock = bind(host, port)
     url = url_of(sock, tls is not None)
-    server = uvicorn.Server(uvicorn_config(app, tls))
+    server = uvicorn.Server(uvicorn_config(app, tls, protocol))
     write_endpoint(state_dir, name, {"url": url, "ca": str(tls.ca) if tls else None})
     log.info("listening", extra={"service": name, "url": url})
     server.run(sockets=[sock])

@@ -1,0 +1,294 @@
+"""Data node file-serving benchmark against nginx, same file, same disk, same run.
+
+    .venv/bin/python bench/datanode_bench.py                 # 1 GiB file, 3 rounds
+    .venv/bin/python bench/datanode_bench.py --size-mib 256 --rounds 1   # quick look
+
+Systems: `ours` (esgf-ha serve data, sendfile), `nginx` (Debian nginx serving the root with
+`alias` + sendfile: the reference) and `ours+nginx` (the nginx mode: nginx proxies to our node,
+which authorises and answers with X-Accel-Redirect). Transfers are made by curl (C, so the
+client is not the bottleneck); the file is read once first so every system sees a warm page
+cache. Range latency: 1 MiB slices at random offsets over one keep-alive connection (httpx).
+Prints a table and writes bench/out/datanode-<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from esgf_ha.common.server import wait_until_ready
+from esgf_ha.datanode.nginx import render_config
+from esgf_ha.datanode.settings import DataSettings
+
+REL = "bench/file-1.bin"
+ROOT = "esg_dataroot"
+console = Console()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_file(path: Path, size: int) -> None:
+    if path.exists() and path.stat().st_size == size:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(1 << 20)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"writing {size >> 20} MiB test file", total=size)
+        with path.open("wb") as fh:
+            written = 0
+            while written < size:
+                n = min(len(block), size - written)
+                fh.write(block[:n])
+                written += n
+                progress.advance(task, n)
+
+
+def start_node(state: Path, root: Path, listen: str, *extra: str) -> subprocess.Popen:
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "data.endpoint.json").unlink(missing_ok=True)
+    log = open(state / "server.log", "ab")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "esgf_ha",
+            "serve",
+            "data",
+            "--state-dir",
+            str(state),
+            "--listen",
+            listen,
+            "--root",
+            f"{ROOT}={root}",
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    wait_until_ready(state, "data", proc, timeout=60)
+    return proc
+
+
+def start_nginx(workdir: Path, conf_text: str) -> subprocess.Popen:
+    workdir.mkdir(parents=True, exist_ok=True)
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (workdir / kind).mkdir(exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(conf_text)
+    proc = subprocess.Popen(
+        ["nginx", "-p", str(workdir), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "stderr.log", "ab"),  # noqa: SIM115
+    )
+    return proc
+
+
+def plain_nginx_conf(workdir: Path, root: Path, port: int) -> str:
+    return f"""daemon off;
+worker_processes auto;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+{"".join(f"    {k}_temp_path {workdir}/{k};{chr(10)}" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))}    server {{
+        listen 127.0.0.1:{port};
+        location /thredds/fileServer/{ROOT}/ {{ alias {root}/; }}
+    }}
+}}
+"""
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.head(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def curl_streams(url: str, streams: int, size: int) -> float:
+    """Aggregate MB/s of `streams` concurrent full downloads."""
+    began = time.perf_counter()
+    procs = [subprocess.Popen(["curl", "-sf", "-o", "/dev/null", url]) for _ in range(streams)]
+    codes = [p.wait() for p in procs]
+    elapsed = time.perf_counter() - began
+    if any(codes):
+        raise RuntimeError(f"curl failed: {codes}")
+    return streams * size / elapsed / 1e6
+
+
+def range_latency(url: str, size: int, n: int, seed: int = 1) -> dict[str, float]:
+    rng = random.Random(seed)
+    times = []
+    with httpx.Client(timeout=30) as c:
+        for _ in range(n + 10):
+            start = rng.randrange(0, size - (1 << 20))
+            t = time.perf_counter()
+            r = c.get(url, headers={"Range": f"bytes={start}-{start + (1 << 20) - 1}"})
+            dt = time.perf_counter() - t
+            if r.status_code != 206 or len(r.content) != 1 << 20:
+                raise RuntimeError(f"bad range answer {r.status_code}")
+            times.append(dt * 1000)
+    times = sorted(times[10:])  # the first requests warm up the connection
+    return {
+        "p50_ms": statistics.median(times),
+        "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024, help="test file size (default 1 GiB)")
+    ap.add_argument("--rounds", type=int, default=3, help="best of N per measurement")
+    ap.add_argument("--streams", type=int, default=8, help="parallel streams")
+    ap.add_argument("--ranges", type=int, default=300, help="1 MiB range requests per system")
+    ap.add_argument("--dir", type=Path, default=None, help="where the test file lives")
+    args = ap.parse_args()
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        console.print("nginx is not installed: apt-get install -y nginx-light")
+        return 2
+    os.environ["PATH"] += ":/usr/sbin"
+    size = args.size_mib << 20
+    work = Path(tempfile.mkdtemp(prefix="dn-bench-"))
+    work.chmod(0o755)  # nginx workers run as an unprivileged user
+    data_root = (args.dir or work) / "root"
+    path = data_root / REL
+    make_file(path, size)
+    subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm cache
+
+    procs: list[subprocess.Popen] = []
+    try:
+        ours = start_node(work / "ours", data_root, "127.0.0.1:0")
+        procs.append(ours)
+        ours_url = json.loads((work / "ours" / "data.endpoint.json").read_text())["url"]
+
+        nginx_port = free_port()
+        procs.append(
+            start_nginx(work / "nginx", plain_nginx_conf(work / "nginx", data_root, nginx_port))
+        )
+        nginx_url = f"http://127.0.0.1:{nginx_port}"
+
+        accel_port, front_port = free_port(), free_port()
+        settings = DataSettings(
+            listen=f"127.0.0.1:{accel_port}",
+            roots={ROOT: data_root},
+            accel_prefix="/_esgf_internal",
+        )
+        front = work / "front"
+        conf = render_config(
+            settings,
+            f"127.0.0.1:{front_port}",
+            pid_file=f"{front}/nginx.pid",
+            error_log=f"{front}/error.log",
+            temp_dir=str(front),
+            daemon=False,
+        )
+        procs.append(
+            start_node(
+                work / "accel",
+                data_root,
+                f"127.0.0.1:{accel_port}",
+                "--accel-prefix",
+                "/_esgf_internal",
+            )
+        )
+        procs.append(start_nginx(front, conf))
+        front_url = f"http://127.0.0.1:{front_port}"
+
+        systems = {"nginx": nginx_url, "ours": ours_url, "ours+nginx": front_url}
+        for base in systems.values():
+            wait_http(f"{base}/thredds/fileServer/{ROOT}/{REL}")
+        results: dict[str, dict[str, float]] = {}
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("measuring", total=len(systems) * (2 * args.rounds + 1))
+            for name, base in systems.items():
+                url = f"{base}/thredds/fileServer/{ROOT}/{REL}"
+                single, multi = [], []
+                for _ in range(args.rounds):
+                    single.append(curl_streams(url, 1, size))
+                    progress.advance(task)
+                    multi.append(curl_streams(url, args.streams, size))
+                    progress.advance(task)
+                results[name] = {
+                    "single_MBps": max(single),
+                    f"parallel{args.streams}_MBps": max(multi),
+                    **range_latency(url, size, args.ranges),
+                }
+                progress.advance(task)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    ref = results["nginx"]
+    table = Table(title=f"{args.size_mib} MiB file, best of {args.rounds}")
+    par = f"parallel{args.streams}_MBps"
+    for col in (
+        "system",
+        "1 stream MB/s",
+        "ratio",
+        f"{args.streams} streams MB/s",
+        "ratio",
+        "range p50 ms",
+        "range p99 ms",
+    ):
+        table.add_column(col)
+    for name, r in results.items():
+        table.add_row(
+            name,
+            f"{r['single_MBps']:.0f}",
+            f"{r['single_MBps'] / ref['single_MBps']:.2f}",
+            f"{r[par]:.0f}",
+            f"{r[par] / ref[par]:.2f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+        )
+    console.print(table)
+    out = Path(__file__).parent / "out"
+    out.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (out / f"datanode-{stamp}.json").write_text(
+        json.dumps({"size_mib": args.size_mib, "rounds": args.rounds, "results": results}, indent=2)
+    )
+    if args.dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The data node: files at deterministic DRS URLs, THREDDS catalogs, OPeNDAP, access control."""

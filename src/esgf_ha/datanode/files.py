@@ -1,0 +1,217 @@
+"""Sending one file: byte ranges, validators, digests, and the body itself — with sendfile
+on plain HTTP (no copy through Python), large reads otherwise.
+
+Uvicorn does not implement the ASGI `http.response.zerocopy` extension, so the protocol we
+run (`SendfileProtocol`) puts itself into the request scope; the response tells h11 that
+`length` body bytes were sent (data passthrough with a placeholder, h11's documented way to
+use sendfile) and hands the socket to `loop.sendfile`, which flushes the headers first."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import re
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import h11
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from esgf_ha.common.server import PeerCertProtocol
+from esgf_ha.datanode.errors import RangeNotSatisfiable
+
+log = logging.getLogger("esgf_ha.datanode.files")
+_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+MAX_RANGE_HEADER = 1024
+
+
+class SendfileProtocol(PeerCertProtocol):
+    """Our HTTP/1.1 protocol, reachable from the request scope for sendfile."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.app_state = {**self.app_state, "sendfile_protocol": self}
+
+
+@dataclass(frozen=True)
+class FileStat:
+    path: Path
+    size: int
+    mtime: float
+    etag: str
+
+    @classmethod
+    def of(cls, path: Path) -> FileStat:
+        st = path.stat()
+        # size and nanosecond mtime: changes whenever the bytes could have changed
+        return cls(path, st.st_size, st.st_mtime, f'"{st.st_mtime_ns:x}-{st.st_size:x}"')
+
+    @property
+    def last_modified(self) -> str:
+        return formatdate(self.mtime, usegmt=True)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one byte range `[start, end]` a Range header asks for, None for the whole file.
+
+    Headers in another unit and multi-range requests are ignored (the whole file is an
+    allowed answer, and it keeps a request from asking for thousands of parts)."""
+    if header is None:
+        return None
+    if len(header) > MAX_RANGE_HEADER:
+        raise RangeNotSatisfiable("Range header too long", size)
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes":
+        return None
+    if "," in spec:
+        return None
+    m = _RANGE.match(spec)
+    if not m or (not m.group(1) and not m.group(2)):
+        raise RangeNotSatisfiable(f"malformed byte range {spec.strip()[:80]!r}", size)
+    first, last = m.group(1), m.group(2)
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise RangeNotSatisfiable("empty suffix range", size)
+        return max(0, size - n), size - 1
+    start = int(first)
+    if last and int(last) < start:
+        raise RangeNotSatisfiable(f"inverted byte range {start}-{last}", size)
+    if start >= size:
+        raise RangeNotSatisfiable(f"range starts at {start}, the file has {size} bytes", size)
+    end = int(last) if last else size - 1
+    return start, min(end, size - 1)
+
+
+def digest_headers(checksum: str | None, checksum_type: str | None) -> dict[str, str]:
+    """RFC 3230 `Digest` and RFC 9530 `Repr-Digest` from a published SHA-256."""
+    if not checksum or (checksum_type or "").upper() != "SHA256":
+        return {}
+    try:
+        raw = bytes.fromhex(checksum)
+    except ValueError:
+        return {}
+    if len(raw) != 32:
+        return {}
+    b64 = base64.b64encode(raw).decode()
+    return {"Digest": f"SHA-256={b64}", "Repr-Digest": f"sha-256=:{b64}:"}
+
+
+def not_modified(headers: Any, stat: FileStat) -> bool:
+    inm = headers.get("if-none-match")
+    if inm is not None:
+        tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+        return "*" in tags or stat.etag in tags
+    ims = headers.get("if-modified-since")
+    if ims:
+        try:
+            return int(stat.mtime) <= parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False
+    return False
+
+
+def if_range_holds(headers: Any, stat: FileStat) -> bool:
+    value = headers.get("if-range")
+    return value is None or value.strip() in (stat.etag, stat.last_modified)
+
+
+class _Span:
+    """Stands for `n` body bytes that sendfile writes behind h11's back."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class FileBody(Response):
+    """Headers already decided by the caller; sends `length` bytes from `start`."""
+
+    def __init__(
+        self,
+        stat: FileStat,
+        start: int,
+        length: int,
+        *,
+        status_code: int,
+        headers: dict[str, str],
+        send_body: bool,
+        sendfile_min: int,
+        chunk: int,
+        on_sent: Any = None,
+    ) -> None:
+        super().__init__(None, status_code=status_code, headers=headers)
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self.raw_headers.append((b"content-length", str(length).encode()))
+        self.stat = stat
+        self.start = start
+        self.length = length
+        self.send_body = send_body
+        self.sendfile_min = sendfile_min
+        self.chunk = chunk
+        self.on_sent = on_sent
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fh = None
+        if self.send_body and self.length:
+            # opened before the status goes out: a file that vanished is still a clean 404
+            fh = await anyio.to_thread.run_sync(open, self.stat.path, "rb")
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if fh is None:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        sent = 0
+        try:
+            protocol = (scope.get("state") or {}).get("sendfile_protocol")
+            if (
+                protocol is not None
+                and self.length >= self.sendfile_min
+                and protocol.transport.get_extra_info("sslcontext") is None
+            ):
+                sent = await self._sendfile(protocol, fh, send)
+            else:
+                sent = await self._chunks(send, fh)
+        finally:
+            fh.close()
+            if self.on_sent is not None:
+                self.on_sent(sent)
+
+    async def _sendfile(self, protocol: Any, fh: Any, send: Send) -> int:
+        protocol.conn.send_with_data_passthrough(h11.Data(data=_Span(self.length)))  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        try:
+            sent = await loop.sendfile(protocol.transport, fh, self.start, self.length)
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            # the client went away mid-transfer: nothing to clean up but the connection
+            log.info("transfer aborted", extra={"path": str(self.stat.path), "error": str(exc)})
+            protocol.transport.close()
+            return 0
+        if sent != self.length:
+            protocol.transport.close()  # the file shrank under us; the framing is broken
+            return int(sent)
+        # the h11 writer already counted the bytes: end the message normally
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return int(sent)
+
+    async def _chunks(self, send: Send, fh: Any) -> int:
+        fd = fh.fileno()
+        offset, end, sent = self.start, self.start + self.length, 0
+        while offset < end:
+            n = min(self.chunk, end - offset)
+            data = await anyio.to_thread.run_sync(os.pread, fd, n, offset)
+            if not data:
+                break  # the file shrank: the connection is closed by the short body
+            offset += len(data)
+            sent += len(data)
+            await send({"type": "http.response.body", "body": data, "more_body": offset < end})
+        return sent

@@ -1,0 +1,70 @@
+"""Settings of one data node: everything it needs, in one object, from the CLI or env."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class DataSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ESGF_HA_DATA_", extra="forbid")
+
+    state_dir: Path = Field(Path("state/data"), description="endpoint file, TLS files")
+    listen: str = Field("127.0.0.1:8090", description="HOST:PORT to listen on (port 0: any)")
+    roots: dict[str, Path] = Field(
+        default_factory=dict,
+        description="data roots: URL name -> directory (`esg_dataroot=/esg/data`)",
+    )
+    restricted: list[str] = Field(
+        default_factory=list, description="roots whose files need a token with esgf:download"
+    )
+    index_url: str | None = Field(
+        None, description="search service the node asks for checksums, replicas and catalogs"
+    )
+    index_ca: Path | None = Field(None, description="CA bundle to verify an HTTPS index")
+    data_node: str | None = Field(
+        None,
+        description="this node's name as records spell `data_node` (host[:port]); "
+        "default: the Host header of each request",
+    )
+    tls: bool = Field(False, description="serve HTTPS with a certificate from the state dir")
+    tls_cert: Path | None = Field(None, description="certificate chain (PEM) instead of ours")
+    tls_key: Path | None = Field(None, description="private key (PEM) for tls_cert")
+    hostnames: list[str] = Field(default_factory=list, description="names for our certificate")
+    token_public_keys: list[Path] = Field(
+        default_factory=list, description="Ed25519 public keys (PEM) that sign download tokens"
+    )
+    jwks_url: str | None = Field(None, description="external token issuer's JWKS URL")
+    lookup_ttl: float = Field(300.0, description="seconds an index answer about a file is kept")
+    lookup_cache_size: int = Field(100_000, description="files whose index answer is kept")
+    sendfile_min_bytes: int = Field(
+        64 * 1024, description="bodies at least this large go out with sendfile (plain HTTP)"
+    )
+    chunk_bytes: int = Field(1024 * 1024, description="read size when sendfile is not used")
+    opendap_max_bytes: int = Field(
+        512 * 1024 * 1024, description="largest OPeNDAP data response (413 above)"
+    )
+    accel_prefix: str | None = Field(
+        None,
+        description="nginx mode: answer authorised file requests with X-Accel-Redirect to "
+        "this internal location prefix instead of sending the bytes",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSettings:
+        for name in self.roots:
+            if not ROOT_NAME.match(name):
+                raise ValueError(f"root name {name!r} must be letters, digits, _ . - only")
+        unknown = sorted(set(self.restricted) - set(self.roots))
+        if unknown:
+            raise ValueError(f"--restricted names unknown roots: {', '.join(unknown)}")
+        if self.restricted and not (self.token_public_keys or self.jwks_url):
+            raise ValueError("restricted roots need --token-public-key or --jwks-url")
+        if self.accel_prefix is not None and not self.accel_prefix.startswith("/"):
+            raise ValueError("the X-Accel-Redirect prefix must start with /")
+        return self
