@@ -175,7 +175,7 @@ class Fetcher:
     async def _write(self, r: httpx.Response, part: Path, hasher: Any, *, append: bool) -> int:
         received = 0
         with open(part, "ab" if append else "wb") as out:
-            async for chunk in r.aiter_bytes(CHUNK):
+            async for chunk in r.aiter_raw():  # as it arrives: a cut keeps every byte
                 out.write(chunk)
                 hasher.update(chunk)
                 received += len(chunk)
