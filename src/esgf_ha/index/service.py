@@ -7,6 +7,7 @@ index under one exclusive lock, so a search never sees half of a publication bat
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -18,12 +19,13 @@ from esgf_ha.index import publish, snapshot
 from esgf_ha.index.columns import CoreIndex
 from esgf_ha.index.engine import Engine, SearchResult
 from esgf_ha.index.params import SearchRequest
-from esgf_ha.index.store import Store, Transaction
+from esgf_ha.index.store import Store, Transaction, encode_payload
 from esgf_ha.records.schema import CORES, normalize_record
 
 log = logging.getLogger("esgf_ha.index")
 T = TypeVar("T")
 SNAPSHOT_DIR = "facets.snapshot"
+STORE_FILE = "index.sqlite3"
 
 
 @dataclass
@@ -51,23 +53,18 @@ class IndexService:
         self.seq = store.last_seq()
         self.from_snapshot = from_snapshot
         self._saved_seq = self.seq if from_snapshot else -1
+        # called with the new seq after every commit (long-polls of downstream replicas)
+        self.listeners: list[Callable[[int], None]] = []
 
     @classmethod
-    def open(cls, state_dir: Path) -> IndexService:
+    def open(cls, state_dir: Path, *, durable: bool = True) -> IndexService:
         """Open (or create) the index in a state directory and load its facet index."""
         began = time.monotonic()
         state_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(state_dir / "index.sqlite3")
+        store = Store(state_dir / STORE_FILE, durable=durable)
         seq, max_slots = store.last_seq(), store.max_slots()
         loaded = snapshot.load(state_dir / SNAPSHOT_DIR, seq, max_slots)
-        if loaded is not None:
-            cores = loaded
-        else:
-            cores = {core: CoreIndex(core) for core in CORES}
-            for core in CORES:
-                index = cores[core]
-                for chunk in _chunks(store.scan(core), 50_000):
-                    index.add_many([slot for slot, _ in chunk], [record for _, record in chunk])
+        cores = loaded if loaded is not None else build_cores(store)
         opened = time.monotonic() - began
         log.info(
             "index opened",
@@ -92,6 +89,57 @@ class IndexService:
             "facet snapshot saved",
             extra={"seq": seq, "seconds": round(time.monotonic() - began, 3)},
         )
+
+    def replace_store(self, incoming: Path) -> None:
+        """Swap in a complete store file (a replica's snapshot bootstrap).
+
+        The facet index of the new file is built before taking the write lock, so searches
+        go on against the old data until the swap, which is a rename and a reopen.
+        """
+        began = time.monotonic()
+        staged = Store(incoming, durable=self.store.durable)
+        try:
+            cores = build_cores(staged)
+        finally:
+            staged.close()
+        target = self.state_dir / STORE_FILE
+        with self.lock.write():
+            self.store.close()
+            for suffix in ("-wal", "-shm"):
+                Path(str(target) + suffix).unlink(missing_ok=True)
+            shutil.rmtree(self.state_dir / SNAPSHOT_DIR, ignore_errors=True)
+            incoming.replace(target)
+            self.store = Store(target, durable=self.store.durable)
+            self.cores = cores
+            self.engine = Engine(self.store, cores)
+            self.seq = self.store.last_seq()
+            self._saved_seq = -1
+        log.info(
+            "store replaced",
+            extra={"seq": self.seq, "seconds": round(time.monotonic() - began, 3)},
+        )
+        self._notify()
+
+    def apply_upstream(self, seq: int, at: float, kind: str, body: dict[str, object]) -> int:
+        """Apply one upstream change-log entry in one transaction; the number of records.
+
+        The entry is logged under the upstream's seq and time, so this index's position is
+        the upstream's, and downstream replicas can follow this one.
+        """
+        puts = [(str(core), record) for core, record in body.get("put", ())]  # type: ignore[attr-defined]
+        dels = [[str(core), str(i)] for core, i in body.get("del", ())]  # type: ignore[attr-defined]
+        payload = encode_payload(body)
+
+        def operation(txn: Transaction) -> None:
+            txn.apply_effect(puts, dels)
+            txn.upstream = (seq, at, kind, payload)
+
+        self._locked_write(operation)
+        return len(puts) + len(dels)
+
+    def _notify(self) -> None:
+        for listener in self.listeners:
+            listener(self.seq)
 
     def close(self) -> None:
         try:
@@ -143,6 +191,7 @@ class IndexService:
                 if added:
                     self.cores[core].add_many([a[0] for a in added], [a[1] for a in added])
             self.seq = self.store.last_seq()
+        self._notify()
         return result
 
     def bulk_load(
@@ -158,9 +207,20 @@ class IndexService:
                     slots = self.store.bulk_insert(core, normalized)
                     self.cores[core].add_many(slots, normalized)
                     self.seq = self.store.last_seq()
+                self._notify()
                 counts[core] += len(normalized)
         self.save_snapshot()
         return counts
+
+
+def build_cores(store: Store) -> dict[str, CoreIndex]:
+    """The facet index of every core, read from the store."""
+    cores = {core: CoreIndex(core) for core in CORES}
+    for core in CORES:
+        index = cores[core]
+        for chunk in _chunks(store.scan(core), 50_000):
+            index.add_many([slot for slot, _ in chunk], [record for _, record in chunk])
+    return cores
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
