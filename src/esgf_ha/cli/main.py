@@ -6,6 +6,8 @@ import click
 
 from esgf_ha import __version__
 from esgf_ha.cli.demo import demo
+from esgf_ha.cli.index_verify import index
+from esgf_ha.cli.replication import replication
 from esgf_ha.cli.serve import serve
 from esgf_ha.cli.token import token
 
@@ -27,6 +29,8 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(token)
 cli.add_command(demo)
+cli.add_command(index)
+cli.add_command(replication)
 
 
 def main() -> None:

@@ -118,10 +118,11 @@ class Follower:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop following; returns once no apply is in progress (a long-poll is abandoned)."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=WAIT + 20)
-        self.client.close()
+        with self._apply_lock:
+            self._thread.join(timeout=0.5)
 
     def pause(self) -> None:
         # taken after any apply in progress: once pause() returns, nothing more is applied
@@ -265,7 +266,7 @@ class Follower:
                 self._bootstrap(f"upstream bulk load at seq {change['seq']}")
                 return
             with self._apply_lock:
-                if self.paused:
+                if self.paused or self._stop.is_set():
                     return
                 self._apply(change)
         applied = self.service.seq
