@@ -185,8 +185,8 @@ class Follower:
 
     @property
     def has_data(self) -> bool:
-        """False until the replica holds the upstream's content (bootstrap pending)."""
-        return not (self.service.seq == 0 and (self.upstream_seq or 0) > 0)
+        """False until the replica holds the upstream's content (or knows it is empty)."""
+        return self.service.seq > 0 or self.upstream_seq == 0
 
     # -- the loop -----------------------------------------------------------------------------
     def _run(self) -> None:
