@@ -237,8 +237,12 @@ class Follower:
             raise UpstreamError("upstream sent a malformed changes answer") from None
         self._reached()
         self.upstream_seq = last_seq
-        if self.service.seq != since:
-            return  # swapped meanwhile (cannot happen with one follower; be safe)
+        if paused:
+            # a frozen site keeps its data as they are, even if the upstream was replaced
+            self.pending_at = _float(body.get("next_at")) if last_seq > since else None
+            self._wake.wait(PAUSED_POLL)
+            self._wake.clear()
+            return
         diverged = since > 0 and (
             body.get("ahead") or body.get("since_at") != self.service.store.change_at(since)
         )
@@ -252,11 +256,6 @@ class Follower:
             return
         if since == 0 and last_seq > 0:
             self._bootstrap("initial copy")
-            return
-        if paused:
-            self.pending_at = _float(body.get("next_at")) if last_seq > since else None
-            self._wake.wait(PAUSED_POLL)
-            self._wake.clear()
             return
         for change in changes:
             if self._stop.is_set():
