@@ -117,6 +117,18 @@ def serve(
         ssl_cert_reqs=ssl.CERT_OPTIONAL if tls else ssl.CERT_NONE,
     )
     server = uvicorn.Server(config)
+    # callables the app wants run as soon as a stop is asked for, before uvicorn waits for
+    # open requests to finish (long-polls end at once instead of holding the shutdown)
+    exit_hooks = list(getattr(getattr(app, "state", None), "exit_hooks", []))
+    if exit_hooks:
+        handle_exit = server.handle_exit
+
+        def on_exit(sig: int, frame: Any) -> None:
+            handle_exit(sig, frame)
+            for hook in exit_hooks:
+                hook()
+
+        server.handle_exit = on_exit  # type: ignore[method-assign]
     endpoint = state_dir / f"{name}.endpoint.json"
     tmp = endpoint.with_suffix(".tmp")
     tmp.write_bytes(

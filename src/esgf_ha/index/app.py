@@ -19,21 +19,21 @@ from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
-    FileResponse,
     JSONResponse,
     PlainTextResponse,
     RedirectResponse,
     Response,
+    StreamingResponse,
 )
 from starlette.routing import Route
 
 from esgf_ha import __version__
 from esgf_ha.common.auth import AuthError, Principal, TokenVerifier
 from esgf_ha.index import openapi, wget, ws_xml
-from esgf_ha.index.bootstrap import HASH_HEADER, SEQ_HEADER, make_snapshot
+from esgf_ha.index.bootstrap import SEQ_HEADER, make_snapshot
 from esgf_ha.index.changes import MAX_LIMIT, MAX_WAIT, ChangeFeed, ChangesQuery, encode_changes
 from esgf_ha.index.errors import (
     BadRequest,
@@ -428,15 +428,13 @@ def create_app(
 
     async def api_snapshot(request: Request) -> Response:
         replicator(request)
-        snap = await run_in_threadpool(
-            make_snapshot, service.store, settings.state_dir / "snapshots"
-        )
+        snap = await run_in_threadpool(make_snapshot, service, settings.state_dir / "snapshots")
         log.info("snapshot served", extra={"seq": snap.seq, "bytes": snap.size})
-        return FileResponse(
-            snap.path,
-            media_type="application/vnd.sqlite3",
-            headers={SEQ_HEADER: str(snap.seq), HASH_HEADER: snap.sha256},
-            background=BackgroundTask(snap.path.unlink, missing_ok=True),
+        return StreamingResponse(
+            iterate_in_threadpool(snap.stream()),
+            media_type="application/x-tar",
+            headers={SEQ_HEADER: str(snap.seq), "Content-Length": str(snap.size)},
+            background=BackgroundTask(snap.remove),
         )
 
     async def api_digest(request: Request) -> Response:
@@ -572,4 +570,5 @@ def create_app(
 
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.state.service = service
+    app.state.exit_hooks = [feed.close]
     return app

@@ -1,95 +1,206 @@
-"""Snapshot bootstrap: a consistent copy of a whole store, made on one side, opened on the other.
+"""Snapshot bootstrap: a consistent copy of a whole index, made on one side, opened on the other.
 
-Upstream: `make_snapshot` copies the store with SQLite's online backup API into a temporary
-file (writers go on meanwhile) and hashes it; the HTTP layer streams the file with its change
-log position and hash in headers, then deletes it.
+Upstream (`make_snapshot`): while writes wait (the service's read lock), the store is copied
+with SQLite's online backup API and the in-memory facet index is saved beside it, both at the
+same change-log position. Rebuilding the facet index from a million records takes minutes;
+loading the saved one takes seconds, which is what makes a large bootstrap fast. The files are
+hashed and streamed as one uncompressed tar: `manifest.json` first (seq, then name, size and
+sha256 of each file), then the files; the temporary copy is deleted afterwards.
 
-Replica: `download_snapshot` writes the body to `index.sqlite3.incoming`, checks the length,
-the hash and that the file is an esgf-ha store at the announced position, and only then does
-the service swap it in (`IndexService.replace_store`). A failed or interrupted download leaves
-the current store untouched and the partial file is removed.
+Replica (`download_snapshot`): unpacks the stream into a fresh directory, accepting only the
+names it expects, checks every size and hash against the manifest, and only then lets the
+service swap the copy in (`IndexService.replace_store`). A failed or interrupted download
+leaves the current store untouched and removes the partial copy.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
+import shutil
+import tarfile
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import orjson
 
-from esgf_ha.index.store import Store
+from esgf_ha.index import snapshot
+from esgf_ha.index.service import IndexService
 
 SEQ_HEADER = "X-ESGF-Snapshot-Sequence"
-HASH_HEADER = "X-ESGF-Snapshot-SHA256"
 CHUNK = 1024 * 1024
+STORE_NAME = "index.sqlite3"
+FACETS_NAME = "facets"
+BLOCK = 512
+STALE_AFTER = 6 * 3600.0
 
 
 class SnapshotError(Exception):
-    """A snapshot could not be fetched or is not a valid store."""
+    """A snapshot could not be fetched or is not a valid index copy."""
+
+
+@dataclass
+class SnapshotFile:
+    name: str
+    path: Path
+    size: int
+    sha256: str
 
 
 @dataclass
 class Snapshot:
-    path: Path
+    directory: Path
     seq: int
-    sha256: str
-    size: int
+    files: list[SnapshotFile]
+    manifest: bytes
+
+    @property
+    def size(self) -> int:
+        """Bytes of the tar stream: a header and padded data per member, two zero blocks."""
+        total = BLOCK + _padded(len(self.manifest))
+        for f in self.files:
+            total += BLOCK + _padded(f.size)
+        return total + 2 * BLOCK
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def stream(self) -> Iterator[bytes]:
+        yield _header("manifest.json", len(self.manifest))
+        yield self.manifest + _padding(len(self.manifest))
+        for f in self.files:
+            yield _header(f.name, f.size)
+            sent = 0
+            with f.path.open("rb") as fh:
+                while block := fh.read(CHUNK):
+                    sent += len(block)
+                    yield block
+            if sent != f.size:
+                raise SnapshotError(f"{f.name} changed while being sent")
+            yield _padding(f.size)
+        yield b"\0" * (2 * BLOCK)
 
 
-def make_snapshot(store: Store, directory: Path) -> Snapshot:
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="snapshot-", suffix=".sqlite3", dir=directory)
-    path = Path(name)
+def _padded(size: int) -> int:
+    return -(-size // BLOCK) * BLOCK
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (_padded(size) - size)
+
+
+def _header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def _sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(CHUNK):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def make_snapshot(service: IndexService, parent: Path) -> Snapshot:
+    parent.mkdir(parents=True, exist_ok=True)
+    # copies whose download was abandoned (the cleanup runs only after a complete answer)
+    for old in parent.glob("snapshot-*"):
+        if time.time() - old.stat().st_mtime > STALE_AFTER:
+            shutil.rmtree(old, ignore_errors=True)
+    directory = Path(tempfile.mkdtemp(prefix="snapshot-", dir=parent))
     try:
-        with open(fd, "wb"):
-            pass
-        seq = store.backup_to(path)
-        sha = hashlib.sha256()
-        with path.open("rb") as f:
-            while block := f.read(CHUNK):
-                sha.update(block)
-        return Snapshot(path, seq, sha.hexdigest(), path.stat().st_size)
+        with service.lock.read():
+            seq = service.store.backup_to(directory / STORE_NAME)
+            snapshot.save(directory / FACETS_NAME, service.cores, seq, service.store.max_slots())
+        paths = [directory / STORE_NAME] + sorted((directory / FACETS_NAME).iterdir())
+        files = [
+            SnapshotFile(str(p.relative_to(directory)), p, p.stat().st_size, _sha256(p))
+            for p in paths
+        ]
+        manifest = orjson.dumps(
+            {
+                "seq": seq,
+                "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in files],
+            }
+        )
+        return Snapshot(directory, seq, files, manifest)
     except BaseException:
-        path.unlink(missing_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
         raise
 
 
+class _Body:
+    """A read()-able view of a streamed HTTP body, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self.buffer) < size:
+            try:
+                self.buffer += next(self.chunks)
+            except StopIteration:
+                break
+        if size < 0:
+            size = len(self.buffer)
+        out, self.buffer = self.buffer[:size], self.buffer[size:]
+        return out
+
+
+def _allowed(name: str) -> bool:
+    if name == STORE_NAME:
+        return True
+    head, _, tail = name.partition("/")
+    return head == FACETS_NAME and bool(tail) and "/" not in tail and not tail.startswith(".")
+
+
 def download_snapshot(client: httpx.Client, target: Path) -> int:
-    """Fetch the upstream's snapshot into `target` (verified); its change-log position."""
-    target.unlink(missing_ok=True)
+    """Fetch the upstream's snapshot into the directory `target` (verified); its seq."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
     try:
         with client.stream("GET", "/api/v1/snapshot", timeout=httpx.Timeout(60, read=600)) as r:
             if r.status_code != 200:
                 r.read()
                 raise SnapshotError(f"snapshot refused: HTTP {r.status_code} {r.text[:200]}")
+            manifest: dict | None = None
+            got: dict[str, tuple[int, str]] = {}
             try:
-                seq = int(r.headers[SEQ_HEADER])
-                expected = r.headers[HASH_HEADER]
-                length = int(r.headers["content-length"])
-            except (KeyError, ValueError):
-                raise SnapshotError("snapshot answer lacks its sequence, hash or length") from None
-            sha = hashlib.sha256()
-            size = 0
-            with target.open("wb") as f:
-                for block in r.iter_bytes(CHUNK):
-                    sha.update(block)
-                    size += len(block)
-                    f.write(block)
-        if size != length or sha.hexdigest() != expected:
-            raise SnapshotError(f"snapshot damaged in transfer ({size} of {length} bytes)")
-        conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
-        try:
-            got = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise SnapshotError(f"snapshot is not an index store: {exc}") from None
-        finally:
-            conn.close()
-        if got != seq:
-            raise SnapshotError(f"snapshot holds seq {got}, announced {seq}")
-        return seq
+                with tarfile.open(fileobj=_Body(r.iter_bytes(CHUNK)), mode="r|") as tar:  # type: ignore[call-overload]
+                    for member in tar:
+                        source = tar.extractfile(member) if member.isfile() else None
+                        if source is None:
+                            raise SnapshotError(f"unexpected tar member {member.name!r}")
+                        if member.name == "manifest.json":
+                            manifest = orjson.loads(source.read())
+                            continue
+                        if not _allowed(member.name):
+                            raise SnapshotError(f"unexpected file {member.name!r} in snapshot")
+                        path = target / member.name
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        sha, size = hashlib.sha256(), 0
+                        with path.open("wb") as out:
+                            while block := source.read(CHUNK):
+                                sha.update(block)
+                                size += len(block)
+                                out.write(block)
+                        got[member.name] = (size, sha.hexdigest())
+            except (tarfile.TarError, orjson.JSONDecodeError, EOFError) as exc:
+                raise SnapshotError(f"snapshot stream is damaged: {exc}") from None
+        if manifest is None:
+            raise SnapshotError("snapshot lacks its manifest")
+        expected = {f["name"]: (f["size"], f["sha256"]) for f in manifest["files"]}
+        if expected != got:
+            bad = sorted(n for n in expected.keys() | got.keys() if expected.get(n) != got.get(n))
+            raise SnapshotError(f"snapshot damaged in transfer: {', '.join(bad)}")
+        return int(manifest["seq"])
     except BaseException:
-        target.unlink(missing_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
         raise

@@ -37,6 +37,7 @@ class ChangeFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
         self._lock = threading.Lock()
+        self.closing = False
 
     def _current(self) -> asyncio.Event:
         # bound lazily: the event loop exists only once the server runs
@@ -51,6 +52,11 @@ class ChangeFeed:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake)
 
+    def close(self) -> None:
+        """Release every waiting long-poll (the server is stopping)."""
+        self.closing = True
+        self.notify()
+
     def _wake(self) -> None:
         event = self._current()
         self._event = asyncio.Event()
@@ -62,7 +68,7 @@ class ChangeFeed:
         deadline = loop.time() + timeout
         while True:
             event = self._current()
-            if seq_now() > since:
+            if seq_now() > since or self.closing:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:

@@ -218,11 +218,9 @@ class Follower:
     def _step(self) -> None:
         since = self.service.seq
         paused = self.paused
-        params = {
-            "since": since,
-            "limit": 0 if paused else LIMIT,
-            "wait": 0 if paused else WAIT,
-        }
+        # an empty replica only needs to know whether there is anything to copy
+        probe = paused or (since == 0 and self.upstream_seq != 0)
+        params = {"since": since, "limit": 0 if probe else LIMIT, "wait": 0 if probe else WAIT}
         r = self.client.get("/api/v1/changes", params=params)
         if r.status_code in (401, 403):
             self.refused = f"HTTP {r.status_code} {_error_text(r)}"
@@ -287,7 +285,7 @@ class Follower:
         self.bootstrapping = True
         began = time.monotonic()
         try:
-            incoming = self.service.state_dir / "index.sqlite3.incoming"
+            incoming = self.service.state_dir / "incoming"
             with self._apply_lock:
                 seq = download_snapshot(self.client, incoming)
                 self.service.replace_store(incoming)

@@ -91,15 +91,20 @@ class IndexService:
         )
 
     def replace_store(self, incoming: Path) -> None:
-        """Swap in a complete store file (a replica's snapshot bootstrap).
+        """Swap in a complete copy of an index: `incoming/index.sqlite3` and, if present and
+        matching, its saved facet index `incoming/facets` (a replica's snapshot bootstrap).
 
-        The facet index of the new file is built before taking the write lock, so searches
-        go on against the old data until the swap, which is a rename and a reopen.
+        The facet index is loaded (or rebuilt) before taking the write lock, so searches go
+        on against the old data until the swap, which is a rename and a reopen.
         """
         began = time.monotonic()
-        staged = Store(incoming, durable=self.store.durable)
+        staged = Store(incoming / STORE_FILE, durable=self.store.durable)
         try:
-            cores = build_cores(staged)
+            seq, max_slots = staged.last_seq(), staged.max_slots()
+            cores = snapshot.load(incoming / "facets", seq, max_slots)
+            shipped = cores is not None
+            if cores is None:
+                cores = build_cores(staged)
         finally:
             staged.close()
         target = self.state_dir / STORE_FILE
@@ -108,15 +113,23 @@ class IndexService:
             for suffix in ("-wal", "-shm"):
                 Path(str(target) + suffix).unlink(missing_ok=True)
             shutil.rmtree(self.state_dir / SNAPSHOT_DIR, ignore_errors=True)
-            incoming.replace(target)
+            (incoming / STORE_FILE).replace(target)
+            if shipped:
+                # kept as this store's own facet snapshot: a restart before any change is fast
+                (incoming / "facets").replace(self.state_dir / SNAPSHOT_DIR)
             self.store = Store(target, durable=self.store.durable)
             self.cores = cores
             self.engine = Engine(self.store, cores)
             self.seq = self.store.last_seq()
-            self._saved_seq = -1
+            self._saved_seq = self.seq if shipped else -1
+        shutil.rmtree(incoming, ignore_errors=True)
         log.info(
             "store replaced",
-            extra={"seq": self.seq, "seconds": round(time.monotonic() - began, 3)},
+            extra={
+                "seq": self.seq,
+                "facets_shipped": shipped,
+                "seconds": round(time.monotonic() - began, 3),
+            },
         )
         self._notify()
 
