@@ -421,9 +421,8 @@ def create_app(
             raise BadRequest(f"wait must be between 0 and {MAX_WAIT:.0f} seconds")
         if wait and limit:
             await feed.wait_beyond(lambda: service.seq, since, wait)
-        body = await run_in_threadpool(
-            encode_changes, service.store, ChangesQuery(since, limit, wait)
-        )
+        query = ChangesQuery(since, limit, wait)
+        body = await run_in_threadpool(service.read, lambda store: encode_changes(store, query))
         return Response(body, media_type="application/json")
 
     async def api_snapshot(request: Request) -> Response:
@@ -445,7 +444,8 @@ def create_app(
         def compute() -> dict[str, object]:
             if split is not None:
                 low, high, parts = split
-                return {"bounds": service.store.split_points(core, low, high, parts)}
+                bounds = service.read(lambda store: store.split_points(core, low, high, parts))
+                return {"bounds": bounds}
             if ranges is None:
                 raise BadRequest("expected ranges or split")
             out: list[dict[str, object]] = []
@@ -494,7 +494,7 @@ def create_app(
 
     async def readyz(request: Request) -> Response:
         try:
-            await run_in_threadpool(service.store.last_seq)
+            await run_in_threadpool(service.read, lambda store: store.last_seq())
         except Exception as exc:  # the store is what readiness means here
             return JSONResponse({"ready": False, "reason": f"store unavailable: {exc}"}, 503)
         body: dict[str, object] = {

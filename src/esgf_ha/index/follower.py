@@ -146,7 +146,7 @@ class Follower:
             if known is None:
                 # never reached in this run or before: the data are at least as old as the
                 # newest entry we hold, and nothing is known since this process started
-                last_at = self.service.store.last_change()[1]
+                last_at = self.service.read(lambda store: store.last_change())[1]
                 known = last_at if last_at is not None else self.started_at
             if self.pending_at is not None:
                 known = min(known, self.pending_at)
@@ -211,7 +211,7 @@ class Follower:
                 self._backoff(failures)
 
     def _backoff(self, failures: int) -> None:
-        delay = min(10.0, 0.2 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0)
+        delay = min(5.0, 0.2 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0)
         self._wake.wait(delay)
         self._wake.clear()
 
@@ -242,7 +242,8 @@ class Follower:
             self._wake.clear()
             return
         diverged = since > 0 and (
-            body.get("ahead") or body.get("since_at") != self.service.store.change_at(since)
+            body.get("ahead")
+            or body.get("since_at") != self.service.read(lambda store: store.change_at(since))
         )
         if diverged:
             reason = (

@@ -168,6 +168,11 @@ class IndexService:
             docs = self.store.fetch(req.type, result.slots)
         return result, [docs[s] for s in result.slots if s in docs]
 
+    def read(self, operation: Callable[[Store], T]) -> T:
+        """Run a read on the store while it cannot be swapped out (snapshot bootstrap)."""
+        with self.lock.read():
+            return operation(self.store)
+
     def known_fields(self) -> set[str]:
         names: set[str] = set()
         for core in self.cores.values():
