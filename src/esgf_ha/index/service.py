@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import orjson
+
 from esgf_ha.common.rwlock import RWLock
 from esgf_ha.index import publish, snapshot
 from esgf_ha.index.columns import CoreIndex
 from esgf_ha.index.engine import Engine, SearchResult
 from esgf_ha.index.params import SearchRequest
-from esgf_ha.index.store import Store, Transaction, encode_payload
+from esgf_ha.index.store import Prepared, Store, Transaction
 from esgf_ha.records.schema import CORES, normalize_record
 
 log = logging.getLogger("esgf_ha.index")
@@ -139,16 +141,27 @@ class IndexService:
         The entry is logged under the upstream's seq and time, so this index's position is
         the upstream's, and downstream replicas can follow this one.
         """
-        puts = [(str(core), record) for core, record in body.get("put", ())]  # type: ignore[attr-defined]
+        began = time.perf_counter()
+        by_core: dict[str, list[dict[str, object]]] = {}
+        for core, record in body.get("put", ()):  # type: ignore[attr-defined]
+            by_core.setdefault(str(core), []).append(record)
+        # the stored form of every record is computed before taking the write lock
+        puts = [Prepared(core, records) for core, records in by_core.items()]
         dels = [[str(core), str(i)] for core, i in body.get("del", ())]  # type: ignore[attr-defined]
-        payload = encode_payload(body)
+        # replicas keep log payloads uncompressed: compressing again would slow every apply
+        payload = orjson.dumps(body)
 
         def operation(txn: Transaction) -> None:
             txn.apply_effect(puts, dels)
             txn.upstream = (seq, at, kind, payload)
 
         self._locked_write(operation)
-        return len(puts) + len(dels)
+        count = sum(len(p.records) for p in puts) + len(dels)
+        log.debug(
+            "applied upstream entry",
+            extra={"seq": seq, "records": count, "seconds": round(time.perf_counter() - began, 4)},
+        )
+        return count
 
     def _notify(self) -> None:
         for listener in self.listeners:
@@ -199,16 +212,26 @@ class IndexService:
         return self._locked_write(lambda txn: publish.update(txn, core, action, updates))
 
     def _locked_write(self, operation: Callable[[Transaction], T]) -> T:
-        with self.lock.write():
-            with self.store.transaction() as txn:
-                result = operation(txn)
-            for core, slot in txn.removed:
-                self.cores[core].remove([slot])
-            for core in CORES:
-                added = [(slot, record) for c, slot, record in txn.added if c == core]
-                if added:
-                    self.cores[core].add_many([a[0] for a in added], [a[1] for a in added])
-            self.seq = self.store.last_seq()
+        """Run a write; its commit and the facet-index update are one step for searches.
+
+        The SQLite work runs without the search lock (readers see only committed data);
+        searches wait only for the commit and the in-memory update, so a large batch does
+        not hold them up for the time it takes to write it.
+        """
+
+        def commit(txn: Transaction, do_commit: Callable[[], None]) -> None:
+            with self.lock.write():
+                do_commit()
+                for core, slot in txn.removed:
+                    self.cores[core].remove([slot])
+                for core in CORES:
+                    added = [(slot, record) for c, slot, record in txn.added if c == core]
+                    if added:
+                        self.cores[core].add_many([a[0] for a in added], [a[1] for a in added])
+                self.seq = self.store.last_seq()
+
+        with self.store.transaction(commit) as txn:
+            result = operation(txn)
         self._notify()
         return result
 

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -98,23 +98,28 @@ def _next_slot(conn: sqlite3.Connection, table: str) -> int:
     return max(start, (seq_row[0] if seq_row else 0) + 1)
 
 
-def _insert_many(
-    conn: sqlite3.Connection, core: str, records: Sequence[dict[str, object]]
-) -> list[int]:
+class Prepared:
+    """Records of one core with their stored columns computed (outside any lock)."""
+
+    def __init__(self, core: str, records: Iterable[dict[str, object]]) -> None:
+        self.core = core
+        self.records = list(records)
+        self.rows = [[_key(r, c) for c in KEY_COLUMNS] + [pack(r)] for r in self.records]
+        self.texts = [_text(r) for r in self.records]
+
+
+def _insert_many(conn: sqlite3.Connection, prepared: Prepared) -> list[int]:
     """Insert records at fresh consecutive slots with two statements (fast bulk path)."""
-    table = TABLES[core]
+    table = TABLES[prepared.core]
     start = _next_slot(conn, table)
-    slots = list(range(start, start + len(records)))
+    slots = list(range(start, start + len(prepared.rows)))
     conn.executemany(
         f"INSERT INTO {table} (slot, {', '.join(KEY_COLUMNS)}, doc) VALUES (?,?,?,?,?,?,?,?,?)",
-        [
-            [slot] + [_key(record, c) for c in KEY_COLUMNS] + [pack(record)]
-            for slot, record in zip(slots, records, strict=True)
-        ],
+        [[slot, *row] for slot, row in zip(slots, prepared.rows, strict=True)],
     )
     conn.executemany(
         f"INSERT INTO {table}_text (rowid, body) VALUES (?, ?)",
-        [(slot, _text(record)) for slot, record in zip(slots, records, strict=True)],
+        list(zip(slots, prepared.texts, strict=True)),
     )
     return slots
 
@@ -185,23 +190,34 @@ class Transaction:
     def log(self, kind: str, payload: dict[str, object]) -> None:
         self.changes.append((kind, payload))
 
-    def apply_effect(
-        self, puts: list[tuple[str, dict[str, object]]], dels: list[list[str]]
-    ) -> None:
-        """Replay a change-log entry's physical effect: remove `dels`, then upsert `puts`."""
+    def apply_effect(self, puts: Sequence[Prepared], dels: Sequence[Sequence[str]]) -> None:
+        """Replay a change-log entry's physical effect: remove `dels` and every record `puts`
+        replaces, then insert `puts`."""
+        doomed: dict[str, list[str]] = {}
         for core, record_id in dels:
-            slot = self.slot_of(core, record_id)
-            if slot is not None:
-                self.delete(core, slot)
-        by_core: dict[str, list[dict[str, object]]] = {}
-        for core, record in puts:
-            slot = self.slot_of(core, str(record["id"]))
-            if slot is not None:
-                self.delete(core, slot)
-            by_core.setdefault(core, []).append(record)
-        for core, records in by_core.items():
-            for slot, record in zip(_insert_many(self.conn, core, records), records, strict=True):
-                self.added.append((core, slot, record))
+            doomed.setdefault(core, []).append(record_id)
+        for prepared in puts:
+            doomed.setdefault(prepared.core, []).extend(str(r["id"]) for r in prepared.records)
+        for core, record_ids in doomed.items():
+            table = TABLES[core]
+            found = self.conn.execute(
+                f"SELECT slot, id FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+                (orjson.dumps(record_ids),),
+            ).fetchall()
+            if not found:
+                continue
+            self.conn.executemany(f"DELETE FROM {table} WHERE slot = ?", [(s,) for s, _ in found])
+            self.conn.executemany(
+                f"DELETE FROM {table}_text WHERE rowid = ?", [(s,) for s, _ in found]
+            )
+            self.removed.extend((core, slot) for slot, _ in found)
+            self.removed_ids.extend((core, record_id) for _, record_id in found)
+        for prepared in puts:
+            slots = _insert_many(self.conn, prepared)
+            self.added.extend(
+                (prepared.core, slot, record)
+                for slot, record in zip(slots, prepared.records, strict=True)
+            )
 
     def entry(self) -> tuple[str, bytes] | None:
         """The change-log entry of this transaction: its summary and its exact effect."""
@@ -273,8 +289,14 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """One atomic write: everything done on the Transaction commits, or nothing does."""
+    def transaction(
+        self, commit: Callable[[Transaction, Callable[[], None]], None] | None = None
+    ) -> Iterator[Transaction]:
+        """One atomic write: everything done on the Transaction commits, or nothing does.
+
+        `commit(txn, do_commit)`, if given, must call `do_commit()`; it lets the caller make
+        the commit and its own follow-up (the in-memory index) one step for its readers.
+        """
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
@@ -290,17 +312,31 @@ class Store:
                             "INSERT INTO changes (at, kind, payload) VALUES (?, ?, ?)",
                             (time.time(), *entry),
                         )
-                conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            done = False
+
+            def do_commit() -> None:
+                nonlocal done
+                conn.execute("COMMIT")
+                done = True
+
+            try:
+                if commit is None:
+                    do_commit()
+                else:
+                    commit(txn, do_commit)
+            finally:
+                if not done:
+                    conn.execute("ROLLBACK")
 
     def bulk_insert(self, core: str, records: Iterable[dict[str, object]]) -> list[int]:
         """Insert many records in one transaction (no change-log entry per record)."""
         # The log records only that a bulk load happened, not its records (millions at once):
         # a replica that meets a "bulk" entry bootstraps from a snapshot instead of replaying.
         with self.transaction() as txn:
-            slots = _insert_many(txn.conn, core, list(records))
+            slots = _insert_many(txn.conn, Prepared(core, records))
             txn.log("bulk", {"core": core, "count": len(slots)})
         return slots
 
