@@ -19,7 +19,7 @@ Measures, each against a reference taken in the same run:
 
     .venv/bin/python bench/replication_bench.py                     # everything (~10 min)
     .venv/bin/python bench/replication_bench.py --skip-bootstrap    # parts 1-3 only (~3 min)
-    .venv/bin/python bench/replication_bench.py --bootstrap-scale 10k
+    .venv/bin/python bench/replication_bench.py --only-bootstrap --bootstrap-scale 10k
 
 Results are printed and written to bench/out/replication-<date>.json.
 """
@@ -305,6 +305,10 @@ def bootstrap(root: pathlib.Path, scale: str) -> dict:
     }
 
 
+class _Skip(Exception):
+    pass
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--publications", type=int, default=100, help="part 1 sample size")
@@ -312,7 +316,8 @@ def main() -> None:
     ap.add_argument("--batch-files", type=int, default=2000)
     ap.add_argument("--search-seconds", type=float, default=20.0)
     ap.add_argument("--bootstrap-scale", default="100k")
-    ap.add_argument("--skip-bootstrap", action="store_true")
+    ap.add_argument("--skip-bootstrap", action="store_true", help="parts 1-3 only")
+    ap.add_argument("--only-bootstrap", action="store_true", help="part 4 only")
     ap.add_argument("--state-dir", type=pathlib.Path, help="keep state here (default: temp)")
     args = ap.parse_args()
 
@@ -322,6 +327,8 @@ def main() -> None:
     master = start_master(root / "master")
     servers = [master]
     try:
+        if args.only_bootstrap:
+            raise _Skip
         master.publish(batch_of(1, 10)).raise_for_status()
         replicas = [start_replica(root / f"replica{k}", master) for k in (1, 2, 3)]
         servers += replicas
@@ -338,6 +345,8 @@ def main() -> None:
             master, replicas[0], args.search_seconds, args.batch_files
         )
         console.print(f"[bold]3. search on a replica, idle vs applying a stream[/]: {r3}")
+    except _Skip:
+        pass
     finally:
         for server in reversed(servers):
             server.stop()
