@@ -254,3 +254,32 @@ def test_replica_ahead_of_a_restored_master_bootstraps_again(tmp_path: Path) -> 
     finally:
         replica.stop()
         master.stop()
+
+
+def test_bulk_load_on_the_master_makes_replicas_bootstrap(tmp_path: Path) -> None:
+    """Bulk loads log a count, not records: a replica reaching one copies a snapshot."""
+    from esgf_ha.index.service import IndexService
+    from esgf_ha.records.samples import cmip6_samples
+
+    port = free_port()
+    master = start_master(tmp_path / "master", port)
+    replica = start_replica(tmp_path / "replica", master)
+    try:
+        assert master.publish(one_dataset(seed=1)).status_code == 200
+        caught_up(replica, master)
+        master.stop()
+        service = IndexService.open(master.state_dir)
+        samples = cmip6_samples(30, seed=11)
+        service.bulk_load([s.dataset for s in samples], [f for s in samples for f in s.files])
+        service.close()
+        master = start_master(master.state_dir, port)
+        caught_up(replica, master)
+        status = replication(replica)["upstream"]
+        assert status["bootstraps"] == 2 and "bulk load" in status["last_bootstrap"]
+        wanted = samples[5].dataset["id"]
+        assert replica.search(id=wanted)["response"]["numFound"] == 1
+        check = verify(master, replica)
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        replica.stop()
+        master.stop()
