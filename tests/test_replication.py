@@ -317,3 +317,17 @@ def test_replica_with_a_bad_token_reports_refusal(chain: list[IndexServer], tmp_
         assert ready.json()["upstream"]["state"].startswith("refused: HTTP 403")
     finally:
         server.kill()
+
+
+def test_replica_of_an_https_master(tmp_path: Path) -> None:
+    master = IndexServer(tmp_path / "master", tls=True).start()
+    try:
+        assert master.publish(one_dataset(seed=8)).status_code == 200
+        replica = start_replica(tmp_path / "replica", master, "--upstream-ca", str(master.ca))
+        try:
+            caught_up(replica, master)
+            assert ids(replica, type="File") == ids(master, type="File") != set()
+        finally:
+            replica.stop()
+    finally:
+        master.stop()

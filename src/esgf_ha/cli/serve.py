@@ -177,13 +177,15 @@ def serve_index(
             tls_files = ensure_server_tls(state_dir, [host, *hostnames])
     follower = None
     if settings.role == "replica":
+        import ssl
+
         from esgf_ha.index.follower import Follower
 
         follower = Follower(
             service,
             str(settings.upstream),
             str(settings.upstream_token),
-            verify=str(upstream_ca) if upstream_ca else True,
+            verify=ssl.create_default_context(cafile=str(upstream_ca)) if upstream_ca else True,
         )
     app = create_app(settings, service, verifier, follower)
     if follower is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ class Follower:
         upstream: str,
         token: str,
         *,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
         started_at: float | None = None,
     ) -> None:
         self.service = service
