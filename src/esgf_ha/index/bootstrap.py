@@ -4,11 +4,12 @@ Upstream (`make_snapshot`): while writes wait (the service's read lock), the sto
 with SQLite's online backup API and the in-memory facet index is saved beside it, both at the
 same change-log position. Rebuilding the facet index from a million records takes minutes;
 loading the saved one takes seconds, which is what makes a large bootstrap fast. The files are
-hashed and streamed as one uncompressed tar: `manifest.json` first (seq, then name, size and
-sha256 of each file), then the files; the temporary copy is deleted afterwards.
+streamed as one uncompressed tar: `manifest.json` first (seq, name and size of each file),
+then the files, then `sha256.json` with their hashes, computed as they were read (the copy is
+read once); the temporary copy is deleted afterwards.
 
 Replica (`download_snapshot`): unpacks the stream into a fresh directory, accepting only the
-names it expects, checks every size and hash against the manifest, and only then lets the
+names it expects, hashes every file as it arrives, checks sizes and hashes, and only then lets the
 service swap the copy in (`IndexService.replace_store`). A failed or interrupted download
 leaves the current store untouched and removes the partial copy.
 """
@@ -36,6 +37,7 @@ STORE_NAME = "index.sqlite3"
 FACETS_NAME = "facets"
 BLOCK = 512
 STALE_AFTER = 6 * 3600.0
+HASHES_NAME = "sha256.json"
 
 
 class SnapshotError(Exception):
@@ -47,7 +49,6 @@ class SnapshotFile:
     name: str
     path: Path
     size: int
-    sha256: str
 
 
 @dataclass
@@ -55,12 +56,20 @@ class Snapshot:
     directory: Path
     seq: int
     files: list[SnapshotFile]
-    manifest: bytes
+
+    @property
+    def manifest(self) -> bytes:
+        return orjson.dumps(
+            {"seq": self.seq, "files": [{"name": f.name, "size": f.size} for f in self.files]}
+        )
+
+    def _hashes(self, digests: dict[str, str]) -> bytes:
+        return orjson.dumps({f.name: digests.get(f.name, "0" * 64) for f in self.files})
 
     @property
     def size(self) -> int:
         """Bytes of the tar stream: a header and padded data per member, two zero blocks."""
-        total = BLOCK + _padded(len(self.manifest))
+        total = 2 * BLOCK + _padded(len(self.manifest)) + _padded(len(self._hashes({})))
         for f in self.files:
             total += BLOCK + _padded(f.size)
         return total + 2 * BLOCK
@@ -69,18 +78,27 @@ class Snapshot:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def stream(self) -> Iterator[bytes]:
-        yield _header("manifest.json", len(self.manifest))
-        yield self.manifest + _padding(len(self.manifest))
+        """The tar stream; each file is hashed as it is read, the hashes come last (so the
+        copy is read once, not once to hash and once to send)."""
+        manifest = self.manifest
+        yield _header("manifest.json", len(manifest))
+        yield manifest + _padding(len(manifest))
+        digests: dict[str, str] = {}
         for f in self.files:
             yield _header(f.name, f.size)
-            sent = 0
+            sha, sent = hashlib.sha256(), 0
             with f.path.open("rb") as fh:
                 while block := fh.read(CHUNK):
+                    sha.update(block)
                     sent += len(block)
                     yield block
             if sent != f.size:
                 raise SnapshotError(f"{f.name} changed while being sent")
+            digests[f.name] = sha.hexdigest()
             yield _padding(f.size)
+        hashes = self._hashes(digests)
+        yield _header(HASHES_NAME, len(hashes))
+        yield hashes + _padding(len(hashes))
         yield b"\0" * (2 * BLOCK)
 
 
@@ -99,14 +117,6 @@ def _header(name: str, size: int) -> bytes:
     return info.tobuf(format=tarfile.USTAR_FORMAT)
 
 
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def make_snapshot(service: IndexService, parent: Path) -> Snapshot:
     parent.mkdir(parents=True, exist_ok=True)
     # copies whose download was abandoned (the cleanup runs only after a complete answer)
@@ -119,17 +129,8 @@ def make_snapshot(service: IndexService, parent: Path) -> Snapshot:
             seq = service.store.backup_to(directory / STORE_NAME)
             snapshot.save(directory / FACETS_NAME, service.cores, seq, service.store.max_slots())
         paths = [directory / STORE_NAME] + sorted((directory / FACETS_NAME).iterdir())
-        files = [
-            SnapshotFile(str(p.relative_to(directory)), p, p.stat().st_size, _sha256(p))
-            for p in paths
-        ]
-        manifest = orjson.dumps(
-            {
-                "seq": seq,
-                "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in files],
-            }
-        )
-        return Snapshot(directory, seq, files, manifest)
+        files = [SnapshotFile(str(p.relative_to(directory)), p, p.stat().st_size) for p in paths]
+        return Snapshot(directory, seq, files)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -140,18 +141,24 @@ class _Body:
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self.chunks = chunks
-        self.buffer = b""
+        self.buffer = memoryview(b"")
+        self.offset = 0
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self.buffer) < size:
-            try:
-                self.buffer += next(self.chunks)
-            except StopIteration:
-                break
-        if size < 0:
-            size = len(self.buffer)
-        out, self.buffer = self.buffer[:size], self.buffer[size:]
-        return out
+        parts: list[bytes] = []
+        wanted = size
+        while wanted != 0:
+            if self.offset >= len(self.buffer):
+                try:
+                    self.buffer, self.offset = memoryview(next(self.chunks)), 0
+                except StopIteration:
+                    break
+            end = len(self.buffer) if wanted < 0 else min(len(self.buffer), self.offset + wanted)
+            parts.append(bytes(self.buffer[self.offset : end]))
+            if wanted > 0:
+                wanted -= end - self.offset
+            self.offset = end
+        return b"".join(parts)
 
 
 def _allowed(name: str) -> bool:
@@ -171,15 +178,20 @@ def download_snapshot(client: httpx.Client, target: Path) -> int:
                 r.read()
                 raise SnapshotError(f"snapshot refused: HTTP {r.status_code} {r.text[:200]}")
             manifest: dict | None = None
+            hashes: dict | None = None
             got: dict[str, tuple[int, str]] = {}
             try:
-                with tarfile.open(fileobj=_Body(r.iter_bytes(CHUNK)), mode="r|") as tar:  # type: ignore[call-overload]
+                body = _Body(r.iter_bytes(CHUNK))
+                with tarfile.open(fileobj=body, mode="r|", bufsize=CHUNK) as tar:  # type: ignore[call-overload]
                     for member in tar:
                         source = tar.extractfile(member) if member.isfile() else None
                         if source is None:
                             raise SnapshotError(f"unexpected tar member {member.name!r}")
                         if member.name == "manifest.json":
                             manifest = orjson.loads(source.read())
+                            continue
+                        if member.name == HASHES_NAME:
+                            hashes = orjson.loads(source.read())
                             continue
                         if not _allowed(member.name):
                             raise SnapshotError(f"unexpected file {member.name!r} in snapshot")
@@ -194,9 +206,9 @@ def download_snapshot(client: httpx.Client, target: Path) -> int:
                         got[member.name] = (size, sha.hexdigest())
             except (tarfile.TarError, orjson.JSONDecodeError, EOFError) as exc:
                 raise SnapshotError(f"snapshot stream is damaged: {exc}") from None
-        if manifest is None:
-            raise SnapshotError("snapshot lacks its manifest")
-        expected = {f["name"]: (f["size"], f["sha256"]) for f in manifest["files"]}
+        if manifest is None or hashes is None:
+            raise SnapshotError("snapshot lacks its manifest or its hashes (cut short?)")
+        expected = {f["name"]: (f["size"], hashes.get(f["name"])) for f in manifest["files"]}
         if expected != got:
             bad = sorted(n for n in expected.keys() | got.keys() if expected.get(n) != got.get(n))
             raise SnapshotError(f"snapshot damaged in transfer: {', '.join(bad)}")
