@@ -5,9 +5,14 @@ from __future__ import annotations
 import click
 
 from esgf_ha import __version__
+from esgf_ha.cli.cert import cert
 from esgf_ha.cli.demo import demo
+from esgf_ha.cli.mapfile import mapfile
+from esgf_ha.cli.publish import publish
+from esgf_ha.cli.sample_data import sample_data
 from esgf_ha.cli.serve import serve
 from esgf_ha.cli.token import token
+from esgf_ha.cli.unpublish import delete, retract
 
 
 @click.group(
@@ -27,6 +32,12 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(token)
 cli.add_command(demo)
+cli.add_command(publish)
+cli.add_command(sample_data)
+cli.add_command(mapfile)
+cli.add_command(retract)
+cli.add_command(delete)
+cli.add_command(cert)
 
 
 def main() -> None:

@@ -1,0 +1,206 @@
+"""`esgf-ha publish`: scan (or read mapfiles), build records, send atomic batches, report.
+
+Several dataset versions travel in one request (one round trip for many small datasets), and
+the master commits each request whole. If the master refuses a request, its datasets are sent
+again one per request, so one bad dataset cannot hold back the others, and each dataset is
+still published whole or not at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from esgf_ha.publisher.assemble import dataset_records
+from esgf_ha.publisher.client import IndexClient
+from esgf_ha.publisher.drs_path import Root
+from esgf_ha.publisher.errors import Rejected, Unreachable
+from esgf_ha.publisher.mapfile import MapLine
+from esgf_ha.publisher.scan import DatasetVersion, ScanResult, scan
+
+Entry = dict[str, object]
+
+
+@dataclass
+class PublishSettings:
+    data_node: str
+    index_node: str
+    roots: list[Root]
+    project: str = "auto"
+    checksum_type: str = "SHA256"
+    opendap: bool = False
+    url_base: str | None = None
+    jobs: int | None = None
+    batch_files: int = 5000  # files per request; bounded so a request stays well under 64 MiB
+
+
+@dataclass
+class Report:
+    published: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)  # {"dataset", "error"}
+    file_errors: list[dict[str, str]] = field(default_factory=list)  # {"path", "kind", "error"}
+    files: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+    entries: list[Entry] = field(default_factory=list)  # what was (or would be) sent
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.file_errors
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "datasets": len(self.published) + len(self.unchanged) + len(self.failed),
+            "files": self.files,
+            "published": self.published,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "file_errors": self.file_errors,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class Hooks:
+    """Progress callbacks (the CLI draws bars with them)."""
+
+    scan_total: Callable[[int], None] | None = None
+    scan_file: Callable[[], None] | None = None
+    upload_total: Callable[[int], None] | None = None
+    upload_done: Callable[[int], None] | None = None  # number of files sent
+
+
+def build_entries(
+    result: ScanResult, settings: PublishSettings, report: Report
+) -> list[tuple[DatasetVersion, Entry]]:
+    for problem in result.problems:
+        report.file_errors.append(
+            {"path": problem.path, "kind": problem.kind, "error": problem.reason}
+        )
+    ready: list[tuple[DatasetVersion, Entry]] = []
+    for ds in result.datasets:
+        for problem in ds.problems:
+            report.file_errors.append(
+                {"path": problem.path, "kind": problem.kind, "error": problem.reason}
+            )
+        dataset_id = f"{ds.instance_id}|{settings.data_node}"
+        if ds.problems or not ds.files:
+            report.failed.append(
+                {
+                    "dataset": dataset_id,
+                    "error": f"not published: {len(ds.problems)} of its files have errors",
+                }
+            )
+            continue
+        dataset, files = dataset_records(
+            ds,
+            data_node=settings.data_node,
+            index_node=settings.index_node,
+            url_base=settings.url_base,
+            opendap=settings.opendap,
+        )
+        ready.append((ds, {"dataset": dataset, "files": files}))
+        report.files += len(files)
+    return ready
+
+
+def _chunks(entries: list[Entry], max_files: int) -> Iterable[list[Entry]]:
+    chunk: list[Entry] = []
+    count = 0
+    for entry in entries:
+        n = _nfiles([entry])
+        if chunk and count + n > max_files:
+            yield chunk
+            chunk, count = [], 0
+        chunk.append(entry)
+        count += n
+    if chunk:
+        yield chunk
+
+
+def _dataset_id(entry: Entry) -> str:
+    return str(cast(dict[str, object], entry["dataset"])["id"])
+
+
+def _nfiles(entries: list[Entry]) -> int:
+    return sum(len(cast(list[object], e["files"])) for e in entries)
+
+
+def _ids(outcome: dict[str, object], key: str) -> list[str]:
+    return [str(x) for x in cast(list[object], outcome.get(key, []))]
+
+
+def send(
+    client: IndexClient,
+    entries: list[Entry],
+    settings: PublishSettings,
+    report: Report,
+    hooks: Hooks,
+) -> None:
+    if hooks.upload_total is not None:
+        hooks.upload_total(_nfiles(entries))
+    pending = list(_chunks(entries, settings.batch_files))
+    for i, chunk in enumerate(pending):
+        try:
+            outcome = client.publish(chunk)
+        except Unreachable as exc:
+            # every later request would wait out the same retries: stop and say so
+            for rest in pending[i:]:
+                for entry in rest:
+                    report.failed.append({"dataset": _dataset_id(entry), "error": str(exc)})
+            return
+        except Rejected as exc:
+            if exc.status in (401, 403, 413) and len(chunk) == 1 or exc.status in (401, 403):
+                for rest in pending[i:]:
+                    for entry in rest:
+                        report.failed.append({"dataset": _dataset_id(entry), "error": str(exc)})
+                return
+            for entry in chunk:  # find which dataset the master refused
+                try:
+                    single = client.publish([entry])
+                except (Rejected, Unreachable) as exc:
+                    report.failed.append({"dataset": _dataset_id(entry), "error": str(exc)})
+                    continue
+                report.published += _ids(single, "published")
+                report.unchanged += _ids(single, "unchanged")
+        else:
+            report.published += _ids(outcome, "published")
+            report.unchanged += _ids(outcome, "unchanged")
+        if hooks.upload_done is not None:
+            hooks.upload_done(_nfiles(chunk))
+
+
+def run(
+    items: Iterable[Path | MapLine],
+    settings: PublishSettings,
+    client: IndexClient | None,
+    *,
+    hooks: Hooks | None = None,
+) -> Report:
+    """Publish files or mapfile lines; `client=None` is a dry run (nothing is sent)."""
+    hooks = hooks or Hooks()
+    started = time.monotonic()
+    report = Report(dry_run=client is None)
+    result = scan(
+        items,
+        settings.roots,
+        project=settings.project,
+        checksum_type=settings.checksum_type,
+        jobs=settings.jobs,
+        on_total=hooks.scan_total,
+        on_file=hooks.scan_file,
+    )
+    ready = build_entries(result, settings, report)
+    entries = [entry for _, entry in ready]
+    if client is None:
+        report.entries = entries
+    elif entries:
+        send(client, entries, settings, report, hooks)
+    report.seconds = time.monotonic() - started
+    return report

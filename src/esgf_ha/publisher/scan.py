@@ -1,0 +1,194 @@
+"""Find the netCDF files under the given paths and inspect each one: DRS path, header,
+checksum. Files are grouped into dataset versions; a dataset version with any bad file is
+reported whole and never published (no half-published dataset).
+
+Header reading and hashing run in worker processes when there are many files: netCDF/HDF5
+reading holds the GIL, and two cores read headers twice as fast as one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from esgf_ha.publisher.checksums import file_checksum
+from esgf_ha.publisher.drs_path import DRSPath, Root, check_target, parse_drs_path
+from esgf_ha.publisher.errors import DRSMismatch, FileProblem, Unreadable
+from esgf_ha.publisher.header import Header, check_against_path, read_header
+from esgf_ha.publisher.mapfile import MapLine
+
+PARALLEL_FROM = 64  # below this many files a worker pool costs more than it saves
+
+
+@dataclass
+class ScannedFile:
+    drs: DRSPath
+    size: int
+    mtime: float
+    checksum: str
+    checksum_type: str
+    header: Header
+
+
+@dataclass
+class DatasetVersion:
+    drs: DRSPath  # of its first file: project, facets, version, root
+    files: list[ScannedFile] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)
+
+    @property
+    def instance_id(self) -> str:
+        return f"{self.drs.master_id}.v{self.drs.version}"
+
+
+@dataclass
+class ScanResult:
+    datasets: list[DatasetVersion]
+    problems: list[FileProblem]  # files that belong to no dataset (not DRS, outside the roots)
+
+    @property
+    def all_problems(self) -> list[FileProblem]:
+        return self.problems + [p for d in self.datasets for p in d.problems]
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: Path
+    known: MapLine | None
+
+
+def iter_netcdf(paths: Iterable[Path]) -> Iterator[Path | FileProblem]:
+    """Every `*.nc` file under the paths (directory links such as `latest` are not followed)."""
+    for path in paths:
+        path = Path(path).absolute()
+        if path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if name.endswith(".nc") and not name.startswith("."):
+                        yield Path(dirpath) / name
+        elif path.exists() or path.is_symlink():
+            yield path
+        else:
+            yield Unreadable(str(path), "no such file or directory")
+
+
+def inspect(
+    job: _Job, roots: list[Root], project: str, checksum_type: str
+) -> tuple[DRSPath | None, ScannedFile | FileProblem]:
+    drs: DRSPath | None = None
+    try:
+        drs = parse_drs_path(job.path, roots, project)
+        check_target(drs)
+        try:
+            stat = job.path.stat()
+        except OSError as exc:
+            raise Unreadable(str(job.path), f"cannot be read: {exc.strerror}") from None
+        known = job.known
+        if known is not None:
+            if (drs.master_id, drs.version) != (known.master_id, known.version):
+                raise DRSMismatch(
+                    str(job.path),
+                    f"the mapfile lists it in {known.master_id}.v{known.version}, its path "
+                    f"says {drs.master_id}.v{drs.version}",
+                )
+            if stat.st_size != known.size:
+                raise Unreadable(
+                    str(job.path),
+                    f"changed since the mapfile was written (size {stat.st_size}, "
+                    f"mapfile {known.size}); write the mapfile again",
+                )
+        header = read_header(job.path, drs.variable)
+        check_against_path(drs, header)
+        if known is not None and known.checksum:
+            checksum, kind = known.checksum, known.checksum_type or "SHA256"
+        else:
+            kind = checksum_type.upper()
+            try:
+                checksum = file_checksum(job.path, kind)
+            except OSError as exc:
+                raise Unreadable(str(job.path), f"cannot be read: {exc.strerror}") from None
+        mtime = known.mtime if known is not None and known.mtime is not None else stat.st_mtime
+        return drs, ScannedFile(drs, stat.st_size, mtime, checksum, kind, header)
+    except FileProblem as problem:
+        return drs, problem
+
+
+def _inspect_star(args: tuple[_Job, list[Root], str, str]) -> tuple[DRSPath | None, object]:
+    return inspect(*args)
+
+
+def scan(
+    items: Iterable[Path | MapLine],
+    roots: list[Root],
+    *,
+    project: str = "auto",
+    checksum_type: str = "SHA256",
+    jobs: int | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_file: Callable[[], None] | None = None,
+) -> ScanResult:
+    """Inspect paths (files or directories) or mapfile lines (no checksum is computed then)."""
+    work: list[_Job] = []
+    problems: list[FileProblem] = []
+    for item in items:
+        if isinstance(item, MapLine):
+            work.append(_Job(item.path, item))
+            continue
+        for found in iter_netcdf([item]):
+            if isinstance(found, FileProblem):
+                problems.append(found)
+            else:
+                work.append(_Job(found, None))
+    if on_total is not None:
+        on_total(len(work))
+    jobs = jobs or os.cpu_count() or 1
+    args = [(job, roots, project, checksum_type) for job in work]
+    results: Iterable[tuple[DRSPath | None, object]]
+    pool: ProcessPoolExecutor | None = None
+    if jobs > 1 and len(work) >= PARALLEL_FROM:
+        # forkserver: the parent may run threads (progress display), which fork would copy
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver"))
+        results = pool.map(_inspect_star, args, chunksize=max(1, min(64, len(work) // (jobs * 8))))
+    else:
+        results = map(_inspect_star, args)
+    groups: dict[tuple[str, str, str], DatasetVersion] = {}
+    try:
+        for drs, outcome in results:
+            if on_file is not None:
+                on_file()
+            if drs is None:
+                assert isinstance(outcome, FileProblem)
+                problems.append(outcome)
+                continue
+            key = (drs.project.name, drs.master_id, drs.version)
+            group = groups.setdefault(key, DatasetVersion(drs))
+            if isinstance(outcome, ScannedFile):
+                group.files.append(outcome)
+            else:
+                assert isinstance(outcome, FileProblem)
+                group.problems.append(outcome)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    datasets = sorted(groups.values(), key=lambda d: (d.drs.master_id, int(d.drs.version)))
+    for ds in datasets:
+        ds.files.sort(key=lambda f: f.drs.rel)
+        _check_files_agree(ds)
+    return ScanResult(datasets, problems)
+
+
+def _check_files_agree(ds: DatasetVersion) -> None:
+    """Two files of one dataset must not share a tracking_id (esgcet refuses that too)."""
+    seen: dict[str, str] = {}
+    for f in ds.files:
+        tid = str(f.header.attrs.get("tracking_id", ""))
+        if tid in seen:
+            ds.problems.append(
+                DRSMismatch(str(f.drs.path), f"has the same tracking_id as {seen[tid]}")
+            )
+        seen[tid] = str(f.drs.path)
