@@ -97,12 +97,11 @@ def parse_drs_path(path: Path, roots: list[Root], project: str = "auto") -> DRSP
         raise NotDRS(str(path), f"version directory must look like v20190308, not {rest[0]!r}")
     subdir = "/".join(rest[1:-1])
     name = rest[-1]
-    drs = DRSPath(root, absolute, rel, proj, facets, match.group(1), subdir, name)
-    _check_file_name(drs)
-    return drs
+    return DRSPath(root, absolute, rel, proj, facets, match.group(1), subdir, name)
 
 
-def _check_file_name(drs: DRSPath) -> None:
+def check_file_name(drs: DRSPath) -> None:
+    """The file name repeats the facets of its directory (spec §1.4 for the time range)."""
     f = drs.facets
     if drs.project is CMIP6:
         stem = "_".join(

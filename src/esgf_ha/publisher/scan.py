@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from esgf_ha.publisher.checksums import file_checksum
-from esgf_ha.publisher.drs_path import DRSPath, Root, check_target, parse_drs_path
+from esgf_ha.publisher.drs_path import (
+    DRSPath,
+    Root,
+    check_file_name,
+    check_target,
+    parse_drs_path,
+)
 from esgf_ha.publisher.errors import DRSMismatch, FileProblem, Unreadable
 from esgf_ha.publisher.header import Header, check_against_path, read_header
 from esgf_ha.publisher.mapfile import MapLine
@@ -83,6 +89,8 @@ def inspect(
     drs: DRSPath | None = None
     try:
         drs = parse_drs_path(job.path, roots, project)
+        # from here on a problem belongs to the dataset version, which then fails whole
+        check_file_name(drs)
         check_target(drs)
         try:
             stat = job.path.stat()
