@@ -80,9 +80,10 @@ def dataset_records(
     url_base: str | None = None,
     opendap: bool = False,
 ) -> tuple[dict[str, object], list[dict[str, object]]]:
-    first = ds.files[0]
+    first = next(f for f in ds.files if f.header.full)
     attrs = first.header.attrs
     project = ds.drs.project
+    by_var: dict[str, ScannedFile] = {}
     facets: dict[str, object] = dict(ds.drs.facets)
     extra: dict[str, object] = _extent(ds.files)
     infos = []
@@ -98,7 +99,8 @@ def dataset_records(
         extra.update(_copied(attrs, CMIP5_COPIED))
         variables = sorted({f.drs.subdir for f in ds.files})
         extra["variable"] = variables
-        by_var = {f.drs.subdir: f for f in ds.files}
+        by_var = {f.drs.subdir: f for f in reversed(ds.files) if f.header.full}
+        assert set(by_var) == {f.drs.subdir for f in ds.files}
         for field, key in (
             ("cf_standard_name", "standard_name"),
             ("variable_long_name", "long_name"),
@@ -114,7 +116,7 @@ def dataset_records(
     for f in ds.files:
         per_file: dict[str, object] = {}
         if project is not CMIP6:
-            per_file = _variable_fields(f, f.drs.subdir)
+            per_file = _variable_fields(by_var[f.drs.subdir], f.drs.subdir)
             per_file = {k: [v] for k, v in per_file.items()}
         infos.append(
             FileInfo(

@@ -60,6 +60,7 @@ class Header:
     time_stop: str | None = None
     lat: tuple[float, float] | None = None
     lon: tuple[float, float] | None = None
+    full: bool = True  # False: variable names and grid extent were not read
 
 
 def _plain(value: object) -> object:
@@ -79,6 +80,9 @@ def _iso(date: object) -> str:
 
 
 def _coord(nc: netCDF4.Dataset, standard_name: str, fallback: str) -> netCDF4.Variable | None:
+    usual = nc.variables.get(fallback)
+    if usual is not None and usual.ndim == 1:
+        return usual
     for var in nc.variables.values():
         if getattr(var, "standard_name", None) == standard_name and var.ndim == 1:
             return var
@@ -89,12 +93,18 @@ def _extent(var: netCDF4.Variable | None, nc: netCDF4.Dataset) -> tuple[float, f
     if var is None or var.size == 0:
         return None
     bounds = nc.variables.get(getattr(var, "bounds", ""))
-    values = np.asarray(bounds[:] if bounds is not None else var[:], dtype="f8")
+    source = bounds if bounds is not None else var
+    source.set_auto_maskandscale(False)  # plain arrays: masked ones cost more than the read
+    values = np.asarray(source[:], dtype="f8")
     return float(values.min()), float(values.max())
 
 
-def read_header(path: Path, variable: str) -> Header:
-    """Read what the records need; `variable` is the DRS variable (must be in the file)."""
+def read_header(path: Path, variable: str, *, full: bool = True) -> Header:
+    """Read what the records need; `variable` is the DRS variable (must be in the file).
+
+    `full=False` skips what all files of a dataset version share (the grid extent and the
+    variable's names and units), read from one file per version only: a quarter less work
+    per file when publishing many."""
     try:
         nc = netCDF4.Dataset(path, "r")
     except FileNotFoundError:
@@ -109,26 +119,27 @@ def read_header(path: Path, variable: str) -> Header:
         raise NotNetCDF(str(path), f"is not a readable netCDF file ({exc})") from None
     try:
         with nc:
-            attrs = {k: _plain(nc.getncattr(k)) for k in nc.ncattrs()}
-            header = Header(attrs)
+            attrs = {k: _plain(v) for k, v in nc.__dict__.items()}
+            header = Header(attrs, full=full)
             var = nc.variables.get(variable)
             if var is None:
                 raise DRSMismatch(
                     str(path), f"has no variable {variable!r}, the variable of its DRS path"
                 )
-            header.variable = {
-                k: str(getattr(var, k))
-                for k in ("standard_name", "long_name", "units")
-                if hasattr(var, k)
-            }
+            if full:
+                names = var.__dict__
+                header.variable = {
+                    k: str(names[k]) for k in ("standard_name", "long_name", "units") if k in names
+                }
             time = _coord(nc, "time", "time")
             if time is not None and time.size and hasattr(time, "units"):
                 calendar = getattr(time, "calendar", "standard")
                 first, last = _extent(time, nc) or (0.0, 0.0)
                 start, stop = cftime.num2date([first, last], time.units, calendar)
                 header.time_start, header.time_stop = _iso(start), _iso(stop)
-            header.lat = _extent(_coord(nc, "latitude", "lat"), nc)
-            header.lon = _extent(_coord(nc, "longitude", "lon"), nc)
+            if full:
+                header.lat = _extent(_coord(nc, "latitude", "lat"), nc)
+                header.lon = _extent(_coord(nc, "longitude", "lon"), nc)
             return header
     except (RuntimeError, OSError, ValueError, KeyError) as exc:
         raise NotNetCDF(str(path), f"cannot read its metadata ({exc})") from None

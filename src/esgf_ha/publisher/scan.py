@@ -65,6 +65,7 @@ class ScanResult:
 class _Job:
     path: Path
     known: MapLine | None
+    full: bool = True  # read the header whole (the first file of each directory)
 
 
 def iter_netcdf(paths: Iterable[Path]) -> Iterator[Path | FileProblem]:
@@ -110,7 +111,7 @@ def inspect(
                     f"changed since the mapfile was written (size {stat.st_size}, "
                     f"mapfile {known.size}); write the mapfile again",
                 )
-        header = read_header(job.path, drs.variable)
+        header = read_header(job.path, drs.variable, full=job.full)
         check_against_path(drs, header)
         if known is not None and known.checksum:
             checksum, kind = known.checksum, known.checksum_type or "SHA256"
@@ -152,6 +153,12 @@ def scan(
                 problems.append(found)
             else:
                 work.append(_Job(found, None))
+    first_of_dir: set[Path] = set()
+    for i, job in enumerate(work):
+        if job.path.parent not in first_of_dir:
+            first_of_dir.add(job.path.parent)
+        else:
+            work[i] = _Job(job.path, job.known, full=False)
     if on_total is not None:
         on_total(len(work))
     jobs = jobs or os.cpu_count() or 1
