@@ -45,6 +45,7 @@ class Report:
     file_errors: list[dict[str, str]] = field(default_factory=list)  # {"path", "kind", "error"}
     files: int = 0
     seconds: float = 0.0
+    scan_seconds: float = 0.0
     dry_run: bool = False
     entries: list[Entry] = field(default_factory=list)  # what was (or would be) sent
 
@@ -63,6 +64,7 @@ class Report:
             "failed": self.failed,
             "file_errors": self.file_errors,
             "seconds": round(self.seconds, 3),
+            "scan_seconds": round(self.scan_seconds, 3),
         }
 
 
@@ -197,6 +199,7 @@ def run(
         on_file=hooks.scan_file,
     )
     ready = build_entries(result, settings, report)
+    report.scan_seconds = time.monotonic() - started
     entries = [entry for _, entry in ready]
     if client is None:
         report.entries = entries

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,33 +164,38 @@ def scan(
         on_total(len(work))
     jobs = jobs or os.cpu_count() or 1
     args = [(job, roots, project, checksum_type) for job in work]
-    results: Iterable[tuple[DRSPath | None, object]]
-    pool: ProcessPoolExecutor | None = None
+    results: list[tuple[DRSPath | None, object]] = []
     if jobs > 1 and len(work) >= PARALLEL_FROM:
         # forkserver: the parent may run threads (progress display), which fork would copy
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver"))
-        results = pool.map(_inspect_star, args, chunksize=max(1, min(64, len(work) // (jobs * 8))))
-    else:
-        results = map(_inspect_star, args)
-    groups: dict[tuple[str, str, str], DatasetVersion] = {}
-    try:
-        for drs, outcome in results:
+        context = multiprocessing.get_context("forkserver")
+        try:
+            with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+                chunk = max(1, min(64, len(work) // (jobs * 8)))
+                for done in pool.map(_inspect_star, args, chunksize=chunk):
+                    results.append(done)
+                    if on_file is not None:
+                        on_file()
+        except BrokenProcessPool:
+            # workers could not start (e.g. a __main__ that cannot be re-imported): go on here
+            results = []
+    if len(results) != len(args):
+        for arg in args:
+            results.append(_inspect_star(arg))
             if on_file is not None:
                 on_file()
-            if drs is None:
-                assert isinstance(outcome, FileProblem)
-                problems.append(outcome)
-                continue
-            key = (drs.project.name, drs.master_id, drs.version)
-            group = groups.setdefault(key, DatasetVersion(drs))
-            if isinstance(outcome, ScannedFile):
-                group.files.append(outcome)
-            else:
-                assert isinstance(outcome, FileProblem)
-                group.problems.append(outcome)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    groups: dict[tuple[str, str, str], DatasetVersion] = {}
+    for drs, outcome in results:
+        if drs is None:
+            assert isinstance(outcome, FileProblem)
+            problems.append(outcome)
+            continue
+        key = (drs.project.name, drs.master_id, drs.version)
+        group = groups.setdefault(key, DatasetVersion(drs))
+        if isinstance(outcome, ScannedFile):
+            group.files.append(outcome)
+        else:
+            assert isinstance(outcome, FileProblem)
+            group.problems.append(outcome)
     datasets = sorted(groups.values(), key=lambda d: (d.drs.master_id, int(d.drs.version)))
     for ds in datasets:
         ds.files.sort(key=lambda f: f.drs.rel)
