@@ -292,6 +292,12 @@ def test_md5_dry_run_and_usage_errors(tmp_path: Path):
         "publish", "--dry-run", "--data-node", "d", "--root", f"x={data}", "--mapfile", str(bad_map)
     )
     assert result.exit_code == 1 and "bad.map:1" in result.output
+    (tmp_path / "empty").mkdir()
+    empty = esgf_ha(
+        "publish", "--dry-run", "--json", "--data-node", "d", "--root", f"x={tmp_path}",
+        str(tmp_path / "empty"),
+    )  # fmt: skip
+    assert empty.exit_code == 1 and "holds no *.nc files" in empty.stdout
     outside = esgf_ha(
         "publish",
         "--dry-run",

@@ -74,11 +74,15 @@ def iter_netcdf(paths: Iterable[Path]) -> Iterator[Path | FileProblem]:
     for path in paths:
         path = Path(path).absolute()
         if path.is_dir():
+            found = False
             for dirpath, dirnames, filenames in os.walk(path):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for name in sorted(filenames):
                     if name.endswith(".nc") and not name.startswith("."):
+                        found = True
                         yield Path(dirpath) / name
+            if not found:  # most likely a wrong path: say so rather than publish nothing
+                yield Unreadable(str(path), "holds no *.nc files")
         elif path.exists() or path.is_symlink():
             yield path
         else:
