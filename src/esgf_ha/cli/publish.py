@@ -93,10 +93,13 @@ def progress_hooks(enabled: bool) -> Iterator[Hooks]:
     )
     scan_task = progress.add_task("scan", total=None)
     upload_task = progress.add_task("upload", total=None, visible=False)
+    def totals(n: int) -> None:
+        progress.update(scan_task, total=n)
+        progress.update(upload_task, total=n, visible=True)
+
     hooks = Hooks(
-        scan_total=lambda n: progress.update(scan_task, total=n),
+        scan_total=totals,
         scan_file=lambda: progress.advance(scan_task),
-        upload_total=lambda n: progress.update(upload_task, total=n, visible=True),
         upload_done=lambda n: progress.advance(upload_task, n),
     )
     with progress:
@@ -190,7 +193,7 @@ Examples:
 @click.option("--url-base", help="file URL prefix [default: https://<data-node>]")
 @click.option("--jobs", type=int, help="worker processes for reading files [default: cores]")
 @click.option(
-    "--batch-files", default=5000, show_default=True, help="most files sent in one request"
+    "--batch-files", default=2000, show_default=True, help="most files sent in one request"
 )
 @click.option("--retries", default=6, show_default=True, help="retries on connection errors/5xx")
 @click.option("--dry-run", is_flag=True, help="scan and print the records; send nothing")

@@ -17,9 +17,9 @@ from typing import cast
 from esgf_ha.publisher.assemble import dataset_records
 from esgf_ha.publisher.client import IndexClient
 from esgf_ha.publisher.drs_path import Root
-from esgf_ha.publisher.errors import Rejected, Unreachable
+from esgf_ha.publisher.errors import FileProblem, Rejected, Unreachable
 from esgf_ha.publisher.mapfile import MapLine
-from esgf_ha.publisher.scan import DatasetVersion, ScanResult, scan
+from esgf_ha.publisher.scan import DatasetVersion, scan_iter
 
 Entry = dict[str, object]
 
@@ -34,7 +34,7 @@ class PublishSettings:
     opendap: bool = False
     url_base: str | None = None
     jobs: int | None = None
-    batch_files: int = 5000  # files per request; bounded so a request stays well under 64 MiB
+    batch_files: int = 2000  # files per request: small enough to overlap reading and sending
 
 
 @dataclass
@@ -74,42 +74,34 @@ class Hooks:
 
     scan_total: Callable[[int], None] | None = None
     scan_file: Callable[[], None] | None = None
-    upload_total: Callable[[int], None] | None = None
     upload_done: Callable[[int], None] | None = None  # number of files sent
 
 
-def build_entries(
-    result: ScanResult, settings: PublishSettings, report: Report
-) -> list[tuple[DatasetVersion, Entry]]:
-    for problem in result.problems:
-        report.file_errors.append(
-            {"path": problem.path, "kind": problem.kind, "error": problem.reason}
+def _file_error(report: Report, problem: FileProblem) -> None:
+    report.file_errors.append({"path": problem.path, "kind": problem.kind, "error": problem.reason})
+
+
+def build_entry(ds: DatasetVersion, settings: PublishSettings, report: Report) -> Entry | None:
+    """The batch entry of one dataset version, or None (and the reasons in the report)."""
+    for problem in ds.problems:
+        _file_error(report, problem)
+    if ds.problems or not ds.files:
+        report.failed.append(
+            {
+                "dataset": f"{ds.instance_id}|{settings.data_node}",
+                "error": f"not published: {len(ds.problems)} of its files have errors",
+            }
         )
-    ready: list[tuple[DatasetVersion, Entry]] = []
-    for ds in result.datasets:
-        for problem in ds.problems:
-            report.file_errors.append(
-                {"path": problem.path, "kind": problem.kind, "error": problem.reason}
-            )
-        dataset_id = f"{ds.instance_id}|{settings.data_node}"
-        if ds.problems or not ds.files:
-            report.failed.append(
-                {
-                    "dataset": dataset_id,
-                    "error": f"not published: {len(ds.problems)} of its files have errors",
-                }
-            )
-            continue
-        dataset, files = dataset_records(
-            ds,
-            data_node=settings.data_node,
-            index_node=settings.index_node,
-            url_base=settings.url_base,
-            opendap=settings.opendap,
-        )
-        ready.append((ds, {"dataset": dataset, "files": files}))
-        report.files += len(files)
-    return ready
+        return None
+    dataset, files = dataset_records(
+        ds,
+        data_node=settings.data_node,
+        index_node=settings.index_node,
+        url_base=settings.url_base,
+        opendap=settings.opendap,
+    )
+    report.files += len(files)
+    return {"dataset": dataset, "files": files}
 
 
 def _chunks(entries: list[Entry], max_files: int) -> Iterable[list[Entry]]:
@@ -138,44 +130,60 @@ def _ids(outcome: dict[str, object], key: str) -> list[str]:
     return [str(x) for x in cast(list[object], outcome.get(key, []))]
 
 
-def send(
-    client: IndexClient,
-    entries: list[Entry],
-    settings: PublishSettings,
-    report: Report,
-    hooks: Hooks,
-) -> None:
-    if hooks.upload_total is not None:
-        hooks.upload_total(_nfiles(entries))
-    pending = list(_chunks(entries, settings.batch_files))
-    for i, chunk in enumerate(pending):
+class Uploader:
+    """Sends entries in requests of up to `batch_files` files as they come."""
+
+    def __init__(
+        self, client: IndexClient, settings: PublishSettings, report: Report, hooks: Hooks
+    ) -> None:
+        self.client, self.settings, self.report, self.hooks = client, settings, report, hooks
+        self.pending: list[Entry] = []
+        self.stopped: str | None = None  # why nothing more is sent
+
+    def add(self, entry: Entry) -> None:
+        if self.stopped is not None:
+            self.report.failed.append({"dataset": _dataset_id(entry), "error": self.stopped})
+            return
+        self.pending.append(entry)
+        if _nfiles(self.pending) >= self.settings.batch_files:
+            self.flush()
+
+    def flush(self) -> None:
+        chunk, self.pending = self.pending, []
+        if chunk:
+            self._send(chunk)
+
+    def _fail(self, chunk: list[Entry], error: str) -> None:
+        for entry in chunk:
+            self.report.failed.append({"dataset": _dataset_id(entry), "error": error})
+
+    def _send(self, chunk: list[Entry]) -> None:
+        report = self.report
         try:
-            outcome = client.publish(chunk)
+            outcome = self.client.publish(chunk)
         except Unreachable as exc:
             # every later request would wait out the same retries: stop and say so
-            for rest in pending[i:]:
-                for entry in rest:
-                    report.failed.append({"dataset": _dataset_id(entry), "error": str(exc)})
+            self.stopped = str(exc)
+            self._fail(chunk, str(exc))
             return
         except Rejected as exc:
-            if exc.status in (401, 403, 413) and len(chunk) == 1 or exc.status in (401, 403):
-                for rest in pending[i:]:
-                    for entry in rest:
-                        report.failed.append({"dataset": _dataset_id(entry), "error": str(exc)})
+            if exc.status in (401, 403):
+                self.stopped = str(exc)
+                self._fail(chunk, str(exc))
                 return
             for entry in chunk:  # find which dataset the master refused
                 try:
-                    single = client.publish([entry])
-                except (Rejected, Unreachable) as exc:
-                    report.failed.append({"dataset": _dataset_id(entry), "error": str(exc)})
+                    single = self.client.publish([entry])
+                except (Rejected, Unreachable) as err:
+                    self._fail([entry], str(err))
                     continue
                 report.published += _ids(single, "published")
                 report.unchanged += _ids(single, "unchanged")
         else:
             report.published += _ids(outcome, "published")
             report.unchanged += _ids(outcome, "unchanged")
-        if hooks.upload_done is not None:
-            hooks.upload_done(_nfiles(chunk))
+        if self.hooks.upload_done is not None:
+            self.hooks.upload_done(_nfiles(chunk))
 
 
 def run(
@@ -189,7 +197,8 @@ def run(
     hooks = hooks or Hooks()
     started = time.monotonic()
     report = Report(dry_run=client is None)
-    result = scan(
+    uploader = Uploader(client, settings, report, hooks) if client is not None else None
+    for found in scan_iter(
         items,
         settings.roots,
         project=settings.project,
@@ -197,13 +206,20 @@ def run(
         jobs=settings.jobs,
         on_total=hooks.scan_total,
         on_file=hooks.scan_file,
-    )
-    ready = build_entries(result, settings, report)
+    ):
+        if isinstance(found, FileProblem):
+            _file_error(report, found)
+            continue
+        entry = build_entry(found, settings, report)
+        if entry is None:
+            continue
+        if uploader is None:
+            report.entries.append(entry)
+        else:
+            # sent while the worker processes read the next files
+            uploader.add(entry)
     report.scan_seconds = time.monotonic() - started
-    entries = [entry for _, entry in ready]
-    if client is None:
-        report.entries = entries
-    elif entries:
-        send(client, entries, settings, report, hooks)
+    if uploader is not None:
+        uploader.flush()
     report.seconds = time.monotonic() - started
     return report

@@ -24,7 +24,7 @@ from esgf_ha.publisher.drs_path import (
     check_target,
     parse_drs_path,
 )
-from esgf_ha.publisher.errors import DRSMismatch, FileProblem, Unreadable
+from esgf_ha.publisher.errors import DRSMismatch, FileProblem, PublisherError, Unreadable
 from esgf_ha.publisher.header import Header, check_against_path, read_header
 from esgf_ha.publisher.mapfile import MapLine
 
@@ -136,6 +136,109 @@ def _inspect_star(args: tuple[_Job, list[Root], str, str]) -> tuple[DRSPath | No
     return inspect(*args)
 
 
+def _results(
+    args: list[tuple[_Job, list[Root], str, str]], jobs: int
+) -> Iterator[tuple[DRSPath | None, object]]:
+    """Inspection results in input order, from worker processes while the caller goes on
+    (the publisher uploads finished datasets while later files are still being read)."""
+    if jobs <= 1 or len(args) < PARALLEL_FROM:
+        yield from map(_inspect_star, args)
+        return
+    # forkserver: the parent may run threads (progress display), which fork would copy
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver"))
+    try:
+        chunk = max(1, min(64, len(args) // (jobs * 8)))
+        results = pool.map(_inspect_star, args, chunksize=chunk)
+        try:
+            first = next(results, None)
+        except BrokenProcessPool:
+            # workers could not start (e.g. a __main__ that cannot be re-imported): go on here
+            yield from map(_inspect_star, args)
+            return
+        if first is not None:
+            yield first
+        try:
+            yield from results
+        except BrokenProcessPool as exc:
+            raise PublisherError(f"a file-reading worker process died: {exc}") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def scan_iter(
+    items: Iterable[Path | MapLine],
+    roots: list[Root],
+    *,
+    project: str = "auto",
+    checksum_type: str = "SHA256",
+    jobs: int | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_file: Callable[[], None] | None = None,
+) -> Iterator[DatasetVersion | FileProblem]:
+    """Inspect paths (files or directories) or mapfile lines (no checksum is computed then);
+    yield each dataset version as soon as all its files are read, and each file problem
+    that belongs to no dataset."""
+    work: list[_Job] = []
+    for item in items:
+        if isinstance(item, MapLine):
+            work.append(_Job(item.path, item))
+            continue
+        for found in iter_netcdf([item]):
+            if isinstance(found, FileProblem):
+                yield found
+            else:
+                work.append(_Job(found, None))
+    # sorted paths keep each version directory's files together, so a dataset version is
+    # complete when the next one starts
+    work.sort(key=lambda job: str(job.path))
+    seen_dirs: set[Path] = set()
+    for i, job in enumerate(work):
+        if job.path.parent in seen_dirs:
+            work[i] = _Job(job.path, job.known, full=False)
+        seen_dirs.add(job.path.parent)
+    if on_total is not None:
+        on_total(len(work))
+    args = [(job, roots, project, checksum_type) for job in work]
+    current: DatasetVersion | None = None
+    done: set[tuple[str, str, str]] = set()
+    for drs, outcome in _results(args, jobs or os.cpu_count() or 1):
+        if on_file is not None:
+            on_file()
+        if drs is None:
+            assert isinstance(outcome, FileProblem)
+            yield outcome
+            continue
+        key = (drs.project.name, drs.master_id, drs.version)
+        if current is None or key != (
+            current.drs.project.name,
+            current.drs.master_id,
+            current.drs.version,
+        ):
+            if current is not None:
+                yield _finish(current)
+            if key in done:
+                yield DRSMismatch(
+                    str(drs.path), "its dataset version was also found in another directory"
+                )
+                current = None
+                continue
+            done.add(key)
+            current = DatasetVersion(drs)
+        if isinstance(outcome, ScannedFile):
+            current.files.append(outcome)
+        else:
+            assert isinstance(outcome, FileProblem)
+            current.problems.append(outcome)
+    if current is not None:
+        yield _finish(current)
+
+
+def _finish(ds: DatasetVersion) -> DatasetVersion:
+    ds.files.sort(key=lambda f: f.drs.rel)
+    _check_files_agree(ds)
+    return ds
+
+
 def scan(
     items: Iterable[Path | MapLine],
     roots: list[Root],
@@ -146,65 +249,22 @@ def scan(
     on_total: Callable[[int], None] | None = None,
     on_file: Callable[[], None] | None = None,
 ) -> ScanResult:
-    """Inspect paths (files or directories) or mapfile lines (no checksum is computed then)."""
-    work: list[_Job] = []
-    problems: list[FileProblem] = []
-    for item in items:
-        if isinstance(item, MapLine):
-            work.append(_Job(item.path, item))
-            continue
-        for found in iter_netcdf([item]):
-            if isinstance(found, FileProblem):
-                problems.append(found)
-            else:
-                work.append(_Job(found, None))
-    first_of_dir: set[Path] = set()
-    for i, job in enumerate(work):
-        if job.path.parent not in first_of_dir:
-            first_of_dir.add(job.path.parent)
+    """All of `scan_iter` at once."""
+    result = ScanResult([], [])
+    for found in scan_iter(
+        items,
+        roots,
+        project=project,
+        checksum_type=checksum_type,
+        jobs=jobs,
+        on_total=on_total,
+        on_file=on_file,
+    ):
+        if isinstance(found, FileProblem):
+            result.problems.append(found)
         else:
-            work[i] = _Job(job.path, job.known, full=False)
-    if on_total is not None:
-        on_total(len(work))
-    jobs = jobs or os.cpu_count() or 1
-    args = [(job, roots, project, checksum_type) for job in work]
-    results: list[tuple[DRSPath | None, object]] = []
-    if jobs > 1 and len(work) >= PARALLEL_FROM:
-        # forkserver: the parent may run threads (progress display), which fork would copy
-        context = multiprocessing.get_context("forkserver")
-        try:
-            with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-                chunk = max(1, min(64, len(work) // (jobs * 8)))
-                for done in pool.map(_inspect_star, args, chunksize=chunk):
-                    results.append(done)
-                    if on_file is not None:
-                        on_file()
-        except BrokenProcessPool:
-            # workers could not start (e.g. a __main__ that cannot be re-imported): go on here
-            results = []
-    if len(results) != len(args):
-        for arg in args:
-            results.append(_inspect_star(arg))
-            if on_file is not None:
-                on_file()
-    groups: dict[tuple[str, str, str], DatasetVersion] = {}
-    for drs, outcome in results:
-        if drs is None:
-            assert isinstance(outcome, FileProblem)
-            problems.append(outcome)
-            continue
-        key = (drs.project.name, drs.master_id, drs.version)
-        group = groups.setdefault(key, DatasetVersion(drs))
-        if isinstance(outcome, ScannedFile):
-            group.files.append(outcome)
-        else:
-            assert isinstance(outcome, FileProblem)
-            group.problems.append(outcome)
-    datasets = sorted(groups.values(), key=lambda d: (d.drs.master_id, int(d.drs.version)))
-    for ds in datasets:
-        ds.files.sort(key=lambda f: f.drs.rel)
-        _check_files_agree(ds)
-    return ScanResult(datasets, problems)
+            result.datasets.append(found)
+    return result
 
 
 def _check_files_agree(ds: DatasetVersion) -> None:
