@@ -273,6 +273,13 @@ def test_md5_dry_run_and_usage_errors(tmp_path: Path):
         for f in entry["files"]:
             path = data / one(f, "publish_path").split("/", 1)[1]
             assert f["checksum"] == [file_checksum(path, "MD5")] and f["checksum_type"] == ["MD5"]
+    _, opendap = publish(None, data, "dn.example.org", "--dry-run", "--opendap", str(data))
+    entry = opendap["records"][0]
+    assert entry["dataset"]["access"] == ["HTTPServer", "OPENDAP"]
+    rel = one(entry["files"][0], "publish_path")
+    assert entry["files"][0]["url"][1] == (
+        f"https://dn.example.org/thredds/dodsC/{rel}.html|application/opendap-html|OPENDAP"
+    )
     no_token = esgf_ha(
         "publish",
         "--index",
