@@ -260,6 +260,13 @@ def test_cert_issue_makes_a_certificate_the_master_accepts(tmp_path: Path) -> No
         assert result.exit_code == 0, result.output
         assert docs(server, type="Dataset", data_node="second.example.org")
 
+        # without the CA the server certificate cannot be verified: a clear error, no retries
+        result = esgf_ha(
+            "publish", "--index", server.url, "--cert", paths["pem"], "--data-node", "third",
+            "--root", f"{ROOT_NAME}={data}", "--json", "--no-progress", str(data),
+        )  # fmt: skip
+        assert result.exit_code == 1 and "--cacert" in result.stdout
+
         # a certificate from another federation CA is refused
         other = esgf_ha(
             "cert", "issue", "--state-dir", str(tmp_path / "other"), "--cn", "x", "--json"

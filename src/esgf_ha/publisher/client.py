@@ -82,6 +82,10 @@ class IndexClient:
                 response = self._http.request(method, path, **kwargs)  # type: ignore[arg-type]
             except httpx.TransportError as exc:
                 last = f"{self.url}{path}: {type(exc).__name__}: {exc or 'connection failed'}"
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # waiting will not fix it
+                    raise Unreachable(
+                        f"{last} (give the CA that signed the index's certificate with --cacert)"
+                    ) from None
                 continue
             if response.status_code >= 500:
                 last = f"{self.url}{path}: HTTP {response.status_code}: {_error_text(response)}"
