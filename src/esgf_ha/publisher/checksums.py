@@ -7,18 +7,24 @@ at once on several cores; one large buffer per read keeps the system-call count 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 BUFFER = 4 * 1024 * 1024
 ALGORITHMS = {"SHA256": "sha256", "MD5": "md5"}
+_local = threading.local()
 
 
 def file_checksum(path: Path | str, checksum_type: str = "SHA256") -> str:
     """Hex digest of a file's content (`checksum_type` is SHA256 or MD5)."""
     digest = hashlib.new(ALGORITHMS[checksum_type.upper()])
-    buf = bytearray(BUFFER)
+    # one buffer per thread, reused: allocating 4 MiB per file costs more than hashing a
+    # small file
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = bytearray(BUFFER)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as fh:
         while n := fh.readinto(buf):
