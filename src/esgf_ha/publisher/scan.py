@@ -146,6 +146,7 @@ def _results(
         return
     # forkserver: the parent may run threads (progress display), which fork would copy
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver"))
+    finished = False
     try:
         chunk = max(1, min(64, len(args) // (jobs * 8)))
         results = pool.map(_inspect_star, args, chunksize=chunk)
@@ -161,8 +162,10 @@ def _results(
             yield from results
         except BrokenProcessPool as exc:
             raise PublisherError(f"a file-reading worker process died: {exc}") from None
+        finished = True
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        # all done: let the workers exit cleanly; stopped early: drop the queued files
+        pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
 def scan_iter(
