@@ -45,9 +45,7 @@ def site_state(config: FederationConfig, site: SiteConfig) -> Path:
     return config.state_dir / "sites" / site.name
 
 
-def plan(
-    config: FederationConfig, config_path: Path, tokens: dict[str, Path], *, replicators: bool
-) -> list[ProcessSpec]:
+def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -> list[ProcessSpec]:
     """The processes of the federation, in start order. `tokens` maps "replica" and
     "replicator" to files holding bearer tokens signed by the master."""
     m = config.master
@@ -93,7 +91,7 @@ def plan(
                     after=(f"{site.name}/index",),
                 )
             )  # fmt: skip
-        if replicators and site.replication is not None and site.data_roots:
+        if site.replication is not None and site.data_roots:
             selection = (
                 ["--selection", str(site.replication.selection)]
                 if site.replication.selection

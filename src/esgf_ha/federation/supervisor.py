@@ -84,6 +84,7 @@ class Supervisor:
         self.children = [Child(s, log_dir / (s.name.replace("/", "-") + ".log")) for s in specs]
         self.on_event = on_event or (lambda name, what: None)
         self.stopping = threading.Event()
+        self.held: set[str] = set()  # not restarted while held (an operator took them down)
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.spec.name == name)
@@ -122,7 +123,12 @@ class Supervisor:
         """Restart children that exited (called in a loop by `run`)."""
         now = time.monotonic()
         for child in self.children:
-            if child.proc is None or child.running or self.stopping.is_set():
+            if (
+                child.proc is None
+                or child.running
+                or self.stopping.is_set()
+                or child.spec.name in self.held
+            ):
                 continue
             if child.next_start == 0.0:
                 child.last_exit = child.proc.returncode
@@ -141,6 +147,23 @@ class Supervisor:
                 child.restarts += 1
                 child.start()
                 self.on_event(child.spec.name, "restarted")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a service and keep it down until `release` (failover drills)."""
+        child = self.child(name)
+        self.held.add(name)
+        if child.proc is not None and child.running:
+            child.proc.kill()
+            child.proc.wait()
+        self.on_event(name, "killed")
+
+    def release(self, name: str) -> None:
+        self.held.discard(name)
+        child = self.child(name)
+        if not child.running:
+            child.next_start = 0.0
+            child.start()
+            self.on_event(name, "started")
 
     def run(self, poll: float = 0.2) -> None:
         while not self.stopping.wait(poll):

@@ -287,28 +287,46 @@ class Replicator:
 
     # -- following -----------------------------------------------------------------------------
     async def wait_for_change(self) -> None:
-        """Until the master's change log moves (long-poll), or `poll_seconds` at most."""
+        """Until the master's change log moves (long-poll), or `poll_seconds` at most; then
+        until the index we search has applied that change too (a replica may trail by a
+        moment, and searching it before would miss what just woke us)."""
         since = self.state.get_meta("change_seq")
         headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
         url = self.config.master_url.rstrip("/") + "/api/v1/changes"
-        wait = self.config.poll_seconds
+        wait = min(self.config.poll_seconds, 60.0)
         try:
             async with httpx.AsyncClient(verify=self.config.verify, timeout=wait + 10) as c:
                 if since is None:
                     r = await c.get(
-                        url, params={"since": 0, "limit": 1, "wait": 0}, headers=headers
+                        url, params={"since": 0, "limit": 0, "wait": 0}, headers=headers
                     )
                     since = str(_last_seq(r) or 0)
                 r = await c.get(
                     url, params={"since": since, "limit": 1, "wait": wait}, headers=headers
                 )
-            seq = _last_seq(r)
-            if seq is None:
-                await asyncio.sleep(wait)
-            else:
+                seq = _last_seq(r)
+                if seq is None:
+                    await asyncio.sleep(wait)
+                    return
                 self.state.set_meta("change_seq", str(seq))
+                await self._index_reaches(c, seq)
         except httpx.HTTPError:
             await asyncio.sleep(min(wait, 5.0))
+
+    async def _index_reaches(
+        self, client: httpx.AsyncClient, seq: int, timeout: float = 10.0
+    ) -> None:
+        if self.config.index_url.rstrip("/") == self.config.master_url.rstrip("/"):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = await client.get(self.config.index_url.rstrip("/") + "/readyz")
+            try:
+                if int(r.json().get("seq", 0)) >= seq:
+                    return
+            except (ValueError, AttributeError):
+                return
+            await asyncio.sleep(0.1)
 
     def close(self) -> None:
         self.state.close()
