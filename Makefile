@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/esgf-ha demo
 
-# Debian packages some tests drive for real (wget for the generated download scripts).
+# Debian packages some tests drive for real (wget for the generated download scripts; nginx
+# for the data node's nginx mode and its benchmark, curl for the benchmark).
 system-deps:
 	@command -v wget >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wget >/dev/null; }
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx-light curl >/dev/null; }
 
 clients-setup: $(STAMP)
 	bash tests/clients/setup_client_venvs.sh $(CURDIR)
