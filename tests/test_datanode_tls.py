@@ -1,0 +1,100 @@
+"""The data node over HTTPS: byte-exact files (the non-sendfile path), and the real esgpull
+downloading from it with our CA bundle and verifying checksums."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.datanode_data import DrsDataset, batch_for, write_dataset
+from tests.servers import DataServer, IndexServer
+
+ROOT_DIR = Path(__file__).resolve().parents[1]
+ESGPULL = ROOT_DIR / ".venv-clients" / "esgpull" / "bin" / "python"
+
+
+@dataclass
+class TlsSite:
+    index: IndexServer
+    node: DataServer
+    datasets: list[DrsDataset]
+    big: Path
+
+
+@pytest.fixture(scope="module")
+def tls_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsSite]:
+    base = tmp_path_factory.mktemp("datanode-tls")
+    root = base / "data"
+    datasets = [write_dataset(root, seed=7), write_dataset(root, seed=8, variable_id="pr")]
+    big = root / "big.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    index = IndexServer(base / "index").start()
+    began = time.monotonic()
+    node = DataServer(base / "node", {"esg_dataroot": root}, index_url=index.url, tls=True)
+    node.start()
+    node.startup_seconds = time.monotonic() - began  # type: ignore[attr-defined]
+    assert index.publish(batch_for(datasets, node.host, node.url)).status_code == 200
+    try:
+        yield TlsSite(index, node, datasets, big)
+    finally:
+        node.stop()
+        index.stop()
+
+
+def test_https_serves_exact_bytes_and_ranges(tls_site: TlsSite) -> None:
+    body = tls_site.big.read_bytes()
+    assert tls_site.node.url.startswith("https://")
+    with tls_site.node.client() as c:
+        r = c.get("/thredds/fileServer/esg_dataroot/big.bin")
+        assert r.status_code == 200 and r.content == body
+        r = c.get("/thredds/fileServer/esg_dataroot/big.bin", headers={"Range": "bytes=5-1048580"})
+        assert r.status_code == 206 and r.content == body[5:1048581]
+
+
+def test_ready_quickly_without_catalog_building(tls_site: TlsSite) -> None:
+    # process start to /readyz 200, certificate generation included: nothing is read from
+    # the index or the tree at start-up, so this does not grow with the number of datasets
+    assert tls_site.node.startup_seconds < 5.0  # type: ignore[attr-defined]
+
+
+@pytest.mark.clients
+def test_esgpull_downloads_over_https_and_verifies(tls_site: TlsSite, tmp_path: Path) -> None:
+    if not ESGPULL.exists() or not (ESGPULL.parents[1] / ".requirements.stamp").exists():
+        pytest.fail("the esgpull client venv is missing: run `make clients-setup`", pytrace=False)
+    cmd = [
+        str(ESGPULL),
+        str(ROOT_DIR / "tests" / "clients" / "drive_esgpull_download.py"),
+        tls_site.index.url,
+        "--workdir",
+        str(tmp_path),
+        "--selection",
+        json.dumps({"project": "CMIP6", "source_id": "MRI-ESM2-0"}),
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["SSL_CERT_FILE"] = str(tls_site.node.ca)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
+    lines = proc.stdout.strip().splitlines()
+    assert proc.returncode == 0 and lines, f"{shlex.join(cmd)}\n{proc.stderr[-3000:]}"
+    out = json.loads(lines[-1])
+    assert "error" not in out, out
+    expected = {
+        f"{d.master_id}.{f.name}": (f, p)
+        for d in tls_site.datasets
+        for f, p in zip(d.files, d.paths, strict=True)
+    }
+    got = {f["file_id"]: f for f in out["files"]}
+    assert set(got) == set(expected)
+    for file_id, (info, path) in expected.items():
+        doc = got[file_id]
+        assert doc["status"] == "ok", doc
+        assert doc["url"].startswith(tls_site.node.url)
+        assert Path(doc["local_path"]).read_bytes() == path.read_bytes()
+        assert doc["checksum"] == info.checksum
