@@ -86,7 +86,7 @@ def test_esgpull_downloads_over_https_and_verifies(tls_site: TlsSite, tmp_path: 
     out = json.loads(lines[-1])
     assert "error" not in out, out
     expected = {
-        f"{d.master_id}.{f.name}": (f, p)
+        f"{d.instance_id}.{f.name}": (f, p)
         for d in tls_site.datasets
         for f, p in zip(d.files, d.paths, strict=True)
     }
