@@ -230,19 +230,24 @@ def main() -> int:
         for base in systems.values():
             wait_http(f"{base}/thredds/fileServer/{ROOT}/{REL}")
         results: dict[str, dict[str, float]] = {}
+        urls = {name: f"{base}/thredds/fileServer/{ROOT}/{REL}" for name, base in systems.items()}
+        single: dict[str, list[float]] = {name: [] for name in systems}
+        multi: dict[str, list[float]] = {name: [] for name in systems}
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("measuring", total=len(systems) * (2 * args.rounds + 1))
-            for name, base in systems.items():
-                url = f"{base}/thredds/fileServer/{ROOT}/{REL}"
-                single, multi = [], []
-                for _ in range(args.rounds):
-                    single.append(curl_streams(url, 1, size))
+            # systems take turns within each round, so a noisy neighbour hurts them alike
+            for _ in range(args.rounds):
+                for name, url in urls.items():
+                    single[name].append(curl_streams(url, 1, size))
                     progress.advance(task)
-                    multi.append(curl_streams(url, args.streams, size))
+                for name, url in urls.items():
+                    multi[name].append(curl_streams(url, args.streams, size))
                     progress.advance(task)
+            for name, url in urls.items():
                 results[name] = {
-                    "single_MBps": max(single),
-                    f"parallel{args.streams}_MBps": max(multi),
+                    "single_MBps": max(single[name]),
+                    "single_median_MBps": statistics.median(single[name]),
+                    f"parallel{args.streams}_MBps": max(multi[name]),
                     **range_latency(url, size, args.ranges),
                 }
                 progress.advance(task)
@@ -256,7 +261,7 @@ def main() -> int:
                 p.kill()
 
     ref = results["nginx"]
-    table = Table(title=f"{args.size_mib} MiB file, best of {args.rounds}")
+    table = Table(title=f"{args.size_mib} MiB file, best of {args.rounds} (and median, 1 stream)")
     par = f"parallel{args.streams}_MBps"
     for col in (
         "system",
