@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.datanode_site import ROOT, Site, make_site
@@ -181,7 +182,9 @@ def test_redirect_to_a_site_holding_the_file(site: Site) -> None:
     with site.node.client(follow_redirects=False) as c:
         r = c.get(site.url(rel))
         assert r.status_code == 307
-        assert r.headers["location"] == f"{site.other.url}{site.url(rel)}"
+        target, _, query = r.headers["location"].partition("?")
+        assert target == f"{site.other.url}{site.url(rel)}"
+        assert query == "esgf_from=" + site.node.host.replace(":", "%3A")
         # unknown paths, DRS-shaped or not, are 404
         unknown = rel.replace("ssp585", "ssp126")
         assert c.get(site.url(unknown)).status_code == 404
@@ -189,6 +192,17 @@ def test_redirect_to_a_site_holding_the_file(site: Site) -> None:
     with site.node.client(follow_redirects=True) as c:
         r = c.get(site.url(rel))
         assert r.status_code == 200 and r.content == site.missing.paths[0].read_bytes()
+
+
+def test_no_redirect_loop_between_nodes_lacking_a_file(site: Site) -> None:
+    rel = site.ghost.rels[0]
+    with site.node.client(follow_redirects=False) as c:
+        first = c.get(site.url(rel))
+    assert first.status_code == 307 and first.headers["location"].startswith(site.other.url)
+    with httpx.Client(timeout=30, follow_redirects=False) as c:
+        second = c.get(first.headers["location"])
+    # the other node lacks it too and knows the first node was tried: no way back
+    assert second.status_code == 404, second.headers
 
 
 def test_health_and_metrics(site: Site) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import anyio
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -42,13 +42,15 @@ from esgf_ha.datanode.files import (
     not_modified,
     parse_range,
 )
-from esgf_ha.datanode.paths import catalog_path, split
+from esgf_ha.datanode.paths import Located, catalog_path, split
 from esgf_ha.datanode.service import DataNode
 
 log = logging.getLogger("esgf_ha.datanode.http")
 Handler = Callable[[Request], Awaitable[Response]]
 # netCDF-C is not thread-safe: one OPeNDAP read at a time per process
 _NETCDF_LOCK = threading.Lock()
+VISITED = "esgf_from"  # query parameter naming the nodes a redirected request has seen
+MAX_HOPS = 16
 
 
 class Metrics:
@@ -133,6 +135,15 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
         counter = metrics.bytes.labels(endpoint)
         return lambda n: counter.inc(n)
 
+    async def redirect_target(request: Request, loc: Located) -> str:
+        # nodes already tried ride along in the query, so two nodes that both lack a file
+        # answer 404 instead of sending the client back and forth
+        tried = {h for h in request.query_params.get(VISITED, "").split(",")[:MAX_HOPS] if h}
+        own = _own_hosts(node, request)
+        target = await node.elsewhere(loc, own | tried)
+        sep = "&" if "?" in target else "?"
+        return f"{target}{sep}{urlencode({VISITED: ','.join(sorted(own | tried))})}"
+
     async def file_server(request: Request) -> Response:
         root, rel = split(request.path_params["path"])
         authorize(request, root)
@@ -140,9 +151,7 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
         if not rel or not loc.path.is_file():
             if loc.path.exists():
                 raise NotFound("not a file")
-            return RedirectResponse(
-                await node.elsewhere(loc, _own_hosts(node, request)), status_code=307
-            )
+            return RedirectResponse(await redirect_target(request, loc), status_code=307)
         try:
             stat = FileStat.of(loc.path)
         except OSError:
