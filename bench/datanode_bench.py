@@ -267,6 +267,7 @@ def main() -> int:
         "system",
         "1 stream MB/s",
         "ratio",
+        "median ratio",
         f"{args.streams} streams MB/s",
         "ratio",
         "range p50 ms",
@@ -278,6 +279,7 @@ def main() -> int:
             name,
             f"{r['single_MBps']:.0f}",
             f"{r['single_MBps'] / ref['single_MBps']:.2f}",
+            f"{r['single_median_MBps'] / ref['single_median_MBps']:.2f}",
             f"{r[par]:.0f}",
             f"{r[par] / ref[par]:.2f}",
             f"{r['p50_ms']:.2f}",
@@ -288,7 +290,15 @@ def main() -> int:
     out.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (out / f"datanode-{stamp}.json").write_text(
-        json.dumps({"size_mib": args.size_mib, "rounds": args.rounds, "results": results}, indent=2)
+        json.dumps(
+            {
+                "size_mib": args.size_mib,
+                "rounds": args.rounds,
+                "results": results,
+                "runs_MBps": {"single": single, "parallel": multi},
+            },
+            indent=2,
+        )
     )
     if args.dir is None:
         shutil.rmtree(work, ignore_errors=True)
