@@ -4,7 +4,9 @@ on plain HTTP (no copy through Python), large reads otherwise.
 Uvicorn does not implement the ASGI `http.response.zerocopy` extension, so the protocol we
 run (`SendfileProtocol`) puts itself into the request scope; the response tells h11 that
 `length` body bytes were sent (data passthrough with a placeholder, h11's documented way to
-use sendfile) and hands the socket to `loop.sendfile`, which flushes the headers first."""
+use sendfile), then a worker thread calls `os.sendfile` on the socket until the span is out
+(`loop.sendfile` from the event loop when the headers are still queued or all threads are
+busy). Threads let the kernel copies of parallel downloads use every core."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import base64
 import logging
 import os
 import re
+import select
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
@@ -122,6 +125,34 @@ def if_range_holds(headers: Any, stat: FileStat) -> bool:
     return value is None or value.strip() in (stat.etag, stat.last_modified)
 
 
+_LIMITER: list[anyio.CapacityLimiter] = []
+SENDFILE_THREADS = 64
+
+
+def _sendfile_threads() -> anyio.CapacityLimiter:
+    if not _LIMITER:
+        _LIMITER.append(anyio.CapacityLimiter(SENDFILE_THREADS))
+    return _LIMITER[0]
+
+
+def _blocking_sendfile(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
+    """sendfile on a non-blocking socket from a worker thread, waiting for room with poll."""
+    poller = select.poll()
+    poller.register(sock_fd, select.POLLOUT)
+    sent = 0
+    while sent < count:
+        try:
+            n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
+        except BlockingIOError:
+            if not poller.poll(60_000):
+                raise TimeoutError("the client stopped reading") from None
+            continue
+        if n == 0:
+            break
+        sent += n
+    return sent
+
+
 class _Span:
     """Stands for `n` body bytes that sendfile writes behind h11's back."""
 
@@ -188,9 +219,35 @@ class FileBody(Response):
 
     async def _sendfile(self, protocol: Any, fh: Any, send: Send) -> int:
         protocol.conn.send_with_data_passthrough(h11.Data(data=_Span(self.length)))  # type: ignore[arg-type]
-        loop = asyncio.get_running_loop()
+        transport = protocol.transport
+        sock = transport.get_extra_info("socket")
+        limiter = _sendfile_threads()
         try:
-            sent = await loop.sendfile(protocol.transport, fh, self.start, self.length)
+            if sock is None or transport.get_write_buffer_size() or not limiter.available_tokens:
+                # headers still queued, or every sendfile thread busy: the event loop sends
+                loop = asyncio.get_running_loop()
+                sent = await loop.sendfile(transport, fh, self.start, self.length)
+            else:
+                # a thread per transfer: the kernel copies of several downloads run on
+                # several cores, and the event loop stays free for other requests
+                reading = transport.is_reading()
+                transport.pause_reading()
+                # our own descriptor for the socket: should the transport close its own
+                # meanwhile, the number cannot be reused under us
+                fd = os.dup(sock.fileno())
+                try:
+                    sent = await anyio.to_thread.run_sync(
+                        _blocking_sendfile,
+                        fd,
+                        fh.fileno(),
+                        self.start,
+                        self.length,
+                        limiter=limiter,
+                    )
+                finally:
+                    os.close(fd)
+                    if reading and not transport.is_closing():
+                        transport.resume_reading()
         except (ConnectionError, OSError, RuntimeError) as exc:
             # the client went away mid-transfer: nothing to clean up but the connection
             log.info("transfer aborted", extra={"path": str(self.stat.path), "error": str(exc)})
