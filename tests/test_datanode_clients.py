@@ -76,7 +76,8 @@ def test_siphon_directory_catalogs(site: Site) -> None:
     cat = TDSCatalog(f"{site.node.url}/thredds/catalog/{ROOT}/catalog.xml")
     assert "CMIP6" in cat.catalog_refs and "big" in cat.catalog_refs
     big = cat.catalog_refs["big"].follow()
-    assert "blob.bin" in big.datasets and ".hidden" not in big.datasets
+    assert "blob.bin" in big.datasets and "inside.bin" in big.datasets
+    assert ".hidden" not in big.datasets and "escape.txt" not in big.datasets
     rel_dir = site.public.rels[0].rsplit("/", 1)[0]
     leaf = TDSCatalog(f"{site.node.url}/thredds/catalog/{ROOT}/{rel_dir}/catalog.xml")
     assert sorted(leaf.datasets) == sorted(f.name for f in site.public.files)

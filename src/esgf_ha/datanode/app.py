@@ -215,7 +215,12 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
         if not loc.path.is_dir():
             raise NotFound("no such directory")
         body = await anyio.to_thread.run_sync(
-            catalog.directory_catalog, root, rel, loc.path, root in node.restricted
+            catalog.directory_catalog,
+            root,
+            rel,
+            loc.path,
+            node.roots[root],
+            root in node.restricted,
         )
         return Response(body, media_type=catalog.XML_TYPE)
 

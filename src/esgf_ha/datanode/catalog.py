@@ -167,8 +167,12 @@ def dataset_catalog(
     return "".join(out)
 
 
-def directory_catalog(root: str, rel: str, directory: Path, requires_auth: bool) -> str:
-    """A datasetScan-like listing of one directory below a data root."""
+def directory_catalog(
+    root: str, rel: str, directory: Path, root_path: Path, requires_auth: bool
+) -> str:
+    """A datasetScan-like listing of one directory below a data root; entries that are
+    hidden or lead outside the root (symlinks) are left out, as the file server refuses them."""
+    real_root = os.path.realpath(root_path)
     here = f"{root}/{rel}" if rel else root
     out = [_HEAD.format(name=quoteattr(here)), _services(requires_auth)]
     out.append(f"  <dataset name={quoteattr(here)} ID={quoteattr(here)}>\n")
@@ -178,6 +182,10 @@ def directory_catalog(root: str, rel: str, directory: Path, requires_auth: bool)
     for entry in entries:
         if entry.name.startswith("."):
             continue
+        if entry.is_symlink():
+            target = os.path.realpath(entry.path)
+            if os.path.commonpath([real_root, target]) != real_root:
+                continue
         try:
             is_dir = entry.is_dir()
             st = entry.stat()
