@@ -45,6 +45,10 @@ def test_siphon_top_master_and_dataset_catalogs(site: Site) -> None:
     assert first.id == f"{instance}.{names[0]}"
     with first.remote_open() as fh:
         assert fh.read() == site.public.paths[0].read_bytes()
+    # TDS's subset by ID (thredds_crawler asks for every leaf this way)
+    leaf = TDSCatalog(f"{dataset.catalog_url}?dataset={first.id}")
+    assert list(leaf.datasets) == [names[0]]
+    assert leaf.datasets[names[0]].access_urls["HTTPServer"] == first.access_urls["HTTPServer"]
 
 
 def test_dataset_catalog_properties(site: Site) -> None:
@@ -56,6 +60,7 @@ def test_dataset_catalog_properties(site: Site) -> None:
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/xml")
         assert c.get(url.replace("MRI-ESM2-0/", "OTHER/", 1)).status_code == 404
         assert c.get("/thredds/catalog/esgcet/a/b/nothing.v1.xml").status_code == 404
+        assert c.get(url, params={"dataset": "no.such.file.nc"}).status_code == 404
     ns = {"t": "http://www.unidata.ucar.edu/namespaces/thredds/InvCatalog/v1.0"}
     doc = ET.fromstring(r.content)
     top = doc.find("t:dataset", ns)

@@ -204,7 +204,7 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
         if path == "esgcet/catalog.xml":
             return await master_catalog(request)
         if path.startswith("esgcet/") and path.endswith(".xml"):
-            return await dataset_catalog(path)
+            return await dataset_catalog(path, request.query_params.get("dataset"))
         if path == "catalog.xml":
             return await top_catalog(request)
         if not path.endswith("/catalog.xml"):
@@ -240,7 +240,7 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
 
         return StreamingResponse(body(), media_type=catalog.XML_TYPE)
 
-    async def dataset_catalog(path: str) -> Response:
+    async def dataset_catalog(path: str, only: str | None) -> Response:
         if node.index is None:
             raise NotFound("this data node has no index to build dataset catalogs from")
         instance = path.rsplit("/", 1)[1].removesuffix(".xml")
@@ -254,6 +254,11 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
             str(catalog.first(f.get("publish_path")) or "").split("/", 1)[0] in node.restricted
             for f in files
         )
+        if only and only != instance:
+            leaf = [f for f in files if f.get("instance_id") == only]
+            if not leaf:
+                raise NotFound(f"no dataset {only[:200]!r} in this catalog")
+            return Response(catalog.file_catalog(leaf[0], restricted), media_type=catalog.XML_TYPE)
         body = catalog.dataset_catalog(dataset, files, restricted)
         return Response(body, media_type=catalog.XML_TYPE)
 
