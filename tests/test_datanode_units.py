@@ -112,3 +112,17 @@ def test_hyperslabs_are_checked_against_the_shape(start: int, stride: int, stop:
     s = p.slices[0]
     assert (s.start, s.step, s.stop) == (start, stride, stop + 1)
     assert list(range(10))[s] == list(range(start, stop + 1, stride))
+
+
+@given(st.text(max_size=60))
+def test_any_constraint_is_projections_or_a_client_error(text: str) -> None:
+    variables = {"tas": _Var((12, 4, 36)), "height": _Var(())}
+    try:
+        projections = parse_constraint(text, variables)
+    except DataNodeError as exc:
+        assert exc.status in (400, 404)
+        return
+    for p in projections:
+        shape = variables[p.name].shape
+        assert len(p.slices) == len(shape)
+        assert all(0 <= s.start < s.stop <= n for s, n in zip(p.slices, shape, strict=True))

@@ -125,6 +125,11 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
                         'scope="esgf:download"'
                     )
                 response = _error(exc.status, str(exc), {"WWW-Authenticate": challenge})
+            except Exception:
+                # not the client's fault (an unreadable file, a bug): logged with the trace,
+                # answered without it
+                log.exception("unexpected error", extra={"endpoint": endpoint})
+                response = _error(500, "internal error; see the data node's log")
             metrics.latency.labels(endpoint).observe(time.perf_counter() - began)
             metrics.requests.labels(endpoint, str(response.status_code)).inc()
             return response

@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 import h11
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from esgf_ha.common.server import PeerCertProtocol
@@ -194,7 +194,14 @@ class FileBody(Response):
         fh = None
         if self.send_body and self.length:
             # opened before the status goes out: a file that vanished is still a clean 404
-            fh = await anyio.to_thread.run_sync(open, self.stat.path, "rb")
+            try:
+                fh = await anyio.to_thread.run_sync(open, self.stat.path, "rb")
+            except OSError:
+                gone = JSONResponse(
+                    {"ok": False, "status": 404, "error": "no such file"}, status_code=404
+                )
+                await gone(scope, receive, send)
+                return
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
