@@ -10,9 +10,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.datanode_site import ROOT, Site, make_site
 from tests.servers import DataServer
@@ -269,3 +272,45 @@ def test_serve_data_cli_rejects_bad_settings(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "token" in bad.stderr
     bad = run("--root", f"../x={tmp_path}")
     assert bad.returncode == 2 and "root name" in bad.stderr
+
+
+_fuzz_text = st.text(alphabet=st.characters(codec="latin-1"), max_size=40)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    prefix=st.sampled_from(
+        ["/thredds/fileServer/", "/thredds/dodsC/", "/thredds/catalog/", "/thredds/catalog/esgcet/"]
+    ),
+    path=st.lists(_fuzz_text, max_size=5),
+    suffix=st.sampled_from(["", ".nc", ".dds", ".dods", "/catalog.xml", ".xml"]),
+    query=_fuzz_text,
+    range_header=st.text(
+        alphabet=st.characters(codec="latin-1", blacklist_categories=("Cc",)), max_size=40
+    ),
+)
+def test_fuzzed_requests_never_fail_on_the_server(
+    site: Site, prefix: str, path: list[str], suffix: str, query: str, range_header: str
+) -> None:
+    target = prefix + "/".join(quote(p, safe="") for p in path) + suffix
+    if query:
+        target += "?" + quote(query, safe="=&[]:,")
+    with site.node.client() as c:
+        r = c.get(target, headers={"Range": range_header.strip().encode("latin-1")})
+    assert r.status_code < 500, (target, r.text[:300])
+
+
+def test_killed_node_serves_again_after_restart(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f.bin").write_bytes(b"payload")
+    node = DataServer(tmp_path / "state", {ROOT: root}).start()
+    try:
+        node.kill()
+        node.start()
+        with node.client() as c:
+            assert c.get("/thredds/fileServer/esg_dataroot/f.bin").content == b"payload"
+    finally:
+        node.stop()

@@ -45,6 +45,8 @@ def test_siphon_top_master_and_dataset_catalogs(site: Site) -> None:
     assert first.id == f"{instance}.{names[0]}"
     with first.remote_open() as fh:
         assert fh.read() == site.public.paths[0].read_bytes()
+    with first.remote_access(service="OPENDAP", use_xarray=True) as remote:
+        assert remote["tas"].shape == (12, 4, 36)
     # TDS's subset by ID (thredds_crawler asks for every leaf this way)
     leaf = TDSCatalog(f"{dataset.catalog_url}?dataset={first.id}")
     assert list(leaf.datasets) == [names[0]]
