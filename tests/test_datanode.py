@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -254,24 +252,30 @@ def test_access_control_on_restricted_root(site: Site) -> None:
 
 
 def test_serve_data_cli_rejects_bad_settings(tmp_path: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "esgf_ha", "serve", "data", "--state-dir", str(tmp_path), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    from click.testing import CliRunner
 
-    help_text = run("--help").stdout
+    from esgf_ha.cli.main import cli
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["serve", "data", "--state-dir", str(tmp_path), *args])
+
+    help_text = run("--help").output
     assert "Examples:" in help_text and "--root" in help_text
     bad = run("--root", "nopath")
-    assert bad.returncode == 2 and "NAME=PATH" in bad.stderr
+    assert bad.exit_code == 2 and "NAME=PATH" in bad.output
     bad = run("--root", f"a={tmp_path}", "--restricted", "b")
-    assert bad.returncode == 2 and "unknown roots" in bad.stderr
+    assert bad.exit_code == 2 and "unknown roots" in bad.output
     bad = run("--root", f"a={tmp_path}", "--restricted", "a")
-    assert bad.returncode == 2 and "token" in bad.stderr
+    assert bad.exit_code == 2 and "token" in bad.output
     bad = run("--root", f"../x={tmp_path}")
-    assert bad.returncode == 2 and "root name" in bad.stderr
+    assert bad.exit_code == 2 and "root name" in bad.output
+    conf = tmp_path / "n.conf"
+    good = run("--root", f"a={tmp_path}", "--write-nginx-config", str(conf))
+    assert good.exit_code == 0 and "proxy_pass http://127.0.0.1:8090;" in conf.read_text()
+    bad = run(
+        "--root", f"a={tmp_path}", "--listen", "127.0.0.1:0", "--write-nginx-config", str(conf)
+    )
+    assert bad.exit_code == 2 and "fixed port" in bad.output
 
 
 _fuzz_text = st.text(alphabet=st.characters(codec="latin-1"), max_size=40)
