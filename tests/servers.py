@@ -23,6 +23,7 @@ class IndexServer:
     role: str = "master"
     tls: bool = False
     extra_args: list[str] = field(default_factory=list)
+    listen: str = "127.0.0.1:0"
     proc: subprocess.Popen | None = None
     url: str = ""
     log_path: Path | None = None
@@ -41,7 +42,7 @@ class IndexServer:
             "--state-dir",
             str(self.state_dir),
             "--listen",
-            "127.0.0.1:0",
+            self.listen,
             *self.extra_args,
         ]
         if self.tls:

@@ -6,8 +6,12 @@ import click
 
 from esgf_ha import __version__
 from esgf_ha.cli.demo import demo
+from esgf_ha.cli.replicate import replicate
 from esgf_ha.cli.serve import serve
+from esgf_ha.cli.serve_dns import serve_dns
+from esgf_ha.cli.status import status
 from esgf_ha.cli.token import token
+from esgf_ha.cli.up import up
 
 
 @click.group(
@@ -24,9 +28,13 @@ def cli() -> None:
     """Highly available ESGF search and download services."""
 
 
+serve.add_command(serve_dns)
 cli.add_command(serve)
 cli.add_command(token)
 cli.add_command(demo)
+cli.add_command(up)
+cli.add_command(replicate)
+cli.add_command(status)
 
 
 def main() -> None:

@@ -89,22 +89,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(
-    app: Any,
-    listen: str,
-    *,
-    name: str,
-    state_dir: Path,
-    tls: TLSFiles | None = None,
-    protocol: type[H11Protocol] = PeerCertProtocol,
-) -> None:
-    host, port = parse_listen(listen)
-    sock = bind(host, port)
-    actual = sock.getsockname()[1]
-    scheme = "https" if tls else "http"
-    shown = f"[{host}]" if ":" in host else host
-    url = f"{scheme}://{shown}:{actual}"
-    config = uvicorn.Config(
+def uvicorn_config(
+    app: Any, tls: TLSFiles | None = None, protocol: type[H11Protocol] = PeerCertProtocol
+) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         log_config=None,
         access_log=False,
@@ -117,12 +105,35 @@ def serve(
         ssl_ca_certs=str(tls.ca) if tls else None,
         ssl_cert_reqs=ssl.CERT_OPTIONAL if tls else ssl.CERT_NONE,
     )
-    server = uvicorn.Server(config)
+
+
+def url_of(sock: socket.socket, tls: bool = False) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+def write_endpoint(state_dir: Path, name: str, info: dict[str, Any]) -> None:
+    """Atomically publish where a service listens (readers never see a half-written file)."""
     endpoint = state_dir / f"{name}.endpoint.json"
     tmp = endpoint.with_suffix(".tmp")
-    tmp.write_bytes(
-        orjson.dumps({"url": url, "pid": os.getpid(), "ca": str(tls.ca) if tls else None})
-    )
+    tmp.write_bytes(orjson.dumps({**info, "pid": os.getpid()}))
     tmp.replace(endpoint)
+
+
+def serve(
+    app: Any,
+    listen: str,
+    *,
+    name: str,
+    state_dir: Path,
+    tls: TLSFiles | None = None,
+    protocol: type[H11Protocol] = PeerCertProtocol,
+) -> None:
+    host, port = parse_listen(listen)
+    sock = bind(host, port)
+    url = url_of(sock, tls is not None)
+    server = uvicorn.Server(uvicorn_config(app, tls, protocol))
+    write_endpoint(state_dir, name, {"url": url, "ca": str(tls.ca) if tls else None})
     log.info("listening", extra={"service": name, "url": url})
     server.run(sockets=[sock])

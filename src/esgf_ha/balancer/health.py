@@ -1,0 +1,127 @@
+"""Health checks of the sites: each site's index and data node `/readyz`, on a fixed interval,
+with failure and recovery thresholds so one lost probe does not flap the DNS answers.
+
+A site is healthy only when both its services are ready: a stale replica index and a data node
+with an unreadable root each make the site a bad place to send a user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from esgf_ha.federation.config import FederationConfig, SiteConfig
+
+log = logging.getLogger("esgf_ha.balancer.health")
+
+
+@dataclass
+class SiteHealth:
+    site: SiteConfig
+    healthy: bool = False
+    checked: bool = False
+    passes: int = 0
+    failures: int = 0
+    since: float = field(default_factory=time.time)
+    reason: str = "not checked yet"
+    checks: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "site": self.site.name,
+            "address": self.site.address,
+            "healthy": self.healthy,
+            "since": self.since,
+            "reason": self.reason,
+            "consecutive_passes": self.passes,
+            "consecutive_failures": self.failures,
+        }
+
+
+class HealthChecker:
+    def __init__(
+        self,
+        config: FederationConfig,
+        on_change: Callable[[list[SiteHealth]], None] | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.policy = config.health
+        self.sites = [SiteHealth(site) for site in config.sites]
+        self.on_change = on_change
+        self.rounds = 0
+        self._client = httpx.AsyncClient(
+            timeout=self.policy.timeout,
+            verify=verify,
+            # a fresh connection per probe: a reused one could hide a site that stopped accepting
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+
+    def healthy(self) -> list[SiteConfig]:
+        return [h.site for h in self.sites if h.healthy]
+
+    async def probe(self, site: SiteConfig) -> str | None:
+        """None when the site is ready, otherwise why not."""
+        for what, url in (("index", site.index_url), ("data", site.data_url)):
+            if url is None:
+                continue
+            try:
+                r = await self._client.get(url + "/readyz")
+            except httpx.HTTPError as exc:
+                return f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")
+            if r.status_code != 200:
+                return f"{what}: /readyz answered {r.status_code}: {r.text[:200]}"
+        return None
+
+    def record(self, health: SiteHealth, problem: str | None) -> bool:
+        """Apply one probe result to the thresholds; True when the site changed state."""
+        health.checks += 1
+        first = not health.checked
+        health.checked = True
+        if problem is None:
+            health.passes += 1
+            health.failures = 0
+            turn = not health.healthy and (first or health.passes >= self.policy.recoveries)
+            health.reason = "ready"
+        else:
+            health.failures += 1
+            health.passes = 0
+            # an unchecked site starts out of the answers (fail open covers a total outage)
+            turn = health.healthy and health.failures >= self.policy.failures
+            health.reason = problem
+        if turn:
+            health.healthy = not health.healthy
+            health.since = time.time()
+            log.warning(
+                "site %s",
+                "healthy" if health.healthy else "unhealthy",
+                extra={"site": health.site.name, "reason": health.reason},
+            )
+        return turn
+
+    async def check_once(self) -> bool:
+        results = await asyncio.gather(*(self.probe(h.site) for h in self.sites))
+        changed = False
+        for health, problem in zip(self.sites, results, strict=True):
+            changed |= self.record(health, problem)
+        self.rounds += 1
+        if (changed or self.rounds == 1) and self.on_change is not None:
+            self.on_change(self.sites)
+        return changed
+
+    async def run(self) -> None:
+        while True:
+            began = time.monotonic()
+            try:
+                await self.check_once()
+            except Exception:  # a checker that dies silently would freeze the answers
+                log.exception("health check round failed")
+            await asyncio.sleep(max(0.0, self.policy.interval - (time.monotonic() - began)))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,185 @@
+"""The DNS load balancer as one process: the health checker, then either our authoritative DNS
+server or the RFC 2136 updater, plus a small HTTP side (`/livez`, `/readyz`, `/metrics`,
+`/api/v1/status`) for supervisors, `esgf-ha status` and Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import uvicorn
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from esgf_ha import __version__
+from esgf_ha.balancer.answers import KINDS, Zone, answer
+from esgf_ha.balancer.health import HealthChecker, SiteHealth
+from esgf_ha.balancer.rfc2136 import DynamicUpdater, UpdateFailed
+from esgf_ha.balancer.server import start_dns
+from esgf_ha.common.server import bind, url_of, uvicorn_config, write_endpoint
+from esgf_ha.federation.config import FederationConfig
+
+log = logging.getLogger("esgf_ha.balancer")
+RESYNC_SECONDS = 30.0
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.queries = Counter(
+            "esgf_ha_dns_queries",
+            "DNS queries answered",
+            ["transport", "rcode"],
+            registry=self.registry,
+        )
+        self.healthy = Gauge(
+            "esgf_ha_site_healthy",
+            "1 when the site is in the answers",
+            ["site"],
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            "esgf_ha_site_transitions", "health state changes", ["site"], registry=self.registry
+        )
+        self.updates = Counter(
+            "esgf_ha_dns_dynamic_updates",
+            "RFC 2136 updates sent",
+            ["result"],
+            registry=self.registry,
+        )
+
+
+class Balancer:
+    def __init__(self, config: FederationConfig, verify: ssl.SSLContext | bool = True) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.zone = Zone.from_config(config.dns, config.sites)
+        self.checker = HealthChecker(config, self._health_changed, verify=verify)
+        self.updater = (
+            DynamicUpdater(config.dns, config.dns.rfc2136)
+            if config.dns.mode == "rfc2136" and config.dns.rfc2136
+            else None
+        )
+        self.dns_port = 0
+        self._push = asyncio.Event()
+        self.started = time.time()
+
+    # -- health → answers ----------------------------------------------------------------------
+    def _health_changed(self, sites: list[SiteHealth]) -> None:
+        for h in sites:
+            self.metrics.healthy.labels(h.site.name).set(1 if h.healthy else 0)
+        self.zone.set_healthy([h.site for h in sites if h.healthy])
+        self._push.set()
+
+    def respond(self, query: dns.message.Message, transport: str) -> dns.message.Message:
+        response = answer(query, self.zone)
+        self.metrics.queries.labels(transport, dns.rcode.to_text(response.rcode())).inc()
+        return response
+
+    async def _updates(self) -> None:
+        assert self.updater is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._push.wait(), RESYNC_SECONDS)
+            self._push.clear()
+            if self.checker.rounds == 0:
+                continue
+            try:
+                await self.updater.push({k: self.zone.candidates(k) for k in KINDS})
+                self.metrics.updates.labels("ok").inc()
+            except UpdateFailed as exc:
+                self.metrics.updates.labels("failed").inc()
+                log.error("%s", exc)
+                await asyncio.sleep(1.0)
+                self._push.set()
+
+    # -- status --------------------------------------------------------------------------------
+    def status(self) -> dict[str, object]:
+        return {
+            "version": __version__,
+            "mode": self.config.dns.mode,
+            "zone": self.config.dns.zone,
+            "dns": {"address": self.config.dns.address, "port": self.dns_port},
+            "ttl": self.config.dns.ttl,
+            "rounds": self.checker.rounds,
+            "sites": [h.as_json() for h in self.checker.sites],
+            "answering": {kind: self.zone.candidates(kind) for kind in KINDS},
+            "fail_open": [
+                kind
+                for kind in KINDS
+                if self.zone.every.get(kind) and not self.zone.healthy.get(kind)
+            ],
+            "rfc2136": None
+            if self.updater is None
+            else {
+                "server": f"{self.updater.rfc.server}:{self.updater.rfc.port}",
+                "pushed": self.updater.pushed,
+                "updates": self.updater.updates,
+                "failures": self.updater.failures,
+            },
+        }
+
+    def app(self) -> Starlette:
+        async def livez(request: Request) -> Response:
+            return JSONResponse({"ok": True})
+
+        async def readyz(request: Request) -> Response:
+            # ready once a round of health checks has decided what to answer
+            ready = self.checker.rounds > 0
+            return JSONResponse({"ready": ready, **self.status()}, 200 if ready else 503)
+
+        async def status(request: Request) -> Response:
+            return JSONResponse(self.status())
+
+        async def metrics(request: Request) -> Response:
+            return Response(
+                generate_latest(self.metrics.registry), media_type="text/plain; version=0.0.4"
+            )
+
+        return Starlette(
+            routes=[
+                Route("/livez", livez),
+                Route("/readyz", readyz),
+                Route("/api/v1/status", status),
+                Route("/metrics", metrics),
+            ]
+        )
+
+    # -- running -------------------------------------------------------------------------------
+    async def run(self, state_dir: Path) -> None:
+        tasks = [asyncio.create_task(self.checker.run(), name="health")]
+        udp = tcp = None
+        info: dict[str, object] = {}
+        if self.updater is None:
+            self.dns_port, udp, tcp = await start_dns(
+                self.config.dns.address, self.config.dns.port, self.respond
+            )
+            info = {"dns_address": self.config.dns.address, "dns_port": self.dns_port}
+            log.info("answering DNS", extra={"zone": self.config.dns.zone, **info})
+        else:
+            tasks.append(asyncio.create_task(self._updates(), name="rfc2136"))
+        sock = bind(self.config.dns.address, self.config.dns.http_port)
+        server = uvicorn.Server(uvicorn_config(self.app()))
+        url = url_of(sock)
+        write_endpoint(state_dir, "dns", {"url": url, **info})
+        log.info("listening", extra={"service": "dns", "url": url})
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if udp is not None:
+                udp.close()
+            if tcp is not None:
+                tcp.close()
+            await self.checker.aclose()

@@ -1,0 +1,59 @@
+"""`esgf-ha serve dns -c FEDERATION.yaml`: the health-checked DNS load balancer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from pathlib import Path
+
+import click
+
+from esgf_ha.common.logs import setup_logging
+
+
+@click.command(
+    "dns",
+    epilog="""\b
+Examples:
+  esgf-ha serve dns -c federation.yaml
+  dig @127.0.0.1 -p 5353 search.esgf.test A +short
+  curl http://127.0.0.1:PORT/api/v1/status        # health of every site, current answers
+
+With `dns.mode: rfc2136` it answers nothing itself and pushes TSIG-signed dynamic updates
+to the DNS server named in `dns.rfc2136` instead. The HTTP side's address is written to
+<state_dir>/dns/dns.endpoint.json.
+""",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="the federation config (YAML)",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="where to write the endpoint file (default: <config state_dir>/dns)",
+)
+@click.option("--log-level", default="info", show_default=True)
+def serve_dns(config_path: Path, state_dir: Path | None, log_level: str) -> None:
+    """Answer the federation's service names with healthy sites only."""
+    from esgf_ha.balancer.service import Balancer
+    from esgf_ha.federation.config import ConfigError, load_config
+
+    setup_logging(log_level)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    state = state_dir or config.state_dir / "dns"
+    state.mkdir(parents=True, exist_ok=True)
+    verify: ssl.SSLContext | bool = True
+    if config.auth.ca_file is not None:
+        verify = ssl.create_default_context(cafile=str(config.auth.ca_file))
+    balancer = Balancer(config, verify=verify)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(balancer.run(state))

@@ -1,0 +1,90 @@
+"""`esgf-ha status -c FEDERATION.yaml`: the federation at a glance."""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+
+def _yes(value: bool | None) -> str:
+    return {True: "[green]yes[/]", False: "[red]no[/]", None: "[red]down[/]"}[value]
+
+
+def _lag(detail: dict[str, Any]) -> str:
+    for key in ("lag_seconds", "lag"):
+        if isinstance(detail.get(key), int | float):
+            return f"{detail[key]:.1f} s"
+    return "-"
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  esgf-ha status -c federation.yaml
+  esgf-ha status -c federation.yaml --json | jq '.sites[].index.ready'
+""",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="the federation config (YAML)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON")
+def status(config_path: Path, as_json: bool) -> None:
+    """Each site's readiness, replication lag and DNS health, and what the DNS answers now.
+
+    Exits 0 when the master and every site are ready, 1 otherwise."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from esgf_ha.federation.config import ConfigError, load_config
+    from esgf_ha.federation.status import collect
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    verify: ssl.SSLContext | bool = True
+    if config.auth.ca_file is not None:
+        verify = ssl.create_default_context(cafile=str(config.auth.ca_file))
+    state = collect(config, verify)
+    all_ready = bool(state.master.ready) and all(
+        s.index.ready and (s.data is None or s.data.ready) for s in state.sites
+    )
+    if as_json:
+        sys.stdout.write(orjson.dumps(state.as_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.exit(0 if all_ready else 1)
+    console = Console()
+    table = Table(title=f"federation {config.name}")
+    for column in ("site", "address", "index ready", "seq", "lag", "data ready", "in DNS", "why"):
+        table.add_column(column)
+    m = state.master
+    table.add_row(
+        "master", m.url, _yes(m.ready), str(m.detail.get("seq", "-")), "", "", "",
+        m.error or "",
+    )  # fmt: skip
+    for s in state.sites:
+        table.add_row(
+            s.name,
+            s.address,
+            _yes(s.index.ready),
+            str(s.index.detail.get("seq", "-")),
+            _lag(s.index.detail),
+            "-" if s.data is None else _yes(s.data.ready),
+            "?" if s.healthy_in_dns is None else _yes(s.healthy_in_dns),
+            (s.index.error or (s.data.error if s.data else None) or
+             ("" if s.healthy_in_dns else s.dns_reason or ""))[:60],
+        )  # fmt: skip
+    console.print(table)
+    for name, addresses in state.answers.items():
+        fqdn = config.dns.fqdn(name)
+        console.print(f"DNS {fqdn} → {', '.join(addresses) if addresses else '[red]no answer[/]'}")
+    sys.exit(0 if all_ready else 1)

@@ -1,0 +1,122 @@
+"""From a federation config to the processes that run it on this machine: the master index,
+each site's replica index, data node and data replicator, and the DNS load balancer.
+
+Each process is the same `esgf-ha` command a container would run, so `esgf-ha up` exercises
+exactly what a deployment does.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from esgf_ha.federation.config import FederationConfig, SiteConfig
+
+REPLICA_SCOPES = ["esgf:replicate"]
+REPLICATOR_SCOPES = ["esgf:replicate", "esgf:publish", "esgf:download"]
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+    state_dir: Path
+    health_url: str | None = None  # `/livez` of the service, when it has one
+    after: tuple[str, ...] = ()  # started once these answer their health URL
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def esgf_ha() -> list[str]:
+    return [sys.executable, "-m", "esgf_ha"]
+
+
+def master_url(config: FederationConfig) -> str:
+    m = config.master
+    host = f"[{m.address}]" if ":" in m.address else m.address
+    return f"{'https' if m.tls else 'http'}://{host}:{m.port}"
+
+
+def master_state(config: FederationConfig) -> Path:
+    return config.state_dir / "master"
+
+
+def site_state(config: FederationConfig, site: SiteConfig) -> Path:
+    return config.state_dir / "sites" / site.name
+
+
+def plan(
+    config: FederationConfig, config_path: Path, tokens: dict[str, str], *, replicators: bool
+) -> list[ProcessSpec]:
+    """The processes of the federation, in start order. `tokens` maps "replica" and
+    "replicator" to bearer tokens signed by the master."""
+    m = config.master
+    specs = [
+        ProcessSpec(
+            "master",
+            [*esgf_ha(), "serve", "index", "--role", "master",
+             "--state-dir", str(master_state(config)), "--listen", f"{m.address}:{m.port}",
+             *(["--tls"] if m.tls else [])],
+            master_state(config),
+            master_url(config) + "/livez",
+        )
+    ]  # fmt: skip
+    for site in config.sites:
+        base = site_state(config, site)
+        specs.append(
+            ProcessSpec(
+                f"{site.name}/index",
+                [*esgf_ha(), "serve", "index", "--role", "replica",
+                 "--upstream", master_url(config), "--token", tokens["replica"],
+                 "--state-dir", str(base / "index"),
+                 "--listen", f"{site.address}:{site.index_port}",
+                 *(["--tls"] if site.tls else [])],
+                base / "index",
+                site.index_url + "/livez",
+                after=("master",),
+            )
+        )  # fmt: skip
+        if site.data_port is not None:
+            roots = [
+                arg
+                for name, path in site.data_roots.items()
+                for arg in ("--root", f"{name}={path}")
+            ]
+            specs.append(
+                ProcessSpec(
+                    f"{site.name}/data",
+                    [*esgf_ha(), "serve", "data", "--state-dir", str(base / "data"),
+                     "--listen", f"{site.address}:{site.data_port}",
+                     "--index", site.index_url, *roots, *(["--tls"] if site.tls else [])],
+                    base / "data",
+                    f"{site.data_url}/livez",
+                    after=(f"{site.name}/index",),
+                )
+            )  # fmt: skip
+        if replicators and site.replication is not None and site.data_roots:
+            selection = (
+                ["--selection", str(site.replication.selection)]
+                if site.replication.selection
+                else ["--query", site.replication.query or ""]
+            )
+            root_name, root_path = next(iter(site.data_roots.items()))
+            specs.append(
+                ProcessSpec(
+                    f"{site.name}/replicator",
+                    [*esgf_ha(), "replicate", "--state-dir", str(base / "replicator"),
+                     "--index", master_url(config), "--token", tokens["replicator"],
+                     "--site", site.name, "--root", f"{root_name}={root_path}",
+                     *selection, "--follow"],
+                    base / "replicator",
+                    after=(f"{site.name}/data",),
+                )
+            )  # fmt: skip
+    specs.append(
+        ProcessSpec(
+            "dns",
+            [*esgf_ha(), "serve", "dns", "-c", str(config_path)],
+            config.state_dir / "dns",
+            after=tuple(s.name for s in specs),
+        )
+    )
+    return specs
