@@ -3,6 +3,7 @@ server and can cut every response after N bytes, slow it down, or just record th
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -83,10 +84,8 @@ class Proxy:
             pass
         finally:
             for s in (client, upstream):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
 
     def _requests(self, client: socket.socket, upstream: socket.socket) -> None:

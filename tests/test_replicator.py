@@ -197,7 +197,9 @@ def test_every_source_bad_marks_the_file_failed_with_reasons(
         (reasons,) = out["failed"].values()
         assert "SHA256 mismatch" in reasons[0]
         assert not list(destination.roots[ROOT].rglob("*.nc*"))  # nothing half-placed
-        assert master.search(type="Dataset", data_node=destination.host)["response"]["numFound"] == 0
+        assert (
+            master.search(type="Dataset", data_node=destination.host)["response"]["numFound"] == 0
+        )
     finally:
         node.stop()
 
@@ -207,7 +209,7 @@ def test_killed_replicator_restarts_without_duplicates(
     tmp_path: Path, master: IndexServer, destination: DataServer
 ) -> None:
     root = tmp_path / "src"
-    infos = write_version(root, "20200101", nfiles=12, size=1 << 20)
+    infos = write_version(root, "20200101", nfiles=8, size=2 << 20)
     node = DataServer(tmp_path / "n", {ROOT: root}).start()
     port = int(node.url.rsplit(":", 1)[1])
     try:
@@ -228,21 +230,17 @@ def test_killed_replicator_restarts_without_duplicates(
             run = subprocess.run(args, capture_output=True, text=True, timeout=120)
             out = summary(run)
             assert run.returncode == 0 and out["ok"], run.stderr[-2000:]
-            # no file fetched from its start twice: the restart resumed the partial ones
-            starts: dict[str, int] = {}
-            for head in slow.requests:
-                lines = head.decode().split("\r\n")
-                path = lines[0].split()[1]
-                if not any(line.lower().startswith("range:") for line in lines[1:]):
-                    starts[path] = starts.get(path, 0) + 1
-            assert starts and max(starts.values()) == 1, starts
+            # nothing downloaded twice: the restart resumed the partial files (all that may be
+            # fetched again is what was in socket buffers when the process died)
+            total = sum(i.size for i in infos)
+            assert slow.response_bytes <= total + 3 * 256 * 1024 + 16 * 2048, slow.response_bytes
             assert any(slow.ranges()), "nothing was resumed"
         placed = destination.roots[ROOT] / CMIP6.directory(FACETS, "20200101")
         assert sorted(p.name for p in placed.iterdir()) == sorted(i.name for i in infos)
         docs = master.search(type="Dataset", data_node=destination.host)["response"]["docs"]
-        assert len(docs) == 1 and docs[0]["number_of_files"] == 12
+        assert len(docs) == 1 and docs[0]["number_of_files"] == 8
         files = master.search(type="File", data_node=destination.host, limit=100)
-        assert files["response"]["numFound"] == 12
+        assert files["response"]["numFound"] == 8
     finally:
         node.stop()
 

@@ -42,6 +42,9 @@ Files land under the root at their DRS path; `.part` files resume after a restar
 @click.option("--index", "index_url", help="index to search: the master or a nearby replica")
 @click.option("--master", "master_url", help="master to publish to (default: --index)")
 @click.option("--token", help="bearer token (scopes esgf:publish, esgf:download)")
+@click.option(
+    "--token-file", type=click.Path(path_type=Path, exists=True), help="read --token from a file"
+)
 @click.option("--site", help="this site's name (for logs and status)")
 @click.option("--root", metavar="NAME=PATH", help="this site's data root")
 @click.option("--data-node", "data_node_url", help="this site's data node URL, as records name it")
@@ -71,6 +74,7 @@ def replicate(
     index_url: str | None,
     master_url: str | None,
     token: str | None,
+    token_file: Path | None,
     site: str | None,
     root: str | None,
     data_node_url: str | None,
@@ -95,6 +99,8 @@ def replicate(
     from esgf_ha.replicator.selection import parse_query, parse_selection_file
 
     setup_logging(log_level)
+    if token_file is not None:
+        token = token_file.read_text().strip()
     missing = [
         name
         for name, value in (("--state-dir", state_dir), ("--index", index_url), ("--site", site),

@@ -48,10 +48,13 @@ def up(config_path: Path, log_level: str) -> None:
         raise click.ClickException(str(exc)) from None
     state = master_state(config)
     state.mkdir(parents=True, exist_ok=True)
-    tokens = {
-        "replica": issue_token(state, REPLICA_SCOPES, subject="replica", ttl=365 * 86400),
-        "replicator": issue_token(state, REPLICATOR_SCOPES, subject="replicator", ttl=365 * 86400),
-    }
+    tokens = {}
+    for role, scopes in (("replica", REPLICA_SCOPES), ("replicator", REPLICATOR_SCOPES)):
+        path = state / "tokens" / f"{role}.jwt"
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.touch(mode=0o600)  # before the secret is in it
+        path.write_text(issue_token(state, scopes, subject=role, ttl=365 * 86400))
+        tokens[role] = path
     specs = plan(config, config_path.resolve(), tokens, replicators=_has_replicate_command())
     supervisor = Supervisor(
         specs,

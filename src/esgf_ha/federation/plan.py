@@ -46,10 +46,10 @@ def site_state(config: FederationConfig, site: SiteConfig) -> Path:
 
 
 def plan(
-    config: FederationConfig, config_path: Path, tokens: dict[str, str], *, replicators: bool
+    config: FederationConfig, config_path: Path, tokens: dict[str, Path], *, replicators: bool
 ) -> list[ProcessSpec]:
     """The processes of the federation, in start order. `tokens` maps "replica" and
-    "replicator" to bearer tokens signed by the master."""
+    "replicator" to files holding bearer tokens signed by the master."""
     m = config.master
     specs = [
         ProcessSpec(
@@ -67,7 +67,7 @@ def plan(
             ProcessSpec(
                 f"{site.name}/index",
                 [*esgf_ha(), "serve", "index", "--role", "replica",
-                 "--upstream", master_url(config), "--token", tokens["replica"],
+                 "--upstream", master_url(config), "--token-file", str(tokens["replica"]),
                  "--state-dir", str(base / "index"),
                  "--listen", f"{site.address}:{site.index_port}",
                  *(["--tls"] if site.tls else [])],
@@ -104,8 +104,9 @@ def plan(
                 ProcessSpec(
                     f"{site.name}/replicator",
                     [*esgf_ha(), "replicate", "--state-dir", str(base / "replicator"),
-                     "--index", master_url(config), "--token", tokens["replicator"],
-                     "--site", site.name, "--root", f"{root_name}={root_path}",
+                     "--index", site.index_url, "--master", master_url(config),
+                     "--token-file", str(tokens["replicator"]), "--site", site.name,
+                     "--data-node", site.data_url or "", "--root", f"{root_name}={root_path}",
                      *selection, "--follow"],
                     base / "replicator",
                     after=(f"{site.name}/data",),

@@ -1,7 +1,12 @@
 """Fetch one file from whichever data node serves it best: ranked by measured throughput and
 recent failures, a per-host concurrency limit, resume of `<file>.part` with Range, the checksum
 computed while the bytes stream in, the next source on any error or mismatch, and the final
-path reached only by a rename of a verified file."""
+path reached only by a rename of a verified file.
+
+Each transfer runs in a worker thread with a blocking client: receiving, hashing and writing
+all release the GIL, so transfers use both cores, where one event loop doing all three was
+the bottleneck (measured: about a third of curl's throughput).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,13 +52,14 @@ class Fetcher:
     def __init__(
         self,
         state: State,
-        client: httpx.AsyncClient,
+        client: httpx.Client,
         root: Path,
         *,
         per_host: int = 4,
         max_attempts: int = 5,
         token: str | None = None,
         progress: Callable[[int], None] | None = None,
+        workers: int = 8,
     ) -> None:
         self.state = state
         self.client = client
@@ -61,6 +68,7 @@ class Fetcher:
         self.max_attempts = max_attempts
         self.token = token
         self.progress = progress or (lambda n: None)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
         self._slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(self.per_host)
         )
@@ -108,7 +116,9 @@ class Fetcher:
                 host = host_of(url)
                 try:
                     async with self._slots[host]:
-                        nbytes, seconds = await self._attempt(url, row, part)
+                        nbytes, seconds = await asyncio.get_running_loop().run_in_executor(
+                            self._pool, self._attempt, url, row, part
+                        )
                 except SourceFailed as exc:
                     errors.append(f"attempt {attempts}: {exc}")
                     self.state.host_failure(host)
@@ -125,7 +135,10 @@ class Fetcher:
         part.unlink(missing_ok=True)
         return Outcome(False, None, errors or ["no data node serves this file"], attempts)
 
-    async def _attempt(self, url: str, row: FileRow, part: Path) -> tuple[int, float]:
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _attempt(self, url: str, row: FileRow, part: Path) -> tuple[int, float]:
         host = host_of(url)
         algorithm = HASHES.get(row.checksum_type)
         if algorithm is None:
@@ -138,21 +151,21 @@ class Fetcher:
             offset = 0
         hasher = algorithm()
         if offset:
-            await asyncio.to_thread(_hash_into, hasher, part, offset)
+            _hash_into(hasher, part, offset)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         if offset:
             headers["Range"] = f"bytes={offset}-"
         began = time.monotonic()
         received = 0
         try:
-            async with self.client.stream("GET", url, headers=headers) as r:
+            with self.client.stream("GET", url, headers=headers) as r:
                 if r.status_code == 416 and offset == row.size:
                     pass  # the partial file is already whole; verify it below
                 elif r.status_code == 206 and offset and _range_start(r) == offset:
-                    received = await self._write(r, part, hasher, append=True)
+                    received = self._write(r, part, hasher, append=True)
                 elif r.status_code == 200:
                     hasher = algorithm()  # the server ignored the Range: start over
-                    received = await self._write(r, part, hasher, append=False)
+                    received = self._write(r, part, hasher, append=False)
                 else:
                     raise SourceFailed(host, f"HTTP {r.status_code} for {urlsplit(url).path}")
         except httpx.HTTPError as exc:
@@ -172,10 +185,10 @@ class Fetcher:
             )  # fmt: skip
         return received, max(time.monotonic() - began, 1e-6)
 
-    async def _write(self, r: httpx.Response, part: Path, hasher: Any, *, append: bool) -> int:
+    def _write(self, r: httpx.Response, part: Path, hasher: Any, *, append: bool) -> int:
         received = 0
         with open(part, "ab" if append else "wb") as out:
-            async for chunk in r.aiter_bytes(CHUNK):
+            for chunk in r.iter_raw():  # as it arrives: a cut keeps every byte
                 out.write(chunk)
                 hasher.update(chunk)
                 received += len(chunk)

@@ -59,6 +59,7 @@ class PassSummary:
     files_failed: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
 
     @property
     def ok(self) -> bool:
@@ -89,18 +90,31 @@ class Replicator:
             limits=limits, timeout=timeout, verify=self.config.verify, follow_redirects=True
         ) as client:
             index = IndexClient(self.config.index_url, client)
+            step = time.monotonic()
+
+            def lap(name: str) -> None:
+                nonlocal step
+                now = time.monotonic()
+                summary.phases[name] = round(now - step, 3)
+                step = now
+
             plans = await find_work(
                 index, self.config.selection, self.data_node, skip=self.state.known()
             )
             for plan in plans:
                 if self._queue(plan):
                     summary.queued.append(plan.instance_id)
-            await self._fetch_all(client, summary)
+            lap("discover")
+            await self._fetch_all(summary)
+            lap("fetch")
             await self._publish_complete(client, summary)
+            lap("publish")
             await self._handle_retractions(index, client, summary)
             if self.config.remove_old_versions:
                 await self._remove_old_versions(client, summary)
+            lap("retractions")
         summary.seconds = round(time.monotonic() - began, 3)
+        log.info("pass finished", extra={"phases": summary.phases, "bytes": summary.bytes})
         return summary
 
     def _queue(self, plan: DatasetPlan) -> bool:
@@ -113,13 +127,22 @@ class Replicator:
             log.info("queued", extra={"instance_id": plan.instance_id, "files": len(files)})
         return added
 
-    async def _fetch_all(self, client: httpx.AsyncClient, summary: PassSummary) -> None:
+    async def _fetch_all(self, summary: PassSummary) -> None:
         todo = [
             row
             for instance, *_ in self.state.datasets("queued")
             for row in self.state.files(instance, "queued")
         ]
         self._total = sum(r.size for r in todo)
+        if not todo:
+            return
+        limits = httpx.Limits(max_connections=self.config.concurrency + 2)
+        client = httpx.Client(
+            limits=limits,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            verify=self.config.verify,
+            follow_redirects=True,
+        )
         fetcher = Fetcher(
             self.state,
             client,
@@ -128,6 +151,7 @@ class Replicator:
             max_attempts=self.config.max_attempts,
             token=self.config.token,
             progress=lambda n: self.progress(self._total, n),
+            workers=self.config.concurrency,
         )
         gate = asyncio.Semaphore(self.config.concurrency)
 
@@ -145,7 +169,11 @@ class Replicator:
                 log.error("file failed for good", extra={"file": row.file_id,
                           "errors": outcome.errors[-3:]})  # fmt: skip
 
-        await asyncio.gather(*(one(row) for row in todo))
+        try:
+            await asyncio.gather(*(one(row) for row in todo))
+        finally:
+            fetcher.close()
+            client.close()
 
     async def _publish_complete(self, client: httpx.AsyncClient, summary: PassSummary) -> None:
         for instance, _, status, record, _ in self.state.datasets("queued", "complete"):
