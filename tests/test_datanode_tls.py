@@ -49,7 +49,8 @@ def tls_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsSite]:
     index = IndexServer(base / "index").start()
     # records for many datasets the node will never be asked about
     filler = [
-        write_dataset(base / "filler", seed=20 + i, member_id=f"r{i}i1p1f1") for i in range(30)
+        write_dataset(base / "filler", seed=20 + i, source_id="FILLER", member_id=f"r{i}i1p1f1")
+        for i in range(30)
     ]
     assert index.publish(batch_for(filler, "127.0.0.1:9", "http://127.0.0.1:9")).status_code == 200
     searches_before = _index_searches(index)
