@@ -15,6 +15,7 @@ from esgf_ha.common.logs import setup_logging
 Examples:
   esgf-ha serve index --role master --state-dir state/master --listen 127.0.0.1:8080
   esgf-ha serve index --role master --state-dir state/master --listen 0.0.0.0:8443 --tls
+  esgf-ha serve data --state-dir state/data --root esg_dataroot=/esg/data --index URL
 """
 )
 def serve() -> None:
