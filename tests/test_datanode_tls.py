@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -45,7 +47,7 @@ def tls_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsSite]:
     root = base / "data"
     datasets = [write_dataset(root, seed=7), write_dataset(root, seed=8, variable_id="pr")]
     big = root / "big.bin"
-    big.write_bytes(os.urandom(3 << 20))
+    big.write_bytes(os.urandom(24 << 20))
     index = IndexServer(base / "index").start()
     # records for many datasets the node will never be asked about
     filler = [
@@ -75,6 +77,35 @@ def test_https_serves_exact_bytes_and_ranges(tls_site: TlsSite) -> None:
         assert r.status_code == 200 and r.content == body
         r = c.get("/thredds/fileServer/esg_dataroot/big.bin", headers={"Range": "bytes=5-1048580"})
         assert r.status_code == 206 and r.content == body[5:1048581]
+
+
+def _bytes_sent(node: DataServer) -> float:
+    with node.client() as c:
+        text = c.get("/metrics").text
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith('esgf_data_bytes_sent_total{endpoint="fileServer"}')
+    )
+
+
+def test_https_client_leaving_mid_transfer_stops_the_reads(tls_site: TlsSite) -> None:
+    node = tls_site.node
+    host, port = node.host.split(":")
+    context = ssl.create_default_context(cafile=str(node.ca))
+    before = _bytes_sent(node)
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as s,
+    ):
+        s.sendall(b"GET /thredds/fileServer/esg_dataroot/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.recv(65536)
+    time.sleep(1.0)
+    assert _bytes_sent(node) - before < tls_site.big.stat().st_size
+    with node.client() as c:
+        r = c.get("/thredds/fileServer/esg_dataroot/big.bin", headers={"Range": "bytes=0-99"})
+        assert r.status_code == 206 and r.content == tls_site.big.read_bytes()[:100]
+    assert b"Traceback" not in node.log_path.read_bytes()  # type: ignore[union-attr]
 
 
 def test_ready_quickly_without_catalog_building(tls_site: TlsSite) -> None:

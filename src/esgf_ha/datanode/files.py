@@ -218,7 +218,7 @@ class FileBody(Response):
             ):
                 sent = await self._sendfile(protocol, fh, send)
             else:
-                sent = await self._chunks(send, fh)
+                sent = await self._chunks_until_disconnect(receive, send, fh)
         finally:
             fh.close()
             if self.on_sent is not None:
@@ -267,15 +267,30 @@ class FileBody(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return int(sent)
 
-    async def _chunks(self, send: Send, fh: Any) -> int:
+    async def _chunks_until_disconnect(self, receive: Receive, send: Send, fh: Any) -> int:
+        # uvicorn drops what is sent after the client left, so without this watcher a
+        # vanished client would still have the whole file read for it
+        sent = [0]
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            await self._chunks(send, fh, sent)
+            tg.cancel_scope.cancel()
+        return sent[0]
+
+    async def _chunks(self, send: Send, fh: Any, sent: list[int]) -> None:
         fd = fh.fileno()
-        offset, end, sent = self.start, self.start + self.length, 0
+        offset, end = self.start, self.start + self.length
         while offset < end:
             n = min(self.chunk, end - offset)
             data = await anyio.to_thread.run_sync(os.pread, fd, n, offset)
             if not data:
                 break  # the file shrank: the connection is closed by the short body
             offset += len(data)
-            sent += len(data)
+            sent[0] += len(data)
             await send({"type": "http.response.body", "body": data, "more_body": offset < end})
-        return sent
