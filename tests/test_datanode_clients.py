@@ -185,3 +185,17 @@ def test_wget_script_restricted_needs_a_token(site: Site, wget_script, tmp_path:
     assert allowed.returncode == 0, allowed.stderr
     for info, path in zip(site.restricted.files, site.restricted.paths, strict=True):
         assert (tmp_path / "allowed" / info.name).read_bytes() == path.read_bytes()
+
+
+def test_wget_script_resumes_a_partial_file(site: Site, wget_script, tmp_path: Path) -> None:
+    script = wget_script(f"{site.public.instance_id}|{site.node.host}")
+    work = tmp_path / "resume"
+    work.mkdir()
+    body = site.public.paths[0].read_bytes()
+    (work / site.public.files[0].name).write_bytes(body[: len(body) // 3])
+    ranged = 'esgf_data_requests_total{endpoint="fileServer",status="206"}'
+    before = _metric(site, ranged)
+    result = _run(script, work)
+    assert result.returncode == 0, result.stderr
+    assert (work / site.public.files[0].name).read_bytes() == body
+    assert _metric(site, ranged) == before + 1  # wget -c asked for the rest only
