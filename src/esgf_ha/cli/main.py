@@ -6,7 +6,9 @@ import click
 
 from esgf_ha import __version__
 from esgf_ha.cli.demo import demo
+from esgf_ha.cli.index_verify import index
 from esgf_ha.cli.replicate import replicate
+from esgf_ha.cli.replication import replication
 from esgf_ha.cli.serve import serve
 from esgf_ha.cli.serve_dns import serve_dns
 from esgf_ha.cli.status import status
@@ -35,6 +37,8 @@ cli.add_command(demo)
 cli.add_command(up)
 cli.add_command(replicate)
 cli.add_command(status)
+cli.add_command(index)
+cli.add_command(replication)
 
 
 def main() -> None:

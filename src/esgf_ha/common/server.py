@@ -121,6 +121,22 @@ def write_endpoint(state_dir: Path, name: str, info: dict[str, Any]) -> None:
     tmp.replace(endpoint)
 
 
+def add_exit_hooks(server: uvicorn.Server, app: Any) -> None:
+    """Run the app's `state.exit_hooks` as soon as a stop is asked for, before uvicorn waits
+    for open requests to finish (long-polls end at once instead of holding the shutdown)."""
+    exit_hooks = list(getattr(getattr(app, "state", None), "exit_hooks", []))
+    if not exit_hooks:
+        return
+    handle_exit = server.handle_exit
+
+    def on_exit(sig: int, frame: Any) -> None:
+        handle_exit(sig, frame)
+        for hook in exit_hooks:
+            hook()
+
+    server.handle_exit = on_exit  # type: ignore[method-assign]
+
+
 def serve(
     app: Any,
     listen: str,
@@ -134,6 +150,7 @@ def serve(
     sock = bind(host, port)
     url = url_of(sock, tls is not None)
     server = uvicorn.Server(uvicorn_config(app, tls, protocol))
+    add_exit_hooks(server, app)
     write_endpoint(state_dir, name, {"url": url, "ca": str(tls.ca) if tls else None})
     log.info("listening", extra={"service": name, "url": url})
     server.run(sockets=[sock])

@@ -18,20 +18,30 @@ import orjson
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
+from starlette.background import BackgroundTask
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from esgf_ha import __version__
 from esgf_ha.common.auth import AuthError, Principal, TokenVerifier
 from esgf_ha.index import openapi, wget, ws_xml
+from esgf_ha.index.bootstrap import SEQ_HEADER, make_snapshot
+from esgf_ha.index.changes import MAX_LIMIT, MAX_WAIT, ChangeFeed, ChangesQuery, encode_changes
 from esgf_ha.index.errors import (
     BadRequest,
     Forbidden,
     IndexServiceError,
     PayloadTooLarge,
 )
+from esgf_ha.index.follower import Follower
 from esgf_ha.index.params import SearchRequest, parse_search
 from esgf_ha.index.render import JSON_TYPE, XML_TYPE, render_json, render_xml
 from esgf_ha.index.service import IndexService
@@ -42,7 +52,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class Metrics:
-    def __init__(self, service: IndexService) -> None:
+    def __init__(self, service: IndexService, follower: Follower | None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "esgf_http_requests",
@@ -64,6 +74,59 @@ class Metrics:
             records.labels(core).set_function(_counter(service, core))
         seq = Gauge("esgf_index_sequence", "last change-log sequence", registry=self.registry)
         seq.set_function(lambda: service.seq)
+        lag = Gauge(
+            "esgf_replication_lag_seconds",
+            "how stale this index may be (0 on the master)",
+            registry=self.registry,
+        )
+        lag.set_function(lambda: follower.lag() if follower else 0.0)
+        if follower is not None:
+            applied = Gauge(
+                "esgf_replication_applied_records",
+                "records applied from the upstream change log since start",
+                registry=self.registry,
+            )
+            applied.set_function(lambda: follower.applied_records)
+            boots = Gauge(
+                "esgf_replication_bootstraps",
+                "snapshot bootstraps since start",
+                registry=self.registry,
+            )
+            boots.set_function(lambda: follower.bootstraps)
+
+
+DigestRange = tuple[str, str | None, bool]
+
+
+def _digest_request(
+    body: object,
+) -> tuple[str, list[DigestRange] | None, tuple[str, str | None, int] | None]:
+    """Validate a digest request: {"core", "ranges": [[lo, hi|null, list?], ...]} or
+    {"core", "split": [lo, hi|null, parts]}."""
+    if not isinstance(body, dict) or body.get("core") not in ("Dataset", "File", "Aggregation"):
+        raise BadRequest('expected {"core": "Dataset"|"File"|"Aggregation", ...}')
+
+    def bound(value: object, name: str) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        raise BadRequest(f"{name} must be a string or null")
+
+    split = body.get("split")
+    if split is not None:
+        if not isinstance(split, list) or len(split) != 3 or not isinstance(split[2], int):
+            raise BadRequest("split must be [lo, hi|null, parts]")
+        if not 2 <= split[2] <= 256:
+            raise BadRequest("parts must be between 2 and 256")
+        return body["core"], None, (bound(split[0], "lo") or "", bound(split[1], "hi"), split[2])
+    ranges = body.get("ranges")
+    if not isinstance(ranges, list) or not ranges or len(ranges) > 256:
+        raise BadRequest("ranges must be a list of 1 to 256 [lo, hi|null, list?] items")
+    out: list[DigestRange] = []
+    for item in ranges:
+        if not isinstance(item, list) or len(item) not in (2, 3):
+            raise BadRequest("each range must be [lo, hi|null] or [lo, hi|null, true]")
+        out.append((bound(item[0], "lo") or "", bound(item[1], "hi"), bool(item[2:] and item[2])))
+    return body["core"], out, None
 
 
 def _counter(service: IndexService, core: str) -> Callable[[], float]:
@@ -105,9 +168,17 @@ def _json_error(status: int, message: str) -> Response:
 
 
 def create_app(
-    settings: IndexSettings, service: IndexService, verifier: TokenVerifier
+    settings: IndexSettings,
+    service: IndexService,
+    verifier: TokenVerifier,
+    follower: Follower | None = None,
 ) -> Starlette:
-    metrics = Metrics(service)
+    metrics = Metrics(service, follower)
+    feed = ChangeFeed()
+    service.listeners.append(feed.notify)
+
+    def lag() -> float:
+        return follower.lag() if follower is not None else 0.0
 
     def measured(
         endpoint: str, handler: Handler, errors: Callable[[int, str], Response]
@@ -129,6 +200,7 @@ def create_app(
             metrics.requests.labels(endpoint, str(response.status_code)).inc()
             metrics.latency.labels(endpoint).observe(elapsed)
             response.headers["X-ESGF-Index-Sequence"] = str(service.seq)
+            response.headers["X-ESGF-Replication-Lag"] = f"{lag():.3f}"
             return response
 
         return wrapped
@@ -137,7 +209,10 @@ def create_app(
 
     def authorize(request: Request, scope: str, *, legacy: bool = False) -> Principal:
         if settings.role != "master":
-            raise Forbidden("this index is a read-only replica; publish to the master")
+            raise Forbidden(
+                "this index is a read-only replica (it follows "
+                f"{settings.upstream or 'an upstream index'}); publish to the master"
+            )
         if legacy and trusted and not request.headers.get("authorization"):
             peer = request.client.host if request.client else ""
             try:
@@ -318,22 +393,131 @@ def create_app(
             }
         )
 
+    def replicator(request: Request) -> Principal:
+        return verifier.verify(request.headers.get("authorization"), "esgf:replicate")
+
+    def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    async def api_changes(request: Request) -> Response:
+        replicator(request)
+        since = int_param(request, "since", 0, 0, 2**62)
+        limit = int_param(request, "limit", 100, 0, MAX_LIMIT)
+        raw_wait = request.query_params.get("wait") or "0"
+        try:
+            wait = float(raw_wait)
+        except ValueError:
+            raise BadRequest(f"wait must be a number of seconds, got {raw_wait!r}") from None
+        if not 0 <= wait <= MAX_WAIT:
+            raise BadRequest(f"wait must be between 0 and {MAX_WAIT:.0f} seconds")
+        if wait and limit:
+            await feed.wait_beyond(lambda: service.seq, since, wait)
+        query = ChangesQuery(since, limit, wait)
+        body = await run_in_threadpool(service.read, lambda store: encode_changes(store, query))
+        return Response(body, media_type="application/json")
+
+    async def api_snapshot(request: Request) -> Response:
+        replicator(request)
+        snap = await run_in_threadpool(make_snapshot, service, settings.state_dir / "snapshots")
+        log.info("snapshot served", extra={"seq": snap.seq, "bytes": snap.size})
+        return StreamingResponse(
+            iterate_in_threadpool(snap.stream()),
+            media_type="application/x-tar",
+            headers={SEQ_HEADER: str(snap.seq), "Content-Length": str(snap.size)},
+            background=BackgroundTask(snap.remove),
+        )
+
+    async def api_digest(request: Request) -> Response:
+        replicator(request)
+        body = await json_body(request)
+        core, ranges, split = _digest_request(body)
+
+        def compute() -> dict[str, object]:
+            if split is not None:
+                low, high, parts = split
+                bounds = service.read(lambda store: store.split_points(core, low, high, parts))
+                return {"bounds": bounds}
+            if ranges is None:
+                raise BadRequest("expected ranges or split")
+            out: list[dict[str, object]] = []
+            for low, high, listing in ranges:
+                if listing:
+                    out.append(
+                        {"lo": low, "hi": high, "ids": list(service.store.hashes(core, low, high))}
+                    )
+                else:
+                    count, sha = service.store.digest(core, low, high)
+                    out.append({"lo": low, "hi": high, "count": count, "sha256": sha})
+            return {"digests": out}
+
+        return Response(
+            orjson.dumps({"core": core, **await run_in_threadpool(compute)}),
+            media_type="application/json",
+        )
+
+    def following(request: Request) -> Follower:
+        replicator(request)
+        if follower is None:
+            raise BadRequest("this index is the master: it follows no upstream")
+        return follower
+
+    async def replication_status(request: Request) -> Response:
+        replicator(request)
+        body: dict[str, object] = {"role": settings.role, "seq": service.seq, "lag": lag()}
+        if follower is not None:
+            body["upstream"] = follower.status().as_json()
+            body["applied_records"] = follower.applied_records
+            body["applied_entries"] = follower.applied_entries
+        return JSONResponse(body)
+
+    async def replication_pause(request: Request) -> Response:
+        target = following(request)
+        await run_in_threadpool(target.pause)
+        return JSONResponse({"ok": True, "paused": True, "seq": service.seq})
+
+    async def replication_resume(request: Request) -> Response:
+        target = following(request)
+        target.resume()
+        return JSONResponse({"ok": True, "paused": False, "seq": service.seq})
+
     async def livez(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
     async def readyz(request: Request) -> Response:
         try:
-            await run_in_threadpool(service.store.last_seq)
+            await run_in_threadpool(service.read, lambda store: store.last_seq())
         except Exception as exc:  # the store is what readiness means here
             return JSONResponse({"ready": False, "reason": f"store unavailable: {exc}"}, 503)
-        return JSONResponse(
-            {
-                "ready": True,
-                "role": settings.role,
-                "seq": service.seq,
-                "records": service.stats().records,
-            }
-        )
+        body: dict[str, object] = {
+            "ready": True,
+            "role": settings.role,
+            "seq": service.seq,
+            "lag": round(lag(), 3),
+            "records": service.stats().records,
+        }
+        if follower is not None:
+            status = follower.status()
+            body["upstream"] = status.as_json()
+            body["max_lag"] = settings.max_lag
+            if not follower.has_data:
+                body["ready"] = False
+                body["reason"] = "waiting for the first copy of the upstream index"
+            elif status.lag > settings.max_lag:
+                body["ready"] = False
+                body["reason"] = (
+                    f"replication lag {status.lag:.1f} s exceeds {settings.max_lag:.0f} s "
+                    f"(upstream {status.state})"
+                )
+        return JSONResponse(body, 200 if body["ready"] else 503)
 
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
@@ -369,6 +553,12 @@ def create_app(
     add("/api/v1/retract", "api_retract", api_retract, J, ["POST"])
     add("/api/v1/delete", "api_delete", api_delete, J, ["POST"])
     add("/api/v1/status", "api_status", api_status, J, ["GET"])
+    add("/api/v1/changes", "api_changes", api_changes, J, ["GET"])
+    add("/api/v1/snapshot", "api_snapshot", api_snapshot, J, ["GET"])
+    add("/api/v1/digest", "api_digest", api_digest, J, ["POST"])
+    add("/api/v1/replication", "replication", replication_status, J, ["GET"])
+    add("/api/v1/replication/pause", "replication_pause", replication_pause, J, ["POST"])
+    add("/api/v1/replication/resume", "replication_resume", replication_resume, J, ["POST"])
     add("/livez", "livez", livez, J, ["GET"])
     add("/readyz", "readyz", readyz, J, ["GET"])
     add("/metrics", "metrics", prometheus, J, ["GET"])
@@ -380,4 +570,5 @@ def create_app(
 
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.state.service = service
+    app.state.exit_hooks = [feed.close]
     return app

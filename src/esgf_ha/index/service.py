@@ -7,23 +7,27 @@ index under one exclusive lock, so a search never sees half of a publication bat
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import orjson
+
 from esgf_ha.common.rwlock import RWLock
 from esgf_ha.index import publish, snapshot
 from esgf_ha.index.columns import CoreIndex
 from esgf_ha.index.engine import Engine, SearchResult
 from esgf_ha.index.params import SearchRequest
-from esgf_ha.index.store import Store, Transaction
+from esgf_ha.index.store import Prepared, Store, Transaction
 from esgf_ha.records.schema import CORES, normalize_record
 
 log = logging.getLogger("esgf_ha.index")
 T = TypeVar("T")
 SNAPSHOT_DIR = "facets.snapshot"
+STORE_FILE = "index.sqlite3"
 
 
 @dataclass
@@ -51,23 +55,18 @@ class IndexService:
         self.seq = store.last_seq()
         self.from_snapshot = from_snapshot
         self._saved_seq = self.seq if from_snapshot else -1
+        # called with the new seq after every commit (long-polls of downstream replicas)
+        self.listeners: list[Callable[[int], None]] = []
 
     @classmethod
-    def open(cls, state_dir: Path) -> IndexService:
+    def open(cls, state_dir: Path, *, durable: bool = True) -> IndexService:
         """Open (or create) the index in a state directory and load its facet index."""
         began = time.monotonic()
         state_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(state_dir / "index.sqlite3")
+        store = Store(state_dir / STORE_FILE, durable=durable)
         seq, max_slots = store.last_seq(), store.max_slots()
         loaded = snapshot.load(state_dir / SNAPSHOT_DIR, seq, max_slots)
-        if loaded is not None:
-            cores = loaded
-        else:
-            cores = {core: CoreIndex(core) for core in CORES}
-            for core in CORES:
-                index = cores[core]
-                for chunk in _chunks(store.scan(core), 50_000):
-                    index.add_many([slot for slot, _ in chunk], [record for _, record in chunk])
+        cores = loaded if loaded is not None else build_cores(store)
         opened = time.monotonic() - began
         log.info(
             "index opened",
@@ -93,6 +92,81 @@ class IndexService:
             extra={"seq": seq, "seconds": round(time.monotonic() - began, 3)},
         )
 
+    def replace_store(self, incoming: Path) -> None:
+        """Swap in a complete copy of an index: `incoming/index.sqlite3` and, if present and
+        matching, its saved facet index `incoming/facets` (a replica's snapshot bootstrap).
+
+        The facet index is loaded (or rebuilt) before taking the write lock, so searches go
+        on against the old data until the swap, which is a rename and a reopen.
+        """
+        began = time.monotonic()
+        staged = Store(incoming / STORE_FILE, durable=self.store.durable)
+        try:
+            seq, max_slots = staged.last_seq(), staged.max_slots()
+            cores = snapshot.load(incoming / "facets", seq, max_slots)
+            shipped = cores is not None
+            if cores is None:
+                cores = build_cores(staged)
+        finally:
+            staged.close()
+        target = self.state_dir / STORE_FILE
+        with self.lock.write():
+            self.store.close()
+            for suffix in ("-wal", "-shm"):
+                Path(str(target) + suffix).unlink(missing_ok=True)
+            shutil.rmtree(self.state_dir / SNAPSHOT_DIR, ignore_errors=True)
+            (incoming / STORE_FILE).replace(target)
+            if shipped:
+                # kept as this store's own facet snapshot: a restart before any change is fast
+                (incoming / "facets").replace(self.state_dir / SNAPSHOT_DIR)
+            self.store = Store(target, durable=self.store.durable)
+            self.cores = cores
+            self.engine = Engine(self.store, cores)
+            self.seq = self.store.last_seq()
+            self._saved_seq = self.seq if shipped else -1
+        shutil.rmtree(incoming, ignore_errors=True)
+        log.info(
+            "store replaced",
+            extra={
+                "seq": self.seq,
+                "facets_shipped": shipped,
+                "seconds": round(time.monotonic() - began, 3),
+            },
+        )
+        self._notify()
+
+    def apply_upstream(self, seq: int, at: float, kind: str, body: dict[str, object]) -> int:
+        """Apply one upstream change-log entry in one transaction; the number of records.
+
+        The entry is logged under the upstream's seq and time, so this index's position is
+        the upstream's, and downstream replicas can follow this one.
+        """
+        began = time.perf_counter()
+        by_core: dict[str, list[dict[str, object]]] = {}
+        for core, record in body.get("put", ()):  # type: ignore[attr-defined]
+            by_core.setdefault(str(core), []).append(record)
+        # the stored form of every record is computed before taking the write lock
+        puts = [Prepared(core, records) for core, records in by_core.items()]
+        dels = [[str(core), str(i)] for core, i in body.get("del", ())]  # type: ignore[attr-defined]
+        # replicas keep log payloads uncompressed: compressing again would slow every apply
+        payload = orjson.dumps(body)
+
+        def operation(txn: Transaction) -> None:
+            txn.apply_effect(puts, dels)
+            txn.upstream = (seq, at, kind, payload)
+
+        self._locked_write(operation)
+        count = sum(len(p.records) for p in puts) + len(dels)
+        log.debug(
+            "applied upstream entry",
+            extra={"seq": seq, "records": count, "seconds": round(time.perf_counter() - began, 4)},
+        )
+        return count
+
+    def _notify(self) -> None:
+        for listener in self.listeners:
+            listener(self.seq)
+
     def close(self) -> None:
         try:
             self.save_snapshot()
@@ -106,6 +180,11 @@ class IndexService:
             result = self.engine.search(req)
             docs = self.store.fetch(req.type, result.slots)
         return result, [docs[s] for s in result.slots if s in docs]
+
+    def read(self, operation: Callable[[Store], T]) -> T:
+        """Run a read on the store while it cannot be swapped out (snapshot bootstrap)."""
+        with self.lock.read():
+            return operation(self.store)
 
     def known_fields(self) -> set[str]:
         names: set[str] = set()
@@ -133,16 +212,27 @@ class IndexService:
         return self._locked_write(lambda txn: publish.update(txn, core, action, updates))
 
     def _locked_write(self, operation: Callable[[Transaction], T]) -> T:
-        with self.lock.write():
-            with self.store.transaction() as txn:
-                result = operation(txn)
-            for core, slot in txn.removed:
-                self.cores[core].remove([slot])
-            for core in CORES:
-                added = [(slot, record) for c, slot, record in txn.added if c == core]
-                if added:
-                    self.cores[core].add_many([a[0] for a in added], [a[1] for a in added])
-            self.seq = self.store.last_seq()
+        """Run a write; its commit and the facet-index update are one step for searches.
+
+        The SQLite work runs without the search lock (readers see only committed data);
+        searches wait only for the commit and the in-memory update, so a large batch does
+        not hold them up for the time it takes to write it.
+        """
+
+        def commit(txn: Transaction, do_commit: Callable[[], None]) -> None:
+            with self.lock.write():
+                do_commit()
+                for core, slot in txn.removed:
+                    self.cores[core].remove([slot])
+                for core in CORES:
+                    added = [(slot, record) for c, slot, record in txn.added if c == core]
+                    if added:
+                        self.cores[core].add_many([a[0] for a in added], [a[1] for a in added])
+                self.seq = self.store.last_seq()
+
+        with self.store.transaction(commit) as txn:
+            result = operation(txn)
+        self._notify()
         return result
 
     def bulk_load(
@@ -158,9 +248,20 @@ class IndexService:
                     slots = self.store.bulk_insert(core, normalized)
                     self.cores[core].add_many(slots, normalized)
                     self.seq = self.store.last_seq()
+                self._notify()
                 counts[core] += len(normalized)
         self.save_snapshot()
         return counts
+
+
+def build_cores(store: Store) -> dict[str, CoreIndex]:
+    """The facet index of every core, read from the store."""
+    cores = {core: CoreIndex(core) for core in CORES}
+    for core in CORES:
+        index = cores[core]
+        for chunk in _chunks(store.scan(core), 50_000):
+            index.add_many([slot for slot, _ in chunk], [record for _, record in chunk])
+    return cores
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -29,3 +29,11 @@ class IndexSettings(BaseSettings):
     )
     max_body_bytes: int = Field(64 * 1024 * 1024, description="largest publish body accepted")
     search_timeout: float = Field(30.0, description="seconds a search may take")
+    upstream: str | None = Field(None, description="replica: URL of the index it follows")
+    upstream_token: str | None = Field(
+        None, description="replica: bearer token with scope esgf:replicate for the upstream"
+    )
+    upstream_ca: Path | None = Field(None, description="replica: CA (PEM) of an HTTPS upstream")
+    max_lag: float = Field(
+        30.0, description="replica: /readyz fails when the known lag exceeds this (seconds)"
+    )

@@ -8,11 +8,12 @@ records it describes, which replicas follow.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -80,6 +81,49 @@ def _schema(table: str) -> str:
     """
 
 
+def encode_payload(payload: dict[str, object]) -> bytes:
+    """Change-log payloads holding records are stored compressed (they repeat many keys)."""
+    raw = orjson.dumps(payload)
+    return zlib.compress(raw, 1) if len(raw) > 512 else raw
+
+
+def decode_payload(blob: bytes) -> bytes:
+    """The JSON text of a stored payload (older entries and small ones are plain JSON)."""
+    return blob if blob[:1] == b"{" else zlib.decompress(blob)
+
+
+def _next_slot(conn: sqlite3.Connection, table: str) -> int:
+    start = (conn.execute(f"SELECT max(slot) FROM {table}").fetchone()[0] or 0) + 1
+    seq_row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+    return max(start, (seq_row[0] if seq_row else 0) + 1)
+
+
+class Prepared:
+    """Records of one core with their stored columns computed (outside any lock)."""
+
+    def __init__(self, core: str, records: Iterable[dict[str, object]]) -> None:
+        self.core = core
+        self.records = list(records)
+        self.rows = [[_key(r, c) for c in KEY_COLUMNS] + [pack(r)] for r in self.records]
+        self.texts = [_text(r) for r in self.records]
+
+
+def _insert_many(conn: sqlite3.Connection, prepared: Prepared) -> list[int]:
+    """Insert records at fresh consecutive slots with two statements (fast bulk path)."""
+    table = TABLES[prepared.core]
+    start = _next_slot(conn, table)
+    slots = list(range(start, start + len(prepared.rows)))
+    conn.executemany(
+        f"INSERT INTO {table} (slot, {', '.join(KEY_COLUMNS)}, doc) VALUES (?,?,?,?,?,?,?,?,?)",
+        [[slot, *row] for slot, row in zip(slots, prepared.rows, strict=True)],
+    )
+    conn.executemany(
+        f"INSERT INTO {table}_text (rowid, body) VALUES (?, ?)",
+        list(zip(slots, prepared.texts, strict=True)),
+    )
+    return slots
+
+
 class Transaction:
     """What the publication logic may do inside one write transaction."""
 
@@ -87,7 +131,11 @@ class Transaction:
         self.conn = conn
         self.added: list[tuple[str, int, dict[str, object]]] = []
         self.removed: list[tuple[str, int]] = []
-        self.changes: list[tuple[str, bytes]] = []
+        # ids of removed records, for the change log: slots differ between stores
+        self.removed_ids: list[tuple[str, str]] = []
+        self.changes: list[tuple[str, dict[str, object]]] = []
+        # a replica applying an upstream entry: (seq, at, kind, payload) logged verbatim
+        self.upstream: tuple[int, float, str, bytes] | None = None
 
     def get(self, core: str, record_id: str) -> tuple[int, dict[str, object]] | None:
         row = self.conn.execute(
@@ -120,9 +168,17 @@ class Transaction:
         self.added.append((core, slot, record))
         return slot
 
+    def slot_of(self, core: str, record_id: str) -> int | None:
+        row = self.conn.execute(
+            f"SELECT slot FROM {TABLES[core]} WHERE id = ?", (record_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     def delete(self, core: str, slot: int) -> None:
         table = TABLES[core]
-        self.conn.execute(f"DELETE FROM {table} WHERE slot = ?", (slot,))
+        row = self.conn.execute(f"DELETE FROM {table} WHERE slot = ? RETURNING id", (slot,))
+        for (record_id,) in row.fetchall():
+            self.removed_ids.append((core, record_id))
         self.conn.execute(f"DELETE FROM {table}_text WHERE rowid = ?", (slot,))
         self.removed.append((core, slot))
         self.added = [a for a in self.added if not (a[0] == core and a[1] == slot)]
@@ -132,15 +188,63 @@ class Transaction:
         return self.insert(core, record)
 
     def log(self, kind: str, payload: dict[str, object]) -> None:
-        self.changes.append((kind, orjson.dumps(payload)))
+        self.changes.append((kind, payload))
+
+    def apply_effect(self, puts: Sequence[Prepared], dels: Sequence[Sequence[str]]) -> None:
+        """Replay a change-log entry's physical effect: remove `dels` and every record `puts`
+        replaces, then insert `puts`."""
+        doomed: dict[str, list[str]] = {}
+        for core, record_id in dels:
+            doomed.setdefault(core, []).append(record_id)
+        for prepared in puts:
+            doomed.setdefault(prepared.core, []).extend(str(r["id"]) for r in prepared.records)
+        for core, record_ids in doomed.items():
+            table = TABLES[core]
+            found = self.conn.execute(
+                f"SELECT slot, id FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+                (orjson.dumps(record_ids),),
+            ).fetchall()
+            if not found:
+                continue
+            self.conn.executemany(f"DELETE FROM {table} WHERE slot = ?", [(s,) for s, _ in found])
+            self.conn.executemany(
+                f"DELETE FROM {table}_text WHERE rowid = ?", [(s,) for s, _ in found]
+            )
+            self.removed.extend((core, slot) for slot, _ in found)
+            self.removed_ids.extend((core, record_id) for _, record_id in found)
+        for prepared in puts:
+            slots = _insert_many(self.conn, prepared)
+            self.added.extend(
+                (prepared.core, slot, record)
+                for slot, record in zip(slots, prepared.records, strict=True)
+            )
+
+    def entry(self) -> tuple[str, bytes] | None:
+        """The change-log entry of this transaction: its summary and its exact effect."""
+        if not self.changes and not self.added and not self.removed_ids:
+            return None
+        kind = self.changes[0][0] if self.changes else "write"
+        summary: dict[str, object] = {}
+        for _, payload in self.changes:
+            summary.update(payload)
+        put_ids = {(core, str(record["id"])) for core, _, record in self.added}
+        payload = {
+            **summary,
+            "put": [[core, record] for core, _, record in self.added],
+            "del": [[c, i] for c, i in dict.fromkeys(self.removed_ids) if (c, i) not in put_ids],
+        }
+        return kind, encode_payload(payload)
 
 
 class Store:
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, durable: bool = True) -> None:
         self.path = path
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         self._write_lock = threading.Lock()
         self.readonly = readonly
+        # a replica can re-fetch what a power cut loses, so it need not sync every commit
+        self.durable = durable
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect(write=True)
@@ -151,7 +255,7 @@ class Store:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect on a new file only
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
             # identifier indexes take random inserts: a large page cache keeps bulk loads of
             # millions of records from thrashing the disk
             conn.execute("PRAGMA cache_size=-1048576")
@@ -185,50 +289,55 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """One atomic write: everything done on the Transaction commits, or nothing does."""
+    def transaction(
+        self, commit: Callable[[Transaction, Callable[[], None]], None] | None = None
+    ) -> Iterator[Transaction]:
+        """One atomic write: everything done on the Transaction commits, or nothing does.
+
+        `commit(txn, do_commit)`, if given, must call `do_commit()`; it lets the caller make
+        the commit and its own follow-up (the in-memory index) one step for its readers.
+        """
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             txn = Transaction(conn)
             try:
                 yield txn
-                now = time.time()
-                for kind, payload in txn.changes:
-                    conn.execute(
-                        "INSERT INTO changes (at, kind, payload) VALUES (?, ?, ?)",
-                        (now, kind, payload),
-                    )
-                conn.execute("COMMIT")
+                if txn.upstream is not None:
+                    conn.execute("INSERT INTO changes VALUES (?, ?, ?, ?)", txn.upstream)
+                else:
+                    entry = txn.entry()
+                    if entry is not None:
+                        conn.execute(
+                            "INSERT INTO changes (at, kind, payload) VALUES (?, ?, ?)",
+                            (time.time(), *entry),
+                        )
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            done = False
+
+            def do_commit() -> None:
+                nonlocal done
+                conn.execute("COMMIT")
+                done = True
+
+            try:
+                if commit is None:
+                    do_commit()
+                else:
+                    commit(txn, do_commit)
+            finally:
+                if not done:
+                    conn.execute("ROLLBACK")
 
     def bulk_insert(self, core: str, records: Iterable[dict[str, object]]) -> list[int]:
         """Insert many records in one transaction (no change-log entry per record)."""
-        table = TABLES[core]
-        slots: list[int] = []
+        # The log records only that a bulk load happened, not its records (millions at once):
+        # a replica that meets a "bulk" entry bootstraps from a snapshot instead of replaying.
         with self.transaction() as txn:
-            conn = txn.conn
-            start = (conn.execute(f"SELECT max(slot) FROM {table}").fetchone()[0] or 0) + 1
-            seq_row = conn.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)
-            ).fetchone()
-            start = max(start, (seq_row[0] if seq_row else 0) + 1)
-            rows = []
-            texts = []
-            for i, record in enumerate(records):
-                slot = start + i
-                rows.append([slot] + [_key(record, c) for c in KEY_COLUMNS] + [pack(record)])
-                texts.append((slot, _text(record)))
-                slots.append(slot)
-            conn.executemany(
-                f"INSERT INTO {table} (slot, {', '.join(KEY_COLUMNS)}, doc) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
-            conn.executemany(f"INSERT INTO {table}_text (rowid, body) VALUES (?, ?)", texts)
-            txn.log("bulk", {"core": core, "count": len(rows)})
+            slots = _insert_many(txn.conn, Prepared(core, records))
+            txn.log("bulk", {"core": core, "count": len(slots)})
         return slots
 
     # -- reading ------------------------------------------------------------------------------
@@ -237,6 +346,7 @@ class Store:
         if conn is None:
             conn = self._connect(write=False)
             self._local.conn = conn
+            self._readers.append(conn)
         return conn
 
     def last_seq(self) -> int:
@@ -390,10 +500,83 @@ class Store:
             .fetchall()
         )
 
+    def change_at(self, seq: int) -> float | None:
+        """Commit time of the entry `seq` (None if the log has no such entry)."""
+        row = self.reader().execute("SELECT at FROM changes WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def last_change(self) -> tuple[int, float | None]:
+        row = (
+            self.reader()
+            .execute("SELECT seq, at FROM changes ORDER BY seq DESC LIMIT 1")
+            .fetchone()
+        )
+        return (0, None) if row is None else (int(row[0]), float(row[1]))
+
+    def backup_to(self, target: Path) -> int:
+        """A consistent copy of the whole store in `target` (SQLite online backup); its seq."""
+        source = self._connect(write=False)
+        dest = sqlite3.connect(target)
+        try:
+            # one step: the copy is of one read snapshot, while writers go on in the WAL
+            source.backup(dest, pages=-1)
+            dest.execute("PRAGMA journal_mode=DELETE")
+            row = dest.execute("SELECT max(seq) FROM changes").fetchone()
+            return int(row[0] or 0)
+        finally:
+            dest.close()
+            source.close()
+
+    def digest(self, core: str, low: str, high: str | None) -> tuple[int, str]:
+        """(count, sha256) of the records with low <= id < high (high None: no bound)."""
+        sha = hashlib.sha256()
+        count = 0
+        for record_id, doc_hash in self.hashes(core, low, high):
+            sha.update(record_id.encode() + b"\0" + doc_hash.encode() + b"\n")
+            count += 1
+        return count, sha.hexdigest()
+
+    def hashes(self, core: str, low: str, high: str | None) -> Iterator[tuple[str, str]]:
+        """(id, content hash) of the records in an id range, in id order."""
+        where, args = "id >= ?", [low]
+        if high is not None:
+            where += " AND id < ?"
+            args.append(high)
+        conn = self._connect(write=False)
+        try:
+            rows = conn.execute(
+                f"SELECT {DOC_COLUMNS} FROM {TABLES[core]} WHERE {where} ORDER BY id", args
+            )
+            for row in rows:
+                keys = "\0".join("" if k is None else str(k) for k in row[1:-1])
+                body = keys.encode() + b"\0" + zlib.decompress(row[-1])
+                yield str(row[1]), hashlib.sha256(body).hexdigest()[:32]
+        finally:
+            conn.close()
+
+    def split_points(self, core: str, low: str, high: str | None, parts: int) -> list[str]:
+        """Ids cutting [low, high) into `parts` ranges of about equal record counts."""
+        where, args = "id >= ?", [low]
+        if high is not None:
+            where += " AND id < ?"
+            args.append(high)
+        conn = self.reader()
+        total = conn.execute(f"SELECT count(*) FROM {TABLES[core]} WHERE {where}", args).fetchone()[
+            0
+        ]
+        step = max(1, -(-total // parts))
+        rows = conn.execute(
+            f"SELECT id FROM (SELECT id, row_number() OVER (ORDER BY id) AS n "
+            f"FROM {TABLES[core]} WHERE {where}) WHERE n > 1 AND (n - 1) % ? = 0",
+            [*args, step],
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def close(self) -> None:
+        """Close the writer and every thread's reader (callers hold no search at this time)."""
         if not self.readonly:
             self._writer.close()
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        for conn in self._readers:
             conn.close()
-            self._local.conn = None
+        self._readers.clear()
+        self._local = threading.local()
