@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -316,5 +317,29 @@ def test_killed_node_serves_again_after_restart(tmp_path: Path) -> None:
         node.start()
         with node.client() as c:
             assert c.get("/thredds/fileServer/esg_dataroot/f.bin").content == b"payload"
+    finally:
+        node.stop()
+
+
+def test_event_loop_sendfile_when_no_threads_are_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    body = os.urandom(5 << 20)
+    (root / "f.bin").write_bytes(body)
+    monkeypatch.setenv("ESGF_HA_DATA_SENDFILE_THREADS", "0")
+    node = DataServer(tmp_path / "state", {ROOT: root}).start()
+    try:
+        host, port = node.host.split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"GET /thredds/fileServer/esg_dataroot/f.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(65536)  # then hang up mid-transfer
+        with node.client() as c:
+            for _ in range(2):
+                assert c.get("/thredds/fileServer/esg_dataroot/f.bin").content == body
+            r = c.get("/thredds/fileServer/esg_dataroot/f.bin", headers={"Range": "bytes=7-70000"})
+            assert r.status_code == 206 and r.content == body[7:70001]
+        assert b"Traceback" not in node.log_path.read_bytes()  # type: ignore[union-attr]
     finally:
         node.stop()

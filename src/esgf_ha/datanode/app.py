@@ -37,6 +37,7 @@ from esgf_ha.datanode.errors import (
 from esgf_ha.datanode.files import (
     FileBody,
     FileStat,
+    SendfileThreads,
     digest_headers,
     if_range_holds,
     not_modified,
@@ -97,6 +98,7 @@ def _content_type(name: str) -> str:
 def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
     metrics = Metrics()
     settings = node.settings
+    threads = SendfileThreads(settings.sendfile_threads)
 
     def authorize(request: Request, root: str) -> None:
         if root not in node.restricted:
@@ -197,6 +199,7 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
             send_body=request.method != "HEAD",
             sendfile_min=settings.sendfile_min_bytes,
             chunk=settings.chunk_bytes,
+            threads=threads,
             on_sent=count_bytes("fileServer"),
         )
 

@@ -125,14 +125,20 @@ def if_range_holds(headers: Any, stat: FileStat) -> bool:
     return value is None or value.strip() in (stat.etag, stat.last_modified)
 
 
-_LIMITER: list[anyio.CapacityLimiter] = []
-SENDFILE_THREADS = 64
+class SendfileThreads:
+    """How many transfers may run `os.sendfile` in worker threads at once (made on first use:
+    a limiter belongs to the running event loop)."""
 
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._limiter: anyio.CapacityLimiter | None = None
 
-def _sendfile_threads() -> anyio.CapacityLimiter:
-    if not _LIMITER:
-        _LIMITER.append(anyio.CapacityLimiter(SENDFILE_THREADS))
-    return _LIMITER[0]
+    def free(self) -> anyio.CapacityLimiter | None:
+        if self.total <= 0:
+            return None
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.total)
+        return self._limiter if self._limiter.available_tokens else None
 
 
 def _blocking_sendfile(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
@@ -177,6 +183,7 @@ class FileBody(Response):
         send_body: bool,
         sendfile_min: int,
         chunk: int,
+        threads: SendfileThreads | None = None,
         on_sent: Any = None,
     ) -> None:
         super().__init__(None, status_code=status_code, headers=headers)
@@ -188,6 +195,7 @@ class FileBody(Response):
         self.send_body = send_body
         self.sendfile_min = sendfile_min
         self.chunk = chunk
+        self.threads = threads
         self.on_sent = on_sent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -228,9 +236,9 @@ class FileBody(Response):
         protocol.conn.send_with_data_passthrough(h11.Data(data=_Span(self.length)))  # type: ignore[arg-type]
         transport = protocol.transport
         sock = transport.get_extra_info("socket")
-        limiter = _sendfile_threads()
+        limiter = self.threads.free() if self.threads is not None else None
         try:
-            if sock is None or transport.get_write_buffer_size() or not limiter.available_tokens:
+            if sock is None or transport.get_write_buffer_size() or limiter is None:
                 # headers still queued, or every sendfile thread busy: the event loop sends
                 loop = asyncio.get_running_loop()
                 sent = await loop.sendfile(transport, fh, self.start, self.length)
