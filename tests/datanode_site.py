@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from esgf_ha.common.auth import issue_token
-from tests.datanode_data import DrsDataset, batch_for, write_dataset
+from tests.datanode_data import DrsDataset, batch_for, write_dataset, write_types_file
 from tests.servers import DataServer, IndexServer
 
 ROOT = "esg_dataroot"
@@ -43,6 +43,7 @@ def make_site(base: Path) -> Iterator[Site]:
     restricted = write_dataset(secret, seed=2, variable_id="pr")
     missing = write_dataset(other_root, seed=3, experiment_id="ssp585")
     ghost = write_dataset(base / "nowhere", seed=4, experiment_id="piControl")
+    write_types_file(root / "types" / "types.nc")
     big = root / "big" / "blob.bin"
     big.parent.mkdir()
     big.write_bytes(os.urandom(8 << 20))

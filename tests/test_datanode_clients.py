@@ -110,6 +110,20 @@ def test_xarray_over_opendap(site: Site, engine: str) -> None:
             assert ds["tas"].attrs["units"] == "K"
 
 
+@pytest.mark.parametrize("engine", ["pydap", "netcdf4"])
+def test_opendap_integer_char_and_scalar_variables(site: Site, engine: str) -> None:
+    url = f"{site.node.url}/thredds/dodsC/{ROOT}/types/types.nc"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with (
+            xr.open_dataset(url, engine=engine) as remote,
+            xr.open_dataset(site.root / "types" / "types.nc") as local,
+        ):
+            for name in ("packed", "flags", "label", "count"):
+                np.testing.assert_array_equal(remote[name].values, local[name].values)
+            assert remote["packed"].values[0] == 10.5  # scale_factor/add_offset applied
+
+
 def test_opendap_bad_requests(site: Site) -> None:
     base = f"/thredds/dodsC/{ROOT}/{site.public.rels[0]}"
     with site.node.client() as c:
