@@ -5,14 +5,19 @@ from __future__ import annotations
 import click
 
 from esgf_ha import __version__
+from esgf_ha.cli.cert import cert
 from esgf_ha.cli.demo import demo
 from esgf_ha.cli.index_verify import index
+from esgf_ha.cli.mapfile import mapfile
+from esgf_ha.cli.publish import publish
 from esgf_ha.cli.replicate import replicate
 from esgf_ha.cli.replication import replication
+from esgf_ha.cli.sample_data import sample_data
 from esgf_ha.cli.serve import serve
 from esgf_ha.cli.serve_dns import serve_dns
 from esgf_ha.cli.status import status
 from esgf_ha.cli.token import token
+from esgf_ha.cli.unpublish import delete, retract
 from esgf_ha.cli.up import up
 
 
@@ -39,6 +44,12 @@ cli.add_command(replicate)
 cli.add_command(status)
 cli.add_command(index)
 cli.add_command(replication)
+cli.add_command(publish)
+cli.add_command(sample_data)
+cli.add_command(mapfile)
+cli.add_command(retract)
+cli.add_command(delete)
+cli.add_command(cert)
 
 
 def main() -> None:

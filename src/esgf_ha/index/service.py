@@ -240,16 +240,17 @@ class IndexService:
     ) -> dict[str, int]:
         """Load complete records fast (benchmarks, sample data): no latest/409 logic."""
         counts = {}
-        for core, records in (("Dataset", datasets), ("File", files)):
-            counts[core] = 0
-            for chunk in _chunks(records, 50_000):
-                normalized = [normalize_record(r) for r in chunk]
-                with self.lock.write():
-                    slots = self.store.bulk_insert(core, normalized)
-                    self.cores[core].add_many(slots, normalized)
-                    self.seq = self.store.last_seq()
-                self._notify()
-                counts[core] += len(normalized)
+        with self.store.bulk_mode():
+            for core, records in (("Dataset", datasets), ("File", files)):
+                counts[core] = 0
+                for chunk in _chunks(records, 50_000):
+                    normalized = [normalize_record(r) for r in chunk]
+                    with self.lock.write():
+                        slots = self.store.bulk_insert(core, normalized)
+                        self.cores[core].add_many(slots, normalized)
+                        self.seq = self.store.last_seq()
+                    self._notify()
+                    counts[core] += len(normalized)
         self.save_snapshot()
         return counts
 

@@ -1,0 +1,446 @@
+"""`esgf-ha publish` against a real master on a loopback port: records, idempotence,
+versions, mapfiles, bad input, retract/delete, an unreachable or restarting master."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import netCDF4
+import pytest
+
+from esgf_ha.publisher.checksums import file_checksum
+from tests.publisher_helpers import (
+    ROOT_NAME,
+    docs,
+    esgf_ha,
+    http_url,
+    make_samples,
+    one,
+    publish,
+    seq,
+    sha256,
+)
+from tests.servers import IndexServer
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexServer]:
+    """One master for the module; each test publishes under its own data node."""
+    server = IndexServer(tmp_path_factory.mktemp("pub") / "master").start()
+    yield server
+    server.stop()
+
+
+def dataset_dirs(data: Path) -> dict[str, list[Path]]:
+    """master_id-ish key (the directory above the versions) -> sorted version directories."""
+    out: dict[str, list[Path]] = {}
+    for vdir in sorted(p for p in data.rglob("v*") if p.is_dir() and p.name[1:].isdigit()):
+        out.setdefault(str(vdir.parent), []).append(vdir)
+    return out
+
+
+def test_publish_builds_records_as_esgcet_and_is_idempotent(master: IndexServer, tmp_path: Path):
+    data, node = tmp_path / "data", "dn-records.example.org"
+    make_samples(data, "CMIP6", 3, 11)
+    make_samples(data, "CMIP5", 2, 11)
+    files = sorted(data.rglob("*.nc"))
+    versions = sum(len(v) for v in dataset_dirs(data).values())
+
+    code, summary = publish(master, data, node, str(data))
+    assert code == 0, summary
+    assert summary["ok"] and not summary["failed"] and not summary["file_errors"]
+    assert len(summary["published"]) == versions and summary["files"] == len(files)
+
+    found = docs(master, type="File", data_node=node)
+    assert len(found) == len(files)
+    by_title = {d["title"]: d for d in found}
+    for path in files:
+        rel = path.relative_to(data).as_posix()
+        doc = next(d for d in found if one(d, "publish_path") == f"{ROOT_NAME}/{rel}")
+        assert doc["size"] == path.stat().st_size
+        assert doc["checksum"] == [sha256(path)] and doc["checksum_type"] == ["SHA256"]
+        assert http_url(doc) == f"https://{node}/thredds/fileServer/{ROOT_NAME}/{rel}"
+        with netCDF4.Dataset(path) as nc:
+            assert doc["tracking_id"] == [nc.tracking_id]
+        assert doc["replica"] is False
+        assert doc["instance_id"] == doc["dataset_id"].split("|")[0] + "." + path.name
+    assert by_title  # titles are file names
+
+    datasets = docs(master, type="Dataset", data_node=node)
+    assert len(datasets) == versions
+    for ds in datasets:
+        children = docs(master, type="File", dataset_id=ds["id"])
+        assert ds["number_of_files"] == len(children) > 0
+        assert ds["size"] == sum(c["size"] for c in children)
+        assert ds["access"] == ["HTTPServer"]
+        assert ds["id"] == f"{ds['instance_id']}|{node}"
+        assert ds["instance_id"] == f"{ds['master_id']}.v{ds['version']}"
+        assert ds["directory_format_template_"][0].startswith("%(root)s/")
+        assert ds["datetime_start"] < ds["datetime_stop"]
+        if ds["project"] == ["CMIP6"]:
+            parts = ds["master_id"].split(".")
+            assert [ds[f][0] for f in ("mip_era", "activity_drs", "source_id", "variable_id")] == [
+                parts[0],
+                parts[1],
+                parts[3],
+                parts[7],
+            ]
+            assert ds["pid"][0].startswith("hdl:21.14100/")
+        else:
+            assert ds["master_id"].startswith("cmip5.output1.")
+            assert sorted(ds["variable"]) == ["pr", "tas"]
+    # the newest version of each dataset is the latest one
+    newest: dict[str, str] = {}
+    for ds in datasets:
+        newest[ds["master_id"]] = max(newest.get(ds["master_id"], ""), ds["version"])
+    for ds in datasets:
+        assert ds["latest"] is (ds["version"] == newest[ds["master_id"]])
+    latest = docs(master, type="Dataset", data_node=node, latest="true")
+    assert len(latest) == len(dataset_dirs(data))
+
+    # unchanged files: nothing changes, not even the change log
+    before = seq(master)
+    code, again = publish(master, data, node, str(data))
+    assert code == 0 and again["published"] == [] and len(again["unchanged"]) == versions
+    assert seq(master) == before
+
+
+def test_new_version_directory_becomes_latest(master: IndexServer, tmp_path: Path):
+    data, node = tmp_path / "data", "dn-versions.example.org"
+    make_samples(data, "CMIP6", 1, 12, "--files-per-version", "2")
+    ((key, vdirs),) = dataset_dirs(data).items()
+    code, _ = publish(master, data, node, str(data))
+    assert code == 0
+    newer = vdirs[-1].parent / "v20300101"
+    shutil.copytree(vdirs[-1], newer)
+    code, summary = publish(master, data, node, str(data))
+    assert code == 0, summary
+    assert [p.split("|")[0].rsplit(".", 1)[1] for p in summary["published"]] == ["v20300101"]
+    (latest,) = docs(master, type="Dataset", data_node=node, latest="true")
+    assert latest["version"] == "20300101"
+    older = docs(master, type="Dataset", data_node=node, latest="false")
+    assert {d["version"] for d in older} == {v.name[1:] for v in vdirs}
+    assert all(
+        not f["latest"] for d in older for f in docs(master, type="File", dataset_id=d["id"])
+    )
+
+
+def test_mapfile_round_trip_publishes_without_rescanning(master: IndexServer, tmp_path: Path):
+    data, node = tmp_path / "data", "dn-mapfile.example.org"
+    make_samples(data, "CMIP6", 2, 13)
+    result = esgf_ha("mapfile", "--root", f"{ROOT_NAME}={data}", str(data))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    files = sorted(data.rglob("*.nc"))
+    assert len(lines) == len(files)
+    for line in lines:
+        head, path, size, mtime, checksum, kind = line.split(" | ")
+        assert head.startswith("CMIP6.") and head.rsplit(".", 1)[1].startswith("v")
+        assert Path(path).is_absolute() and int(size) == Path(path).stat().st_size
+        assert mtime.startswith("mod_time=") and kind == "checksum_type=SHA256"
+        assert checksum == f"checksum={sha256(Path(path))}"
+
+    outdir = tmp_path / "maps"
+    result = esgf_ha("mapfile", "--root", f"{ROOT_NAME}={data}", "--outdir", str(outdir), str(data))
+    assert result.exit_code == 0, result.output
+    maps = sorted(outdir.glob("*.map"))
+    assert len(maps) == sum(len(v) for v in dataset_dirs(data).values())
+    assert sorted(ln for m in maps for ln in m.read_text().splitlines()) == sorted(lines)
+
+    # the same records whether scanned or read from the mapfile
+    combined = tmp_path / "all.map"
+    combined.write_text("\n".join(lines) + "\n")
+    _, scanned = publish(None, data, node, "--dry-run", str(data))
+    _, mapped = publish(None, data, node, "--dry-run", "--mapfile", str(combined))
+    assert mapped["records"] == scanned["records"]
+
+    # the mapfile's checksum is used as is: nothing is hashed again
+    fake = "0" * 64
+    first = lines[0].split(" | ")
+    doctored = tmp_path / "doctored.map"
+    doctored.write_text(" | ".join([*first[:4], f"checksum={fake}", first[5]]) + "\n")
+    _, one = publish(None, data, node, "--dry-run", "--mapfile", str(doctored))
+    assert one["records"][0]["files"][0]["checksum"] == [fake]
+
+    code, summary = publish(master, data, node, *(a for m in maps for a in ("--mapfile", str(m))))
+    assert code == 0 and len(summary["published"]) == len(maps), summary
+    assert len(docs(master, type="File", data_node=node)) == len(files)
+
+
+def test_bad_files_fail_their_dataset_only(master: IndexServer, tmp_path: Path):
+    data, node = tmp_path / "data", "dn-bad.example.org"
+    make_samples(data, "CMIP6", 7, 14, "--files-per-version", "2")
+    newest = [v[-1] for v in dataset_dirs(data).values()]
+    assert len(newest) == 7
+    broken: dict[str, Path] = {}
+
+    def first_file(vdir: Path) -> Path:
+        return sorted(vdir.glob("*.nc"))[0]
+
+    # not netCDF
+    target = first_file(newest[0])
+    target.write_bytes(b"this is not a netCDF file\n" * 10)
+    broken["NotNetCDF"] = newest[0]
+    # a required attribute missing
+    with netCDF4.Dataset(first_file(newest[1]), "a") as nc:
+        nc.delncattr("tracking_id")
+    broken["MissingAttribute"] = newest[1]
+    # attributes disagree with the path
+    with netCDF4.Dataset(first_file(newest[2]), "a") as nc:
+        nc.source_id = "SOME-OTHER-MODEL"
+    broken["DRSMismatch"] = newest[2]
+    # a symlink leaving the root
+    outside = tmp_path / "outside.nc"
+    shutil.copy(first_file(newest[3]), outside)
+    link = first_file(newest[3])
+    link.unlink()
+    link.symlink_to(outside)
+    broken["OutsideRoot"] = newest[3]
+    # unreadable: a dangling link (we run as root, so permissions cannot stop a read)
+    dangling = first_file(newest[4])
+    dangling.unlink()
+    dangling.symlink_to(newest[4] / "gone.nc.missing")
+    broken["Unreadable"] = newest[4]
+    # a file name that does not match its directory
+    first_file(newest[5]).rename(newest[5] / "wrong_name_185001-185012.nc")
+    broken["NotDRS"] = newest[5]
+
+    code, summary = publish(master, data, node, str(data))
+    assert code == 1
+    assert not summary["ok"]
+    kinds = {e["kind"] for e in summary["file_errors"]}
+    assert kinds == set(broken), summary["file_errors"]
+    for err in summary["file_errors"]:
+        assert err["error"] and err["path"]
+    assert len(summary["failed"]) == len(broken)
+    failed = {f["dataset"].split("|")[0] for f in summary["failed"]}
+    published_ids = {d["instance_id"] for d in docs(master, type="Dataset", data_node=node)}
+    published_paths = {one(f, "publish_path") for f in docs(master, type="File", data_node=node)}
+    for vdir in broken.values():
+        rel = vdir.relative_to(data).as_posix()
+        instance = ".".join(vdir.relative_to(data).parts)
+        assert instance in failed
+        assert instance not in published_ids
+        # no half-published dataset: none of the broken version's files is in the index
+        assert not any(p.startswith(f"{ROOT_NAME}/{rel}/") for p in published_paths), rel
+    # the healthy dataset versions are all there, whole
+    good = [v for vs in dataset_dirs(data).values() for v in vs if v not in broken.values()]
+    assert good
+    for vdir in good:
+        rel = vdir.relative_to(data).as_posix()
+        n = len(list(vdir.glob("*.nc")))
+        assert sum(p.startswith(f"{ROOT_NAME}/{rel}/") for p in published_paths) == n, rel
+        assert ".".join(vdir.relative_to(data).parts) in published_ids
+    assert len(published_ids) == len(good)
+
+
+def test_conflicting_republish_is_refused_and_others_still_publish(
+    master: IndexServer, tmp_path: Path
+):
+    data, node = tmp_path / "data", "dn-conflict.example.org"
+    make_samples(data, "CMIP6", 2, 15, "--files-per-version", "2")
+    assert publish(master, data, node, str(data))[0] == 0
+    # rewrite one file of an already published version with other data (same name)
+    vdir = next(iter(dataset_dirs(data).values()))[-1]
+    path = sorted(vdir.glob("*.nc"))[0]
+    with netCDF4.Dataset(path, "a") as nc:
+        var = nc.variables[nc.variable_id]
+        var[0, 0, 0] = var[0, 0, 0] + 1
+    code, summary = publish(master, data, node, str(data))
+    assert code == 1
+    (fail,) = summary["failed"]
+    assert fail["dataset"].startswith(
+        vdir.relative_to(data).as_posix().replace("/", ".").rsplit(".", 1)[0]
+    )
+    assert "409" in fail["error"] and "new version" in fail["error"]
+    assert len(summary["unchanged"]) == sum(len(v) for v in dataset_dirs(data).values()) - 1
+
+
+def test_md5_dry_run_and_usage_errors(tmp_path: Path):
+    data = tmp_path / "data"
+    make_samples(data, "CMIP5", 1, 16, "--files-per-version", "1")
+    code, summary = publish(
+        None, data, "dn.example.org", "--dry-run", "--checksum-type", "md5", str(data)
+    )
+    assert code == 0 and summary["dry_run"]
+    for entry in summary["records"]:
+        for f in entry["files"]:
+            path = data / one(f, "publish_path").split("/", 1)[1]
+            assert f["checksum"] == [file_checksum(path, "MD5")] and f["checksum_type"] == ["MD5"]
+    _, opendap = publish(None, data, "dn.example.org", "--dry-run", "--opendap", str(data))
+    entry = opendap["records"][0]
+    assert entry["dataset"]["access"] == ["HTTPServer", "OPENDAP"]
+    rel = one(entry["files"][0], "publish_path")
+    assert entry["files"][0]["url"][1] == (
+        f"https://dn.example.org/thredds/dodsC/{rel}.html|application/opendap-html|OPENDAP"
+    )
+    no_token = esgf_ha(
+        "publish",
+        "--index",
+        "http://127.0.0.1:9",
+        "--data-node",
+        "d",
+        "--root",
+        f"x={data}",
+        str(data),
+    )
+    assert no_token.exit_code == 2 and "--token" in no_token.output
+    bad_root = esgf_ha("publish", "--dry-run", "--data-node", "d", "--root", str(data), str(data))
+    assert bad_root.exit_code == 2 and "NAME=PATH" in bad_root.output
+    bad_map = tmp_path / "bad.map"
+    bad_map.write_text("CMIP6.a.b | relative/path.nc | 12\n")
+    result = esgf_ha(
+        "publish", "--dry-run", "--data-node", "d", "--root", f"x={data}", "--mapfile", str(bad_map)
+    )
+    assert result.exit_code == 1 and "bad.map:1" in result.output
+    (tmp_path / "empty").mkdir()
+    empty = esgf_ha(
+        "publish", "--dry-run", "--json", "--data-node", "d", "--root", f"x={tmp_path}",
+        str(tmp_path / "empty"),
+    )  # fmt: skip
+    assert empty.exit_code == 1 and "holds no *.nc files" in empty.stdout
+    outside = esgf_ha(
+        "publish",
+        "--dry-run",
+        "--json",
+        "--data-node",
+        "d",
+        "--root",
+        f"x={data / 'cmip5'}",
+        str(data),
+    )
+    assert outside.exit_code == 1 and "NotDRS" in outside.stdout
+
+
+def test_bad_token_and_unreachable_index(master: IndexServer, tmp_path: Path):
+    data = tmp_path / "data"
+    make_samples(data, "CMIP6", 1, 17, "--files-per-version", "1")
+    result = esgf_ha(
+        "publish",
+        "--index",
+        master.url,
+        "--token",
+        "not-a-token",
+        "--data-node",
+        "d",
+        "--root",
+        f"{ROOT_NAME}={data}",
+        "--json",
+        "--no-progress",
+        str(data),
+    )
+    assert result.exit_code == 1
+    assert "401" in result.stdout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens there once closed
+    t0 = time.monotonic()
+    result = esgf_ha(
+        "publish",
+        "--index",
+        f"http://127.0.0.1:{port}",
+        "--token",
+        "t",
+        "--retries",
+        "2",
+        "--data-node",
+        "d",
+        "--root",
+        f"{ROOT_NAME}={data}",
+        "--json",
+        "--no-progress",
+        str(data),
+    )
+    assert result.exit_code == 1
+    assert "unreachable" in result.stdout and time.monotonic() - t0 >= 1.4  # backoff 0.5 + 1
+
+
+def test_master_starting_late_is_waited_for(tmp_path: Path):
+    """A master that is down when the publisher starts (e.g. restarting) is retried."""
+    data = tmp_path / "data"
+    make_samples(data, "CMIP6", 2, 18)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = IndexServer(tmp_path / "late", extra_args=["--listen", f"127.0.0.1:{port}"])
+    token = server.token()  # makes the signing key before the server starts
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "esgf_ha",
+            "publish",
+            "--index",
+            f"http://127.0.0.1:{port}",
+            "--token",
+            token,
+            "--data-node",
+            "late.example.org",
+            "--root",
+            f"{ROOT_NAME}={data}",
+            "--json",
+            "--no-progress",
+            "--retries",
+            "8",
+            str(data),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)
+        server.start()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "retry" in err
+        versions = sum(len(v) for v in dataset_dirs(data).values())
+        assert len(docs(server, type="Dataset")) == versions
+    finally:
+        proc.kill()
+        server.stop()
+
+
+def test_retract_and_delete(master: IndexServer, tmp_path: Path):
+    data, node = tmp_path / "data", "dn-unpublish.example.org"
+    make_samples(data, "CMIP6", 2, 19, "--files-per-version", "2")
+    assert publish(master, data, node, str(data))[0] == 0
+    first, second = sorted(docs(master, type="Dataset", data_node=node), key=lambda d: d["id"])[:2]
+    auth = ["--index", master.url, "--token", master.token()]
+
+    result = esgf_ha("retract", *auth, first["id"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"retracted {first['id']}"
+    (doc,) = docs(master, type="Dataset", id=first["id"])
+    assert doc["retracted"] is True and doc["latest"] is False
+    assert docs(master, type="File", dataset_id=first["id"]) == []
+
+    result = esgf_ha("delete", *auth, "--data-node", node, second["instance_id"])
+    assert result.exit_code == 0, result.output
+    assert docs(master, type="Dataset", id=second["id"]) == []
+    assert docs(master, type="File", dataset_id=second["id"]) == []
+
+    missing = esgf_ha("retract", *auth, "CMIP6.no.such.dataset.v1")
+    assert missing.exit_code == 1 and "no dataset CMIP6.no.such.dataset.v1" in missing.output
+    unknown = esgf_ha("delete", *auth, "CMIP6.no.such.dataset.v1|nowhere")
+    assert unknown.exit_code == 1 and "404" in unknown.output
+    denied = esgf_ha("retract", "--index", master.url, "--token", "bad", first["id"])
+    assert denied.exit_code == 1 and "401" in denied.output
+    no_auth = esgf_ha("retract", "--index", master.url, first["id"])
+    assert no_auth.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["publish"], ["sample-data"], ["mapfile"], ["retract"], ["delete"], ["cert", "issue"]],
+)
+def test_help_has_examples(command: list[str]) -> None:
+    result = esgf_ha(*command, "--help")
+    assert result.exit_code == 0
+    assert "Examples:" in result.output and "esgf-ha " in result.output
