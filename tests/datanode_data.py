@@ -161,3 +161,19 @@ def batch_for(
         )
         out.append({"dataset": dataset, "files": files})
     return {"datasets": out}
+
+
+def write_types_file(path: Path) -> None:
+    """Variables of the kinds CMIP files carry besides floats: packed int16, int8 flags,
+    a char array of labels and an integer scalar."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with netCDF4.Dataset(path, "w", format="NETCDF4_CLASSIC") as nc:
+        nc.createDimension("x", 5)
+        nc.createDimension("n", 6)
+        packed = nc.createVariable("packed", "i2", ("x",))
+        packed.scale_factor, packed.add_offset = 0.5, 10.0
+        packed[:] = [10.5, 11.0, 11.5, 12.0, 12.5]
+        nc.createVariable("flags", "i1", ("x",))[:] = [-1, 0, 1, 2, 3]
+        labels = np.array(["ab", "cde", "", "f", "ghijkl"], dtype="S6")
+        nc.createVariable("label", "S1", ("x", "n"))[:] = netCDF4.stringtochar(labels)
+        nc.createVariable("count", "i4", ()).assignValue(42)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from esgf_ha.common.auth import issue_token
-from tests.datanode_data import DrsDataset, batch_for, write_dataset
+from tests.datanode_data import DrsDataset, batch_for, write_dataset, write_types_file
 from tests.servers import DataServer, IndexServer
 
 ROOT = "esg_dataroot"
@@ -23,6 +23,7 @@ class Site:
     public: DrsDataset
     restricted: DrsDataset
     missing: DrsDataset  # published for `other` only
+    ghost: DrsDataset  # published for both nodes, held by neither
     root: Path
     big: Path
 
@@ -41,6 +42,8 @@ def make_site(base: Path) -> Iterator[Site]:
     public = write_dataset(root, seed=1)
     restricted = write_dataset(secret, seed=2, variable_id="pr")
     missing = write_dataset(other_root, seed=3, experiment_id="ssp585")
+    ghost = write_dataset(base / "nowhere", seed=4, experiment_id="piControl")
+    write_types_file(root / "types" / "types.nc")
     big = root / "big" / "blob.bin"
     big.parent.mkdir()
     big.write_bytes(os.urandom(8 << 20))
@@ -63,10 +66,12 @@ def make_site(base: Path) -> Iterator[Site]:
         "datasets"
     ]
     batch["datasets"] += batch_for([missing], other.host, other.url)["datasets"]  # type: ignore[operator]
+    batch["datasets"] += batch_for([ghost], other.host, other.url)["datasets"]  # type: ignore[operator]
+    batch["datasets"] += batch_for([ghost], node.host, node.url)["datasets"]  # type: ignore[operator]
     r = index.publish(batch)
     assert r.status_code == 200, r.text
     try:
-        yield Site(index, node, other, public, restricted, missing, root, big)
+        yield Site(index, node, other, public, restricted, missing, ghost, root, big)
     finally:
         node.stop()
         other.stop()

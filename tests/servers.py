@@ -159,3 +159,6 @@ class DataServer:
 
     def stop(self) -> None:
         IndexServer.stop(self)  # type: ignore[arg-type]
+
+    def kill(self) -> None:
+        IndexServer.kill(self)  # type: ignore[arg-type]

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.datanode_site import ROOT, Site, make_site
 from tests.servers import DataServer
@@ -181,7 +184,9 @@ def test_redirect_to_a_site_holding_the_file(site: Site) -> None:
     with site.node.client(follow_redirects=False) as c:
         r = c.get(site.url(rel))
         assert r.status_code == 307
-        assert r.headers["location"] == f"{site.other.url}{site.url(rel)}"
+        target, _, query = r.headers["location"].partition("?")
+        assert target == f"{site.other.url}{site.url(rel)}"
+        assert query == "esgf_from=" + site.node.host.replace(":", "%3A")
         # unknown paths, DRS-shaped or not, are 404
         unknown = rel.replace("ssp585", "ssp126")
         assert c.get(site.url(unknown)).status_code == 404
@@ -189,6 +194,17 @@ def test_redirect_to_a_site_holding_the_file(site: Site) -> None:
     with site.node.client(follow_redirects=True) as c:
         r = c.get(site.url(rel))
         assert r.status_code == 200 and r.content == site.missing.paths[0].read_bytes()
+
+
+def test_no_redirect_loop_between_nodes_lacking_a_file(site: Site) -> None:
+    rel = site.ghost.rels[0]
+    with site.node.client(follow_redirects=False) as c:
+        first = c.get(site.url(rel))
+    assert first.status_code == 307 and first.headers["location"].startswith(site.other.url)
+    with httpx.Client(timeout=30, follow_redirects=False) as c:
+        second = c.get(first.headers["location"])
+    # the other node lacks it too and knows the first node was tried: no way back
+    assert second.status_code == 404, second.headers
 
 
 def test_health_and_metrics(site: Site) -> None:
@@ -237,21 +253,93 @@ def test_access_control_on_restricted_root(site: Site) -> None:
 
 
 def test_serve_data_cli_rejects_bad_settings(tmp_path: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "esgf_ha", "serve", "data", "--state-dir", str(tmp_path), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    from click.testing import CliRunner
 
-    help_text = run("--help").stdout
+    from esgf_ha.cli.main import cli
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["serve", "data", "--state-dir", str(tmp_path), *args])
+
+    help_text = run("--help").output
     assert "Examples:" in help_text and "--root" in help_text
     bad = run("--root", "nopath")
-    assert bad.returncode == 2 and "NAME=PATH" in bad.stderr
+    assert bad.exit_code == 2 and "NAME=PATH" in bad.output
     bad = run("--root", f"a={tmp_path}", "--restricted", "b")
-    assert bad.returncode == 2 and "unknown roots" in bad.stderr
+    assert bad.exit_code == 2 and "unknown roots" in bad.output
     bad = run("--root", f"a={tmp_path}", "--restricted", "a")
-    assert bad.returncode == 2 and "token" in bad.stderr
+    assert bad.exit_code == 2 and "token" in bad.output
     bad = run("--root", f"../x={tmp_path}")
-    assert bad.returncode == 2 and "root name" in bad.stderr
+    assert bad.exit_code == 2 and "root name" in bad.output
+    conf = tmp_path / "n.conf"
+    good = run("--root", f"a={tmp_path}", "--write-nginx-config", str(conf))
+    assert good.exit_code == 0 and "proxy_pass http://127.0.0.1:8090;" in conf.read_text()
+    bad = run(
+        "--root", f"a={tmp_path}", "--listen", "127.0.0.1:0", "--write-nginx-config", str(conf)
+    )
+    assert bad.exit_code == 2 and "fixed port" in bad.output
+
+
+_fuzz_text = st.text(alphabet=st.characters(codec="latin-1"), max_size=40)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    prefix=st.sampled_from(
+        ["/thredds/fileServer/", "/thredds/dodsC/", "/thredds/catalog/", "/thredds/catalog/esgcet/"]
+    ),
+    path=st.lists(_fuzz_text, max_size=5),
+    suffix=st.sampled_from(["", ".nc", ".dds", ".dods", "/catalog.xml", ".xml"]),
+    query=_fuzz_text,
+    range_header=st.text(
+        alphabet=st.characters(codec="latin-1", blacklist_categories=("Cc",)), max_size=40
+    ),
+)
+def test_fuzzed_requests_never_fail_on_the_server(
+    site: Site, prefix: str, path: list[str], suffix: str, query: str, range_header: str
+) -> None:
+    target = prefix + "/".join(quote(p, safe="") for p in path) + suffix
+    if query:
+        target += "?" + quote(query, safe="=&[]:,")
+    with site.node.client() as c:
+        r = c.get(target, headers={"Range": range_header.strip().encode("latin-1")})
+    assert r.status_code < 500, (target, r.text[:300])
+
+
+def test_killed_node_serves_again_after_restart(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f.bin").write_bytes(b"payload")
+    node = DataServer(tmp_path / "state", {ROOT: root}).start()
+    try:
+        node.kill()
+        node.start()
+        with node.client() as c:
+            assert c.get("/thredds/fileServer/esg_dataroot/f.bin").content == b"payload"
+    finally:
+        node.stop()
+
+
+def test_event_loop_sendfile_when_no_threads_are_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    body = os.urandom(5 << 20)
+    (root / "f.bin").write_bytes(body)
+    monkeypatch.setenv("ESGF_HA_DATA_SENDFILE_THREADS", "0")
+    node = DataServer(tmp_path / "state", {ROOT: root}).start()
+    try:
+        host, port = node.host.split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"GET /thredds/fileServer/esg_dataroot/f.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(65536)  # then hang up mid-transfer
+        with node.client() as c:
+            for _ in range(2):
+                assert c.get("/thredds/fileServer/esg_dataroot/f.bin").content == body
+            r = c.get("/thredds/fileServer/esg_dataroot/f.bin", headers={"Range": "bytes=7-70000"})
+            assert r.status_code == 206 and r.content == body[7:70001]
+        assert b"Traceback" not in node.log_path.read_bytes()  # type: ignore[union-attr]
+    finally:
+        node.stop()

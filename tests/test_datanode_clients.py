@@ -45,6 +45,12 @@ def test_siphon_top_master_and_dataset_catalogs(site: Site) -> None:
     assert first.id == f"{instance}.{names[0]}"
     with first.remote_open() as fh:
         assert fh.read() == site.public.paths[0].read_bytes()
+    with first.remote_access(service="OPENDAP", use_xarray=True) as remote:
+        assert remote["tas"].shape == (12, 4, 36)
+    # TDS's subset by ID (thredds_crawler asks for every leaf this way)
+    leaf = TDSCatalog(f"{dataset.catalog_url}?dataset={first.id}")
+    assert list(leaf.datasets) == [names[0]]
+    assert leaf.datasets[names[0]].access_urls["HTTPServer"] == first.access_urls["HTTPServer"]
 
 
 def test_dataset_catalog_properties(site: Site) -> None:
@@ -56,6 +62,7 @@ def test_dataset_catalog_properties(site: Site) -> None:
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/xml")
         assert c.get(url.replace("MRI-ESM2-0/", "OTHER/", 1)).status_code == 404
         assert c.get("/thredds/catalog/esgcet/a/b/nothing.v1.xml").status_code == 404
+        assert c.get(url, params={"dataset": "no.such.file.nc"}).status_code == 404
     ns = {"t": "http://www.unidata.ucar.edu/namespaces/thredds/InvCatalog/v1.0"}
     doc = ET.fromstring(r.content)
     top = doc.find("t:dataset", ns)
@@ -76,7 +83,8 @@ def test_siphon_directory_catalogs(site: Site) -> None:
     cat = TDSCatalog(f"{site.node.url}/thredds/catalog/{ROOT}/catalog.xml")
     assert "CMIP6" in cat.catalog_refs and "big" in cat.catalog_refs
     big = cat.catalog_refs["big"].follow()
-    assert "blob.bin" in big.datasets and ".hidden" not in big.datasets
+    assert "blob.bin" in big.datasets and "inside.bin" in big.datasets
+    assert ".hidden" not in big.datasets and "escape.txt" not in big.datasets
     rel_dir = site.public.rels[0].rsplit("/", 1)[0]
     leaf = TDSCatalog(f"{site.node.url}/thredds/catalog/{ROOT}/{rel_dir}/catalog.xml")
     assert sorted(leaf.datasets) == sorted(f.name for f in site.public.files)
@@ -100,6 +108,20 @@ def test_xarray_over_opendap(site: Site, engine: str) -> None:
             assert ds["time_bnds"].shape == (12, 2)
             assert ds.attrs["tracking_id"] == site.public.files[0].tracking_id
             assert ds["tas"].attrs["units"] == "K"
+
+
+@pytest.mark.parametrize("engine", ["pydap", "netcdf4"])
+def test_opendap_integer_char_and_scalar_variables(site: Site, engine: str) -> None:
+    url = f"{site.node.url}/thredds/dodsC/{ROOT}/types/types.nc"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with (
+            xr.open_dataset(url, engine=engine) as remote,
+            xr.open_dataset(site.root / "types" / "types.nc") as local,
+        ):
+            for name in ("packed", "flags", "label", "count"):
+                np.testing.assert_array_equal(remote[name].values, local[name].values)
+            assert remote["packed"].values[0] == 10.5  # scale_factor/add_offset applied
 
 
 def test_opendap_bad_requests(site: Site) -> None:
@@ -177,3 +199,17 @@ def test_wget_script_restricted_needs_a_token(site: Site, wget_script, tmp_path:
     assert allowed.returncode == 0, allowed.stderr
     for info, path in zip(site.restricted.files, site.restricted.paths, strict=True):
         assert (tmp_path / "allowed" / info.name).read_bytes() == path.read_bytes()
+
+
+def test_wget_script_resumes_a_partial_file(site: Site, wget_script, tmp_path: Path) -> None:
+    script = wget_script(f"{site.public.instance_id}|{site.node.host}")
+    work = tmp_path / "resume"
+    work.mkdir()
+    body = site.public.paths[0].read_bytes()
+    (work / site.public.files[0].name).write_bytes(body[: len(body) // 3])
+    ranged = 'esgf_data_requests_total{endpoint="fileServer",status="206"}'
+    before = _metric(site, ranged)
+    result = _run(script, work)
+    assert result.returncode == 0, result.stderr
+    assert (work / site.public.files[0].name).read_bytes() == body
+    assert _metric(site, ranged) == before + 1  # wget -c asked for the rest only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,6 +15,7 @@ from esgf_ha.common.logs import setup_logging
 Examples:
   esgf-ha serve index --role master --state-dir state/master --listen 127.0.0.1:8080
   esgf-ha serve index --role master --state-dir state/master --listen 0.0.0.0:8443 --tls
+  esgf-ha serve data --state-dir state/data --root esg_dataroot=/esg/data --index URL
 """
 )
 def serve() -> None:
@@ -307,6 +309,12 @@ written to <state-dir>/data.endpoint.json.
     show_default=True,
     help="HOST:PORT nginx listens on (with --write-nginx-config)",
 )
+@click.option(
+    "--nginx-dir",
+    type=click.Path(path_type=Path),
+    help="directory for nginx's pid file, temporary files and error log "
+    "(with --write-nginx-config; default: system locations)",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve_data(
     state_dir: Path,
@@ -325,6 +333,7 @@ def serve_data(
     accel_prefix: str | None,
     write_nginx_config: Path | None,
     nginx_listen: str,
+    nginx_dir: Path | None,
     log_level: str,
 ) -> None:
     """Serve data files, THREDDS catalogs and OPeNDAP from DRS directory trees."""
@@ -368,8 +377,18 @@ def serve_data(
     except ValidationError as exc:
         raise click.UsageError("; ".join(e["msg"] for e in exc.errors())) from None
     if write_nginx_config is not None:
+        where: dict[str, Any] = {}
+        if nginx_dir is not None:
+            nginx_dir = nginx_dir.resolve()
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+                (nginx_dir / kind).mkdir(parents=True, exist_ok=True)
+            where = {
+                "pid_file": str(nginx_dir / "nginx.pid"),
+                "error_log": str(nginx_dir / "error.log"),
+                "temp_dir": str(nginx_dir),
+            }
         try:
-            text = render_config(settings, nginx_listen)
+            text = render_config(settings, nginx_listen, **where)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--nginx-listen") from None
         write_nginx_config.write_text(text)

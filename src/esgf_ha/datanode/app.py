@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import anyio
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -37,18 +37,21 @@ from esgf_ha.datanode.errors import (
 from esgf_ha.datanode.files import (
     FileBody,
     FileStat,
+    SendfileThreads,
     digest_headers,
     if_range_holds,
     not_modified,
     parse_range,
 )
-from esgf_ha.datanode.paths import catalog_path, split
+from esgf_ha.datanode.paths import Located, catalog_path, split
 from esgf_ha.datanode.service import DataNode
 
 log = logging.getLogger("esgf_ha.datanode.http")
 Handler = Callable[[Request], Awaitable[Response]]
 # netCDF-C is not thread-safe: one OPeNDAP read at a time per process
 _NETCDF_LOCK = threading.Lock()
+VISITED = "esgf_from"  # query parameter naming the nodes a redirected request has seen
+MAX_HOPS = 16
 
 
 class Metrics:
@@ -95,6 +98,7 @@ def _content_type(name: str) -> str:
 def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
     metrics = Metrics()
     settings = node.settings
+    threads = SendfileThreads(settings.sendfile_threads)
 
     def authorize(request: Request, root: str) -> None:
         if root not in node.restricted:
@@ -123,6 +127,11 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
                         'scope="esgf:download"'
                     )
                 response = _error(exc.status, str(exc), {"WWW-Authenticate": challenge})
+            except Exception:
+                # not the client's fault (an unreadable file, a bug): logged with the trace,
+                # answered without it
+                log.exception("unexpected error", extra={"endpoint": endpoint})
+                response = _error(500, "internal error; see the data node's log")
             metrics.latency.labels(endpoint).observe(time.perf_counter() - began)
             metrics.requests.labels(endpoint, str(response.status_code)).inc()
             return response
@@ -133,6 +142,15 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
         counter = metrics.bytes.labels(endpoint)
         return lambda n: counter.inc(n)
 
+    async def redirect_target(request: Request, loc: Located) -> str:
+        # nodes already tried ride along in the query, so two nodes that both lack a file
+        # answer 404 instead of sending the client back and forth
+        tried = {h for h in request.query_params.get(VISITED, "").split(",")[:MAX_HOPS] if h}
+        own = _own_hosts(node, request)
+        target = await node.elsewhere(loc, own | tried)
+        sep = "&" if "?" in target else "?"
+        return f"{target}{sep}{urlencode({VISITED: ','.join(sorted(own | tried))})}"
+
     async def file_server(request: Request) -> Response:
         root, rel = split(request.path_params["path"])
         authorize(request, root)
@@ -140,9 +158,7 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
         if not rel or not loc.path.is_file():
             if loc.path.exists():
                 raise NotFound("not a file")
-            return RedirectResponse(
-                await node.elsewhere(loc, _own_hosts(node, request)), status_code=307
-            )
+            return RedirectResponse(await redirect_target(request, loc), status_code=307)
         try:
             stat = FileStat.of(loc.path)
         except OSError:
@@ -183,6 +199,7 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
             send_body=request.method != "HEAD",
             sendfile_min=settings.sendfile_min_bytes,
             chunk=settings.chunk_bytes,
+            threads=threads,
             on_sent=count_bytes("fileServer"),
         )
 
@@ -195,7 +212,7 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
         if path == "esgcet/catalog.xml":
             return await master_catalog(request)
         if path.startswith("esgcet/") and path.endswith(".xml"):
-            return await dataset_catalog(path)
+            return await dataset_catalog(path, request.query_params.get("dataset"))
         if path == "catalog.xml":
             return await top_catalog(request)
         if not path.endswith("/catalog.xml"):
@@ -206,7 +223,12 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
         if not loc.path.is_dir():
             raise NotFound("no such directory")
         body = await anyio.to_thread.run_sync(
-            catalog.directory_catalog, root, rel, loc.path, root in node.restricted
+            catalog.directory_catalog,
+            root,
+            rel,
+            loc.path,
+            node.roots[root],
+            root in node.restricted,
         )
         return Response(body, media_type=catalog.XML_TYPE)
 
@@ -226,7 +248,7 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
 
         return StreamingResponse(body(), media_type=catalog.XML_TYPE)
 
-    async def dataset_catalog(path: str) -> Response:
+    async def dataset_catalog(path: str, only: str | None) -> Response:
         if node.index is None:
             raise NotFound("this data node has no index to build dataset catalogs from")
         instance = path.rsplit("/", 1)[1].removesuffix(".xml")
@@ -240,6 +262,11 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
             str(catalog.first(f.get("publish_path")) or "").split("/", 1)[0] in node.restricted
             for f in files
         )
+        if only and only != instance:
+            leaf = [f for f in files if f.get("instance_id") == only]
+            if not leaf:
+                raise NotFound(f"no dataset {only[:200]!r} in this catalog")
+            return Response(catalog.file_catalog(leaf[0], restricted), media_type=catalog.XML_TYPE)
         body = catalog.dataset_catalog(dataset, files, restricted)
         return Response(body, media_type=catalog.XML_TYPE)
 

@@ -121,6 +121,45 @@ def _file_url_path(rec: dict[str, Any]) -> str | None:
     return None
 
 
+def _file_dataset(rec: dict[str, Any], metadata: str = "") -> list[str]:
+    url_path = _file_url_path(rec)
+    if url_path is None:
+        return []
+    size = rec.get("size", "")
+    mod = str(rec.get("timestamp", "")).replace("T", " ").rstrip("Z")
+    out = [
+        f"    <dataset name={quoteattr(str(rec.get('title', '')))}"
+        f" ID={quoteattr(str(rec.get('instance_id', '')))}"
+        f' urlPath={quoteattr(url_path)} serviceName="HTTPServer">\n',
+        metadata,
+    ]
+    fprops = [
+        ("file_id", rec.get("master_id", "")),
+        ("file_version", "1"),
+        ("size", size),
+        ("tracking_id", first(rec.get("tracking_id")) or ""),
+        ("mod_time", mod),
+        ("checksum", first(rec.get("checksum")) or ""),
+        ("checksum_type", first(rec.get("checksum_type")) or ""),
+    ]
+    out.extend("  " + _prop(k, v) for k, v in fprops if v != "")
+    out.append(f'      <dataSize units="bytes">{escape(str(size))}</dataSize>\n')
+    out.append("    </dataset>\n")
+    return out
+
+
+def file_catalog(rec: dict[str, Any], requires_auth: bool) -> str:
+    """One file of a dataset catalog alone (TDS's `?dataset=<ID>` subset, which
+    thredds_crawler asks for every leaf)."""
+    metadata = (
+        '      <metadata inherited="true"><serviceName>fileservice</serviceName></metadata>\n'
+    )
+    out = [_HEAD.format(name=quoteattr(str(rec.get("instance_id", "")))), _services(requires_auth)]
+    out.extend(_file_dataset(rec, metadata))
+    out.append("</catalog>\n")
+    return "".join(out)
+
+
 def dataset_catalog(
     dataset: dict[str, Any], files: list[dict[str, Any]], requires_auth: bool
 ) -> str:
@@ -141,34 +180,17 @@ def dataset_catalog(
     out.append("      <dataType>Grid</dataType>\n      <dataFormat>NetCDF</dataFormat>\n")
     out.append("    </metadata>\n")
     for rec in sorted(files, key=lambda r: str(r.get("title", ""))):
-        url_path = _file_url_path(rec)
-        if url_path is None:
-            continue
-        size = rec.get("size", "")
-        mod = str(rec.get("timestamp", "")).replace("T", " ").rstrip("Z")
-        out.append(
-            f"    <dataset name={quoteattr(str(rec.get('title', '')))}"
-            f" ID={quoteattr(str(rec.get('instance_id', '')))}"
-            f' urlPath={quoteattr(url_path)} serviceName="HTTPServer">\n'
-        )
-        fprops = [
-            ("file_id", rec.get("master_id", "")),
-            ("file_version", "1"),
-            ("size", size),
-            ("tracking_id", first(rec.get("tracking_id")) or ""),
-            ("mod_time", mod),
-            ("checksum", first(rec.get("checksum")) or ""),
-            ("checksum_type", first(rec.get("checksum_type")) or ""),
-        ]
-        out.extend("  " + _prop(k, v) for k, v in fprops if v != "")
-        out.append(f'      <dataSize units="bytes">{escape(str(size))}</dataSize>\n')
-        out.append("    </dataset>\n")
+        out.extend(_file_dataset(rec))
     out.append("  </dataset>\n</catalog>\n")
     return "".join(out)
 
 
-def directory_catalog(root: str, rel: str, directory: Path, requires_auth: bool) -> str:
-    """A datasetScan-like listing of one directory below a data root."""
+def directory_catalog(
+    root: str, rel: str, directory: Path, root_path: Path, requires_auth: bool
+) -> str:
+    """A datasetScan-like listing of one directory below a data root; entries that are
+    hidden or lead outside the root (symlinks) are left out, as the file server refuses them."""
+    real_root = os.path.realpath(root_path)
     here = f"{root}/{rel}" if rel else root
     out = [_HEAD.format(name=quoteattr(here)), _services(requires_auth)]
     out.append(f"  <dataset name={quoteattr(here)} ID={quoteattr(here)}>\n")
@@ -178,6 +200,10 @@ def directory_catalog(root: str, rel: str, directory: Path, requires_auth: bool)
     for entry in entries:
         if entry.name.startswith("."):
             continue
+        if entry.is_symlink():
+            target = os.path.realpath(entry.path)
+            if os.path.commonpath([real_root, target]) != real_root:
+                continue
         try:
             is_dir = entry.is_dir()
             st = entry.stat()

@@ -4,7 +4,9 @@ on plain HTTP (no copy through Python), large reads otherwise.
 Uvicorn does not implement the ASGI `http.response.zerocopy` extension, so the protocol we
 run (`SendfileProtocol`) puts itself into the request scope; the response tells h11 that
 `length` body bytes were sent (data passthrough with a placeholder, h11's documented way to
-use sendfile) and hands the socket to `loop.sendfile`, which flushes the headers first."""
+use sendfile), then a worker thread calls `os.sendfile` on the socket until the span is out
+(`loop.sendfile` from the event loop when the headers are still queued or all threads are
+busy). Threads let the kernel copies of parallel downloads use every core."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import base64
 import logging
 import os
 import re
+import select
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
@@ -20,7 +23,7 @@ from typing import Any
 
 import anyio
 import h11
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from esgf_ha.common.server import PeerCertProtocol
@@ -122,6 +125,40 @@ def if_range_holds(headers: Any, stat: FileStat) -> bool:
     return value is None or value.strip() in (stat.etag, stat.last_modified)
 
 
+class SendfileThreads:
+    """How many transfers may run `os.sendfile` in worker threads at once (made on first use:
+    a limiter belongs to the running event loop)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def free(self) -> anyio.CapacityLimiter | None:
+        if self.total <= 0:
+            return None
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.total)
+        return self._limiter if self._limiter.available_tokens else None
+
+
+def _blocking_sendfile(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
+    """sendfile on a non-blocking socket from a worker thread, waiting for room with poll."""
+    poller = select.poll()
+    poller.register(sock_fd, select.POLLOUT)
+    sent = 0
+    while sent < count:
+        try:
+            n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
+        except BlockingIOError:
+            if not poller.poll(60_000):
+                raise TimeoutError("the client stopped reading") from None
+            continue
+        if n == 0:
+            break
+        sent += n
+    return sent
+
+
 class _Span:
     """Stands for `n` body bytes that sendfile writes behind h11's back."""
 
@@ -146,6 +183,7 @@ class FileBody(Response):
         send_body: bool,
         sendfile_min: int,
         chunk: int,
+        threads: SendfileThreads | None = None,
         on_sent: Any = None,
     ) -> None:
         super().__init__(None, status_code=status_code, headers=headers)
@@ -157,13 +195,21 @@ class FileBody(Response):
         self.send_body = send_body
         self.sendfile_min = sendfile_min
         self.chunk = chunk
+        self.threads = threads
         self.on_sent = on_sent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fh = None
         if self.send_body and self.length:
             # opened before the status goes out: a file that vanished is still a clean 404
-            fh = await anyio.to_thread.run_sync(open, self.stat.path, "rb")
+            try:
+                fh = await anyio.to_thread.run_sync(open, self.stat.path, "rb")
+            except OSError:
+                gone = JSONResponse(
+                    {"ok": False, "status": 404, "error": "no such file"}, status_code=404
+                )
+                await gone(scope, receive, send)
+                return
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
@@ -180,7 +226,7 @@ class FileBody(Response):
             ):
                 sent = await self._sendfile(protocol, fh, send)
             else:
-                sent = await self._chunks(send, fh)
+                sent = await self._chunks_until_disconnect(receive, send, fh)
         finally:
             fh.close()
             if self.on_sent is not None:
@@ -188,9 +234,35 @@ class FileBody(Response):
 
     async def _sendfile(self, protocol: Any, fh: Any, send: Send) -> int:
         protocol.conn.send_with_data_passthrough(h11.Data(data=_Span(self.length)))  # type: ignore[arg-type]
-        loop = asyncio.get_running_loop()
+        transport = protocol.transport
+        sock = transport.get_extra_info("socket")
+        limiter = self.threads.free() if self.threads is not None else None
         try:
-            sent = await loop.sendfile(protocol.transport, fh, self.start, self.length)
+            if sock is None or transport.get_write_buffer_size() or limiter is None:
+                # headers still queued, or every sendfile thread busy: the event loop sends
+                loop = asyncio.get_running_loop()
+                sent = await loop.sendfile(transport, fh, self.start, self.length)
+            else:
+                # a thread per transfer: the kernel copies of several downloads run on
+                # several cores, and the event loop stays free for other requests
+                reading = transport.is_reading()
+                transport.pause_reading()
+                # our own descriptor for the socket: should the transport close its own
+                # meanwhile, the number cannot be reused under us
+                fd = os.dup(sock.fileno())
+                try:
+                    sent = await anyio.to_thread.run_sync(
+                        _blocking_sendfile,
+                        fd,
+                        fh.fileno(),
+                        self.start,
+                        self.length,
+                        limiter=limiter,
+                    )
+                finally:
+                    os.close(fd)
+                    if reading and not transport.is_closing():
+                        transport.resume_reading()
         except (ConnectionError, OSError, RuntimeError) as exc:
             # the client went away mid-transfer: nothing to clean up but the connection
             log.info("transfer aborted", extra={"path": str(self.stat.path), "error": str(exc)})
@@ -203,15 +275,30 @@ class FileBody(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return int(sent)
 
-    async def _chunks(self, send: Send, fh: Any) -> int:
+    async def _chunks_until_disconnect(self, receive: Receive, send: Send, fh: Any) -> int:
+        # uvicorn drops what is sent after the client left, so without this watcher a
+        # vanished client would still have the whole file read for it
+        sent = [0]
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            await self._chunks(send, fh, sent)
+            tg.cancel_scope.cancel()
+        return sent[0]
+
+    async def _chunks(self, send: Send, fh: Any, sent: list[int]) -> None:
         fd = fh.fileno()
-        offset, end, sent = self.start, self.start + self.length, 0
+        offset, end = self.start, self.start + self.length
         while offset < end:
             n = min(self.chunk, end - offset)
             data = await anyio.to_thread.run_sync(os.pread, fd, n, offset)
             if not data:
                 break  # the file shrank: the connection is closed by the short body
             offset += len(data)
-            sent += len(data)
+            sent[0] += len(data)
             await send({"type": "http.response.body", "body": data, "more_body": offset < end})
-        return sent

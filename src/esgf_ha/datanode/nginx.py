@@ -21,7 +21,7 @@ def render_config(
     pid_file: str = "/run/esgf-ha-nginx.pid",
     error_log: str = "stderr",
     temp_dir: str | None = None,
-    daemon: bool = True,
+    daemon: bool | None = None,
 ) -> str:
     """A complete nginx.conf; `temp_dir` keeps nginx's temporary files out of system paths
     (tests and benchmarks run it unprivileged in a scratch directory)."""
@@ -43,6 +43,9 @@ def render_config(
             f"            alias {real}/;\n"
             f"            sendfile on;\n"
             f"            tcp_nopush on;\n"
+            # an internal redirect drops the node's headers: carry the digests over
+            f"            add_header Digest $upstream_http_digest;\n"
+            f"            add_header Repr-Digest $upstream_http_repr_digest;\n"
             f"        }}\n"
         )
     temps = ""
@@ -52,9 +55,9 @@ def render_config(
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )
     listen_host = f"[{host}]" if ":" in host else host
+    daemon_line = "" if daemon is None else f"daemon {'on' if daemon else 'off'};\n"
     return f"""# written by `esgf-ha serve data --write-nginx-config`
-daemon {"on" if daemon else "off"};
-worker_processes auto;
+{daemon_line}worker_processes auto;
 pid {pid_file};
 error_log {error_log} warn;
 events {{ worker_connections 1024; }}

@@ -6,10 +6,10 @@ type — the shape both xarray engines (pydap and netCDF-C) read, scalar coordin
 CMIP6 `height` included. Hyperslabs `var[start:stride:stop]` (or `[i]`, `[start:stop]`) are
 applied per variable; selections (`&...`) are not supported.
 
-XDR encoding (DAP2 §7.3): arrays are two big-endian uint32 element counts then the values;
-16-bit integers travel as 32-bit; bytes are packed and padded to 4; strings are a uint32
-length, the bytes and padding. Types DAP2 lacks are widened: int8 → Int16, 64-bit integers
-→ Float64 (documented in docs/data-node.md)."""
+XDR encoding (DAP2 §7.3): numeric arrays are two big-endian uint32 element counts then the
+values; 16-bit integers travel as 32-bit; bytes are packed and padded to 4; string arrays carry
+their count once, then per string a uint32 length, the bytes and padding. Types DAP2 lacks
+are widened: int8 → Int16, 64-bit integers → Float64 (documented in docs/data-node.md)."""
 
 from __future__ import annotations
 
@@ -237,7 +237,8 @@ class OpendapFile:
 
 
 def _xdr_strings(values: list[bytes], *, scalar: bool) -> bytes:
-    out = [] if scalar else [struct.pack(">II", len(values), len(values))]
+    # unlike numbers, a string array carries its element count once (libdap's Vector)
+    out = [] if scalar else [struct.pack(">I", len(values))]
     for v in values:
         out.append(struct.pack(">I", len(v)) + v + b"\0" * (-len(v) % 4))
     return b"".join(out)

@@ -45,6 +45,9 @@ class DataSettings(BaseSettings):
     sendfile_min_bytes: int = Field(
         64 * 1024, description="bodies at least this large go out with sendfile (plain HTTP)"
     )
+    sendfile_threads: int = Field(
+        64, ge=0, description="transfers sent from worker threads at once (0: event loop only)"
+    )
     chunk_bytes: int = Field(1024 * 1024, description="read size when sendfile is not used")
     opendap_max_bytes: int = Field(
         512 * 1024 * 1024, description="largest OPeNDAP data response (413 above)"
