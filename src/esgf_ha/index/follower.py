@@ -100,6 +100,7 @@ class Follower:
         self._contact_saved = self.last_contact or 0.0
         self.started_at = started_at or time.time()
         self.unreachable_since: float | None = None
+        self.contacted = False  # in this run
         self.refused: str | None = None
         self.upstream_seq: int | None = None
         self.pending_at: float | None = None
@@ -142,11 +143,11 @@ class Follower:
     # -- status -------------------------------------------------------------------------------
     def lag(self, now: float | None = None) -> float:
         now = time.time() if now is None else now
-        if self.unreachable_since is not None or self.refused is not None:
+        if self.unreachable_since is not None or self.refused is not None or not self.contacted:
+            # nothing is known since the last contact (from a previous run, if none in this
+            # one); never contacted at all: the data are as old as the newest entry held
             known = self.last_contact
             if known is None:
-                # never reached in this run or before: the data are at least as old as the
-                # newest entry we hold, and nothing is known since this process started
                 last_at = self.service.read(lambda store: store.last_change())[1]
                 known = last_at if last_at is not None else self.started_at
             if self.pending_at is not None:
@@ -154,8 +155,6 @@ class Follower:
             return max(0.0, now - known)
         if self.pending_at is not None:
             return max(0.0, now - self.pending_at)
-        if self.last_contact is None:
-            return max(0.0, now - self.started_at)
         return 0.0
 
     def state(self) -> str:
@@ -167,7 +166,7 @@ class Follower:
             return "bootstrapping"
         if self.paused:
             return "paused"
-        if self.last_contact is None or self.upstream_seq is None:
+        if not self.contacted:
             return "connecting"
         return "following"
 
@@ -306,6 +305,7 @@ class Follower:
             log.info("upstream reachable again", extra={"upstream": self.upstream})
         self.unreachable_since = None
         self.refused = None
+        self.contacted = True
         self.last_contact = time.time()
         if self.last_contact - self._contact_saved > 5:
             self._save_state()
