@@ -284,6 +284,45 @@ def test_verify_names_the_records_that_differ(chain: list[IndexServer]) -> None:
     assert "1 differences" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["replication"],
+        ["replication", "pause"],
+        ["replication", "resume"],
+        ["replication", "status"],
+        ["index"],
+        ["index", "verify"],
+    ],
+)
+def test_help_has_examples(command: list[str]) -> None:
+    result = _cli(*command, "--help")
+    assert result.returncode == 0
+    assert "Examples:" in result.stdout and "esgf-ha " in result.stdout
+
+
+def test_cli_errors_are_clear(chain: list[IndexServer]) -> None:
+    master = chain[0]
+    result = _cli("replication", "pause", "--replica", "http://127.0.0.1:9", "--token", "t")
+    assert result.returncode == 1 and "cannot reach" in result.stderr
+    result = _cli("replication", "pause", "--replica", master.url, "--token", "junk")
+    assert result.returncode == 1 and "HTTP 401" in result.stderr
+    result = _cli("index", "verify", "--master", master.url, "--replica", master.url)
+    assert result.returncode == 2 and "--token" in result.stderr
+    result = _cli(
+        "index",
+        "verify",
+        "--master",
+        master.url,
+        "--replica",
+        "http://127.0.0.1:9",
+        "--token",
+        master.token("esgf:replicate"),
+    )
+    assert result.returncode == 2 and "replica" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_replica_needs_upstream_and_token(tmp_path: Path) -> None:
     r = _cli("serve", "index", "--role", "replica", "--state-dir", str(tmp_path))
     assert r.returncode != 0 and "--upstream" in r.stderr
