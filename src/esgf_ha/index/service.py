@@ -244,10 +244,20 @@ class IndexService:
             counts[core] = 0
             for chunk in _chunks(records, 50_000):
                 normalized = [normalize_record(r) for r in chunk]
-                with self.lock.write():
-                    slots = self.store.bulk_insert(core, normalized)
-                    self.cores[core].add_many(slots, normalized)
-                    self.seq = self.store.last_seq()
+
+                # same lock order as every write: the store's, then the search lock
+                def commit(
+                    txn: Transaction,
+                    do_commit: Callable[[], None],
+                    core: str = core,
+                    normalized: list[dict[str, object]] = normalized,
+                ) -> None:
+                    with self.lock.write():
+                        do_commit()
+                        self.cores[core].add_many(txn.bulk_slots, normalized)
+                        self.seq = self.store.last_seq()
+
+                self.store.bulk_insert(core, normalized, commit)
                 self._notify()
                 counts[core] += len(normalized)
         self.save_snapshot()
