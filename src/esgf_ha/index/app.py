@@ -486,7 +486,7 @@ def create_app(
 
     async def replication_resume(request: Request) -> Response:
         target = following(request)
-        target.resume()
+        await run_in_threadpool(target.resume)
         return JSONResponse({"ok": True, "paused": False, "seq": service.seq})
 
     async def livez(request: Request) -> Response:
