@@ -99,6 +99,9 @@ class Follower:
         self.last_contact: float | None = _float(saved.get("last_contact"))
         self._contact_saved = self.last_contact or 0.0
         self.started_at = started_at or time.time()
+        # commit time of the newest entry held (kept here: lag() runs on the event loop
+        # and must not wait for the store)
+        self.held_at: float | None = service.store.last_change()[1]
         self.unreachable_since: float | None = None
         self.contacted = False  # in this run
         self.refused: str | None = None
@@ -148,8 +151,7 @@ class Follower:
             # one); never contacted at all: the data are as old as the newest entry held
             known = self.last_contact
             if known is None:
-                last_at = self.service.read(lambda store: store.last_change())[1]
-                known = last_at if last_at is not None else self.started_at
+                known = self.held_at if self.held_at is not None else self.started_at
             if self.pending_at is not None:
                 known = min(known, self.pending_at)
             return max(0.0, now - known)
@@ -280,6 +282,7 @@ class Follower:
         )
         self.applied_records += count
         self.applied_entries += 1
+        self.held_at = float(change["at"])
 
     def _bootstrap(self, reason: str) -> None:
         log.warning("bootstrapping from the upstream snapshot", extra={"reason": reason})
@@ -293,6 +296,7 @@ class Follower:
         finally:
             self.bootstrapping = False
         self.bootstraps += 1
+        self.held_at = self.service.read(lambda store: store.last_change())[1]
         self.last_bootstrap = f"{_iso(time.time())}: {reason}"
         self.pending_at = None
         log.warning(
