@@ -9,11 +9,13 @@ CLI, and `esgf-ha index verify` both agreeing and naming differences.
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,6 +136,16 @@ def test_search_headers_and_changes_feed(chain: list[IndexServer]) -> None:
             "/api/v1/changes", params={"since": 0, "limit": 2}, headers=first.auth("esgf:replicate")
         ).json()
     assert mirror["changes"] == feed["changes"]
+    # what replicas ask for: the payload as stored, compressed
+    with master.client() as c:
+        packed = c.get(
+            "/api/v1/changes",
+            params={"since": 0, "limit": 2, "encoding": "zlib"},
+            headers=master.auth("esgf:replicate"),
+        ).json()
+    entry = packed["changes"][0]
+    assert "payload" not in entry
+    assert orjson.loads(zlib.decompress(base64.b64decode(entry["z"]))) == first_entry["payload"]
 
 
 @pytest.mark.parametrize(
@@ -166,6 +178,7 @@ def test_replication_endpoints_need_the_replicate_scope(
         ({"limit": "100000"}, "limit must be between"),
         ({"wait": "soon"}, "wait must be a number"),
         ({"wait": "3600"}, "wait must be between"),
+        ({"encoding": "gzip"}, "encoding must be json or zlib"),
     ],
 )
 def test_bad_changes_parameters_get_400(

@@ -19,6 +19,7 @@ upstream cannot be reached, at least the time since the last successful contact.
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import ssl
@@ -32,6 +33,7 @@ import orjson
 
 from esgf_ha.index.bootstrap import SnapshotError, download_snapshot
 from esgf_ha.index.service import IndexService
+from esgf_ha.index.store import decode_payload
 
 log = logging.getLogger("esgf_ha.index.follower")
 STATE_FILE = "replication.json"
@@ -222,7 +224,12 @@ class Follower:
         paused = self.paused
         # an empty replica only needs to know whether there is anything to copy
         probe = paused or (since == 0 and self.upstream_seq != 0)
-        params = {"since": since, "limit": 0 if probe else LIMIT, "wait": 0 if probe else WAIT}
+        params = {
+            "since": since,
+            "limit": 0 if probe else LIMIT,
+            "wait": 0 if probe else WAIT,
+            "encoding": "zlib",
+        }
         r = self.client.get("/api/v1/changes", params=params)
         if r.status_code in (401, 403):
             self.refused = f"HTTP {r.status_code} {_error_text(r)}"
@@ -277,8 +284,14 @@ class Follower:
         if seq != self.service.seq + 1 and self.service.seq != 0:
             # the upstream's log has no gaps; a gap means it is not the log we follow
             raise UpstreamError(f"upstream entry {seq} does not follow {self.service.seq}")
+        stored: bytes | None = None
+        if "z" in change:
+            stored = base64.b64decode(change["z"])
+            body = orjson.loads(decode_payload(stored))
+        else:
+            body = change["payload"]
         count = self.service.apply_upstream(
-            seq, float(change["at"]), str(change["kind"]), change["payload"]
+            seq, float(change["at"]), str(change["kind"]), body, stored
         )
         self.applied_records += count
         self.applied_entries += 1
