@@ -314,6 +314,12 @@ def bootstrap(root: pathlib.Path, scale: str) -> dict:
     }
 
 
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of a process onto one CPU (affinity is per thread on Linux)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})
+
+
 class _Skip(Exception):
     pass
 
@@ -325,6 +331,12 @@ def main() -> None:
     ap.add_argument("--batch-files", type=int, default=2000)
     ap.add_argument("--search-seconds", type=float, default=20.0)
     ap.add_argument("--bootstrap-scale", default="100k")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="part 3: master and this client on CPU 1, the measured replica on CPU 0 "
+        "(as if the master ran elsewhere)",
+    )
     ap.add_argument("--skip-bootstrap", action="store_true", help="parts 1-3 only")
     ap.add_argument("--only-bootstrap", action="store_true", help="part 4 only")
     ap.add_argument("--state-dir", type=pathlib.Path, help="keep state here (default: temp)")
@@ -350,9 +362,15 @@ def main() -> None:
         for other in replicas[1:]:
             caught_up(other, master, timeout=300)
             post(other, "/api/v1/replication/pause")
+        if args.pin:
+            for server, cpu in ((master, 1), (replicas[0], 0)):
+                assert server.proc is not None
+                pin(server.proc.pid, cpu)
+            pin(os.getpid(), 1)
         results["search_under_stream"] = r3 = search_under_stream(
             master, replicas[0], args.search_seconds, args.batch_files
         )
+        r3["pinned"] = args.pin
         console.print(f"[bold]3. search on a replica, idle vs applying a stream[/]: {r3}")
     except _Skip:
         pass

@@ -9,11 +9,13 @@ CLI, and `esgf-ha index verify` both agreeing and naming differences.
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,6 +136,16 @@ def test_search_headers_and_changes_feed(chain: list[IndexServer]) -> None:
             "/api/v1/changes", params={"since": 0, "limit": 2}, headers=first.auth("esgf:replicate")
         ).json()
     assert mirror["changes"] == feed["changes"]
+    # what replicas ask for: the payload as stored, compressed
+    with master.client() as c:
+        packed = c.get(
+            "/api/v1/changes",
+            params={"since": 0, "limit": 2, "encoding": "zlib"},
+            headers=master.auth("esgf:replicate"),
+        ).json()
+    entry = packed["changes"][0]
+    assert "payload" not in entry
+    assert orjson.loads(zlib.decompress(base64.b64decode(entry["z"]))) == first_entry["payload"]
 
 
 @pytest.mark.parametrize(
@@ -166,6 +178,7 @@ def test_replication_endpoints_need_the_replicate_scope(
         ({"limit": "100000"}, "limit must be between"),
         ({"wait": "soon"}, "wait must be a number"),
         ({"wait": "3600"}, "wait must be between"),
+        ({"encoding": "gzip"}, "encoding must be json or zlib"),
     ],
 )
 def test_bad_changes_parameters_get_400(
@@ -282,6 +295,45 @@ def test_verify_names_the_records_that_differ(chain: list[IndexServer]) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"File {victim}: missing on replica" in result.stdout
     assert "1 differences" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["replication"],
+        ["replication", "pause"],
+        ["replication", "resume"],
+        ["replication", "status"],
+        ["index"],
+        ["index", "verify"],
+    ],
+)
+def test_help_has_examples(command: list[str]) -> None:
+    result = _cli(*command, "--help")
+    assert result.returncode == 0
+    assert "Examples:" in result.stdout and "esgf-ha " in result.stdout
+
+
+def test_cli_errors_are_clear(chain: list[IndexServer]) -> None:
+    master = chain[0]
+    result = _cli("replication", "pause", "--replica", "http://127.0.0.1:9", "--token", "t")
+    assert result.returncode == 1 and "cannot reach" in result.stderr
+    result = _cli("replication", "pause", "--replica", master.url, "--token", "junk")
+    assert result.returncode == 1 and "HTTP 401" in result.stderr
+    result = _cli("index", "verify", "--master", master.url, "--replica", master.url)
+    assert result.returncode == 2 and "--token" in result.stderr
+    result = _cli(
+        "index",
+        "verify",
+        "--master",
+        master.url,
+        "--replica",
+        "http://127.0.0.1:9",
+        "--token",
+        master.token("esgf:replicate"),
+    )
+    assert result.returncode == 2 and "replica" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_replica_needs_upstream_and_token(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from tests.replicas import (
     caught_up,
@@ -187,6 +188,15 @@ def test_upstream_unreachable_then_back_loses_and_doubles_nothing(tmp_path: Path
         with replica.client() as c:
             lag = float(c.get("/esg-search/search").headers["X-ESGF-Replication-Lag"])
         assert lag > 2
+        # a restart while the master is away does not make the replica look fresh
+        replica.stop()
+        with pytest.raises(RuntimeError):
+            replica.start(timeout=3)
+        info = orjson.loads((replica.state_dir / "index.endpoint.json").read_bytes())
+        replica.url = info["url"]
+        again = not_ready()
+        assert again is not None and again["lag"] > lag
+        assert replica.search(id=dataset_id(first))["response"]["numFound"] == 1
         master = start_master(master.state_dir, port)
         for seed in (2, 3, 4):
             assert master.publish(one_dataset(seed=seed)).status_code == 200

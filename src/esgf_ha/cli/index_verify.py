@@ -7,22 +7,25 @@ import httpx
 
 from esgf_ha.index.verify import VerifyError, compare
 
-
-@click.group()
-def index() -> None:
-    """Operate on index nodes."""
-
-
-@index.command(
-    "verify",
-    epilog="""\b
+VERIFY_EXAMPLES = """\b
 Examples:
   esgf-ha index verify --master http://127.0.0.1:8080 --replica http://127.0.0.1:8081 \\
       --master-token $(esgf-ha token issue --state-dir state/master --scope esgf:replicate) \\
       --replica-token $(esgf-ha token issue --state-dir state/replica1 --scope esgf:replicate)
   esgf-ha index verify --master https://index.example.org --replica https://r1.example.org \\
       --token $FEDERATION_TOKEN      # one token both accept (external issuer)
+"""
 
+
+@click.group(epilog=VERIFY_EXAMPLES)
+def index() -> None:
+    """Operate on index nodes."""
+
+
+@index.command(
+    "verify",
+    epilog=VERIFY_EXAMPLES
+    + """
 Exit status: 0 identical, 1 differences found (listed), 2 an index could not be asked.
 """,
 )

@@ -421,7 +421,10 @@ def create_app(
             raise BadRequest(f"wait must be between 0 and {MAX_WAIT:.0f} seconds")
         if wait and limit:
             await feed.wait_beyond(lambda: service.seq, since, wait)
-        query = ChangesQuery(since, limit, wait)
+        encoding = request.query_params.get("encoding", "json")
+        if encoding not in ("json", "zlib"):
+            raise BadRequest(f"encoding must be json or zlib, got {encoding!r}")
+        query = ChangesQuery(since, limit, wait, compressed=encoding == "zlib")
         body = await run_in_threadpool(service.read, lambda store: encode_changes(store, query))
         return Response(body, media_type="application/json")
 
@@ -486,7 +489,7 @@ def create_app(
 
     async def replication_resume(request: Request) -> Response:
         target = following(request)
-        target.resume()
+        await run_in_threadpool(target.resume)
         return JSONResponse({"ok": True, "paused": False, "seq": service.seq})
 
     async def livez(request: Request) -> Response:

@@ -19,6 +19,7 @@ upstream cannot be reached, at least the time since the last successful contact.
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import ssl
@@ -32,6 +33,7 @@ import orjson
 
 from esgf_ha.index.bootstrap import SnapshotError, download_snapshot
 from esgf_ha.index.service import IndexService
+from esgf_ha.index.store import decode_payload
 
 log = logging.getLogger("esgf_ha.index.follower")
 STATE_FILE = "replication.json"
@@ -99,7 +101,11 @@ class Follower:
         self.last_contact: float | None = _float(saved.get("last_contact"))
         self._contact_saved = self.last_contact or 0.0
         self.started_at = started_at or time.time()
+        # commit time of the newest entry held (kept here: lag() runs on the event loop
+        # and must not wait for the store)
+        self.held_at: float | None = service.store.last_change()[1]
         self.unreachable_since: float | None = None
+        self.contacted = False  # in this run
         self.refused: str | None = None
         self.upstream_seq: int | None = None
         self.pending_at: float | None = None
@@ -142,20 +148,17 @@ class Follower:
     # -- status -------------------------------------------------------------------------------
     def lag(self, now: float | None = None) -> float:
         now = time.time() if now is None else now
-        if self.unreachable_since is not None or self.refused is not None:
+        if self.unreachable_since is not None or self.refused is not None or not self.contacted:
+            # nothing is known since the last contact (from a previous run, if none in this
+            # one); never contacted at all: the data are as old as the newest entry held
             known = self.last_contact
             if known is None:
-                # never reached in this run or before: the data are at least as old as the
-                # newest entry we hold, and nothing is known since this process started
-                last_at = self.service.read(lambda store: store.last_change())[1]
-                known = last_at if last_at is not None else self.started_at
+                known = self.held_at if self.held_at is not None else self.started_at
             if self.pending_at is not None:
                 known = min(known, self.pending_at)
             return max(0.0, now - known)
         if self.pending_at is not None:
             return max(0.0, now - self.pending_at)
-        if self.last_contact is None:
-            return max(0.0, now - self.started_at)
         return 0.0
 
     def state(self) -> str:
@@ -167,7 +170,7 @@ class Follower:
             return "bootstrapping"
         if self.paused:
             return "paused"
-        if self.last_contact is None or self.upstream_seq is None:
+        if not self.contacted:
             return "connecting"
         return "following"
 
@@ -221,7 +224,12 @@ class Follower:
         paused = self.paused
         # an empty replica only needs to know whether there is anything to copy
         probe = paused or (since == 0 and self.upstream_seq != 0)
-        params = {"since": since, "limit": 0 if probe else LIMIT, "wait": 0 if probe else WAIT}
+        params = {
+            "since": since,
+            "limit": 0 if probe else LIMIT,
+            "wait": 0 if probe else WAIT,
+            "encoding": "zlib",
+        }
         r = self.client.get("/api/v1/changes", params=params)
         if r.status_code in (401, 403):
             self.refused = f"HTTP {r.status_code} {_error_text(r)}"
@@ -276,11 +284,18 @@ class Follower:
         if seq != self.service.seq + 1 and self.service.seq != 0:
             # the upstream's log has no gaps; a gap means it is not the log we follow
             raise UpstreamError(f"upstream entry {seq} does not follow {self.service.seq}")
+        stored: bytes | None = None
+        if "z" in change:
+            stored = base64.b64decode(change["z"])
+            body = orjson.loads(decode_payload(stored))
+        else:
+            body = change["payload"]
         count = self.service.apply_upstream(
-            seq, float(change["at"]), str(change["kind"]), change["payload"]
+            seq, float(change["at"]), str(change["kind"]), body, stored
         )
         self.applied_records += count
         self.applied_entries += 1
+        self.held_at = float(change["at"])
 
     def _bootstrap(self, reason: str) -> None:
         log.warning("bootstrapping from the upstream snapshot", extra={"reason": reason})
@@ -294,6 +309,7 @@ class Follower:
         finally:
             self.bootstrapping = False
         self.bootstraps += 1
+        self.held_at = self.service.read(lambda store: store.last_change())[1]
         self.last_bootstrap = f"{_iso(time.time())}: {reason}"
         self.pending_at = None
         log.warning(
@@ -306,6 +322,7 @@ class Follower:
             log.info("upstream reachable again", extra={"upstream": self.upstream})
         self.unreachable_since = None
         self.refused = None
+        self.contacted = True
         self.last_contact = time.time()
         if self.last_contact - self._contact_saved > 5:
             self._save_state()

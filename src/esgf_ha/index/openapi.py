@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from esgf_ha.index import openapi_replication
+
 _ERROR = {
     "type": "object",
     "properties": {
@@ -184,5 +186,6 @@ def document(version: str) -> dict[str, Any]:
                     }
                 }
             },
+            **openapi_replication.paths(),
         },
     }

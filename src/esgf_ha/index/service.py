@@ -135,7 +135,14 @@ class IndexService:
         )
         self._notify()
 
-    def apply_upstream(self, seq: int, at: float, kind: str, body: dict[str, object]) -> int:
+    def apply_upstream(
+        self,
+        seq: int,
+        at: float,
+        kind: str,
+        body: dict[str, object],
+        stored: bytes | None = None,
+    ) -> int:
         """Apply one upstream change-log entry in one transaction; the number of records.
 
         The entry is logged under the upstream's seq and time, so this index's position is
@@ -148,8 +155,9 @@ class IndexService:
         # the stored form of every record is computed before taking the write lock
         puts = [Prepared(core, records) for core, records in by_core.items()]
         dels = [[str(core), str(i)] for core, i in body.get("del", ())]  # type: ignore[attr-defined]
-        # replicas keep log payloads uncompressed: compressing again would slow every apply
-        payload = orjson.dumps(body)
+        # kept as the upstream stored it when it came so (compressed); compressing a decoded
+        # payload again would slow every apply, so such payloads are kept as JSON
+        payload = stored if stored is not None else orjson.dumps(body)
 
         def operation(txn: Transaction) -> None:
             txn.apply_effect(puts, dels)
@@ -245,10 +253,20 @@ class IndexService:
                 counts[core] = 0
                 for chunk in _chunks(records, 50_000):
                     normalized = [normalize_record(r) for r in chunk]
-                    with self.lock.write():
-                        slots = self.store.bulk_insert(core, normalized)
-                        self.cores[core].add_many(slots, normalized)
-                        self.seq = self.store.last_seq()
+
+                    # same lock order as every write: the store's, then the search lock
+                    def commit(
+                        txn: Transaction,
+                        do_commit: Callable[[], None],
+                        core: str = core,
+                        normalized: list[dict[str, object]] = normalized,
+                    ) -> None:
+                        with self.lock.write():
+                            do_commit()
+                            self.cores[core].add_many(txn.bulk_slots, normalized)
+                            self.seq = self.store.last_seq()
+
+                    self.store.bulk_insert(core, normalized, commit)
                     self._notify()
                     counts[core] += len(normalized)
         self.save_snapshot()

@@ -149,6 +149,7 @@ class Transaction:
         self.changes: list[tuple[str, dict[str, object]]] = []
         # a replica applying an upstream entry: (seq, at, kind, payload) logged verbatim
         self.upstream: tuple[int, float, str, bytes] | None = None
+        self.bulk_slots: list[int] = []
 
     def get(self, core: str, record_id: str) -> tuple[int, dict[str, object]] | None:
         row = self.conn.execute(
@@ -375,14 +376,20 @@ class Store:
                 if not done:
                     conn.execute("ROLLBACK")
 
-    def bulk_insert(self, core: str, records: Iterable[dict[str, object]]) -> list[int]:
-        """Insert many records in one transaction (no change-log entry per record)."""
+    def bulk_insert(
+        self,
+        core: str,
+        records: Iterable[dict[str, object]],
+        commit: Callable[[Transaction, Callable[[], None]], None] | None = None,
+    ) -> list[int]:
+        """Insert many records in one transaction (no change-log entry per record); their
+        slots are also in `txn.bulk_slots` for a `commit` hook (see `transaction`)."""
         # The log records only that a bulk load happened, not its records (millions at once):
         # a replica that meets a "bulk" entry bootstraps from a snapshot instead of replaying.
-        with self.transaction() as txn:
-            slots = _insert_many(txn.conn, Prepared(core, records))
-            txn.log("bulk", {"core": core, "count": len(slots)})
-        return slots
+        with self.transaction(commit) as txn:
+            txn.bulk_slots = _insert_many(txn.conn, Prepared(core, records))
+            txn.log("bulk", {"core": core, "count": len(txn.bulk_slots)})
+        return txn.bulk_slots
 
     # -- reading ------------------------------------------------------------------------------
     def reader(self) -> sqlite3.Connection:
