@@ -38,7 +38,13 @@ index :8080 and data node :8081); Linux routes all of 127.0.0.0/8 to loopback.
     "kill a site under load and check the DNS failover; exit 0 only if all held",
 )
 @click.option("--json", "as_json", is_flag=True, help="with --check: print the figures as JSON")
-def demo(state_dir: Path | None, datasets: int, check: bool, as_json: bool) -> None:
+@click.option(
+    "--dns-port",
+    default=8053,
+    show_default=True,
+    help="port of the demo's DNS on 127.0.1.1 (53 lets a system resolver use it)",
+)
+def demo(state_dir: Path | None, datasets: int, check: bool, as_json: bool, dns_port: int) -> None:
     """Three sites, a master and a health-checked DNS on loopback, with sample data."""
     from esgf_ha.common.logs import setup_logging
     from esgf_ha.federation.demo import Demo, DemoFailed, summary_line
@@ -50,7 +56,7 @@ def demo(state_dir: Path | None, datasets: int, check: bool, as_json: bool) -> N
         temp = Path(tempfile.mkdtemp(prefix="esgf-ha-demo-"))
         state_dir = temp
     scenario = Demo(state_dir.resolve(), say=lambda text: click.echo(text, err=True),
-                    datasets=datasets)  # fmt: skip
+                    datasets=datasets, dns_port=dns_port)  # fmt: skip
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         scenario.start()
@@ -76,7 +82,7 @@ def demo(state_dir: Path | None, datasets: int, check: bool, as_json: bool) -> N
                 raise click.ClickException("demo check failed")
             click.echo("demo check passed", err=True)
             return
-        click.echo(scenario.tour())
+        click.echo(scenario.tour(), nl=False)
         click.echo("Press Ctrl-C to stop the federation.", err=True)
         scenario.supervisor.run()
     except DemoFailed as exc:

@@ -46,7 +46,7 @@ class DemoFailed(RuntimeError):
     pass
 
 
-def write_config(state_dir: Path) -> Path:
+def write_config(state_dir: Path, dns_port: int = DNS_PORT) -> Path:
     config = {
         "name": "esgf-ha-demo",
         "state_dir": str(state_dir / "state"),
@@ -69,10 +69,10 @@ def write_config(state_dir: Path) -> Path:
         "dns": {
             "zone": ZONE,
             "address": MASTER_ADDRESS,
-            "port": DNS_PORT,
+            "port": dns_port,
             "http_port": DNS_HTTP_PORT,
             "ttl": 2,
-            "max_records": 1,
+            "max_records": len(SITES),  # all healthy sites, shuffled: clients try the next
         },  # fmt: skip
         "health": {"interval": 0.5, "timeout": 0.5, "failures": 2, "recoveries": 1},
     }
@@ -111,12 +111,13 @@ class Demo:
     state_dir: Path
     say: Callable[[str], None]
     datasets: int = 6
+    dns_port: int = DNS_PORT
     config: FederationConfig = field(init=False)
     supervisor: Supervisor = field(init=False)
     files: list[tuple[str, int, str]] = field(default_factory=list)  # path, size, sha256
 
     def start(self) -> None:
-        config_path = write_config(self.state_dir)
+        config_path = write_config(self.state_dir, self.dns_port)
         self.config = load_config(config_path)
         root_a = self.config.sites[0].data_roots[ROOT]
         if not root_a.exists():
@@ -206,17 +207,17 @@ class Demo:
         path = self.files[0][0] if self.files else "/thredds/fileServer/..."
         a, b, c = SITES.values()
         return f"""
-The federation is up: master {master_url(self.config)}, DNS {MASTER_ADDRESS}:{DNS_PORT}
+The federation is up: master {master_url(self.config)}, DNS {MASTER_ADDRESS}:{self.dns_port}
 (zone {ZONE}), sites {", ".join(f"{n} {addr}" for n, addr in SITES.items())}.
 
 Ask our DNS which sites serve you (the healthy ones in random order, TTL 2 s):
-  dig @{MASTER_ADDRESS} -p {DNS_PORT} search.esgf.test A +short
-  dig @{MASTER_ADDRESS} -p {DNS_PORT} data.esgf.test A +short
+  dig @{MASTER_ADDRESS} -p {self.dns_port} search.esgf.test A +short
+  dig @{MASTER_ADDRESS} -p {self.dns_port} data.esgf.test A +short
 
 Search and download through the service names (curl resolves them with our DNS's answer):
-  IP=$(dig @{MASTER_ADDRESS} -p {DNS_PORT} search.esgf.test A +short | head -1)
+  IP=$(dig @{MASTER_ADDRESS} -p {self.dns_port} search.esgf.test A +short | head -1)
   curl --resolve search.esgf.test:{INDEX_PORT}:$IP '{cmip6}'
-  IP=$(dig @{MASTER_ADDRESS} -p {DNS_PORT} data.esgf.test A +short | head -1)
+  IP=$(dig @{MASTER_ADDRESS} -p {self.dns_port} data.esgf.test A +short | head -1)
   curl --resolve data.esgf.test:{DATA_PORT}:$IP -O 'http://data.esgf.test:{DATA_PORT}{path}'
 
 The same search at each site (every site holds the same records and files):
@@ -234,7 +235,7 @@ The federation at a glance:
   esgf-ha status -c {self.state_dir / "federation.yaml"}
 
 Watch failover: kill site-b's index (the supervisor restarts it a second later), and ask the DNS:
-  pkill -9 -f 'listen {b}:{INDEX_PORT}'; for i in $(seq 10); do dig @{MASTER_ADDRESS} -p {DNS_PORT} search.esgf.test +short; sleep 0.5; done
+  pkill -9 -f 'listen {b}:{INDEX_PORT}'; for i in $(seq 10); do dig @{MASTER_ADDRESS} -p {self.dns_port} search.esgf.test +short; sleep 0.5; done
 """
 
     # -- failover under load -------------------------------------------------------------------
@@ -242,7 +243,7 @@ Watch failover: kill site-b's index (the supervisor restarts it a second later),
         """Kill site-b, keep searching and downloading through the service names with a
         retrying client, bring it back, and time what the DNS does."""
         victim = self.config.site(VICTIM)
-        resolver = ServiceClient(MASTER_ADDRESS, DNS_PORT)
+        resolver = ServiceClient(MASTER_ADDRESS, self.dns_port)
         stop = threading.Event()
         counts = {"requests": 0, "failed": 0, "wrong": 0}
         search = "/esg-search/search?project=CMIP6&limit=1&format=application%2Fsolr%2Bjson"
@@ -267,7 +268,7 @@ Watch failover: kill site-b's index (the supervisor restarts it a second later),
                         counts["requests"] += 1
                         counts["failed"] += 1
 
-        prober = ServiceClient(MASTER_ADDRESS, DNS_PORT)  # its own cache: the load honours TTLs
+        prober = ServiceClient(MASTER_ADDRESS, self.dns_port)  # its own cache: the load honours TTLs
 
         def answered() -> set[str]:
             return prober.all_addresses(f"search.{ZONE}".rstrip("."), rounds=4)

@@ -1,0 +1,198 @@
+"""The whole federation: `esgf-ha demo --check`, `esgf-ha up` with `status` and restarts, and
+an unmodified esgf-pyclient resolving the service name through the system resolver inside a
+network namespace whose resolv.conf points at our DNS."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.balancer import free_port, wait_for, write_config
+
+REPO = Path(__file__).resolve().parent.parent
+PYESGF = REPO / ".venv-clients" / "pyesgf" / "bin" / "python"
+
+
+def esgf_ha(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([sys.executable, "-m", "esgf_ha", *args], capture_output=True,
+                          text=True, timeout=timeout, **kwargs)  # fmt: skip
+
+
+def test_demo_check_passes_and_reports_failover(tmp_path: Path) -> None:
+    run = esgf_ha("demo", "--check", "--json", "--state-dir", str(tmp_path / "demo"), timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = orjson.loads(run.stdout.strip().splitlines()[-1])
+    assert result["problems"] == []
+    f = result["failover"]
+    assert f["dns_dropped_dead_site_after_s"] < 3.0
+    assert f["dns_answered_site_again_after_ready_s"] < 3.0
+    assert f["failed_requests"] == 0 and f["wrong_answers"] == 0 and f["requests"] > 50
+    assert "demo check passed" in run.stderr
+
+
+def _pid(endpoint: Path) -> int:
+    return int(orjson.loads(endpoint.read_bytes())["pid"])
+
+
+@pytest.fixture
+def federation(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """`esgf-ha up` of a master and two sites (site-b replicating site-a) on 127.0.3.x."""
+    address = {"master": "127.0.3.1", "site-a": "127.0.3.2", "site-b": "127.0.3.3"}
+    roots = {name: tmp_path / "data" / name for name in ("site-a", "site-b")}
+    for root in roots.values():
+        root.mkdir(parents=True)
+    config = write_config(tmp_path / "federation.yaml", {
+        "name": "test", "state_dir": "state",
+        "master": {"address": address["master"], "port": free_port(address["master"])},
+        "sites": [
+            {"name": name, "address": address[name], "index_port": free_port(address[name]),
+             "data_port": free_port(address[name]), "data_roots": {"esg_dataroot": str(root)},
+             **({"replication": {"query": "project=CMIP6"}} if name == "site-b" else {})}
+            for name, root in roots.items()
+        ],
+        "dns": {"zone": "esgf.test", "address": address["master"], "port": 0,
+                "http_port": free_port(address["master"]), "ttl": 1},
+        "health": {"interval": 0.3, "failures": 2, "recoveries": 1},
+    })  # fmt: skip
+    log = open(tmp_path / "up.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([sys.executable, "-m", "esgf_ha", "up", "-c", str(config)],
+                            stdout=log, stderr=log)  # fmt: skip
+    try:
+        yield config, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_up_status_restart_and_clean_stop(
+    tmp_path: Path, federation: tuple[Path, subprocess.Popen[bytes]]
+) -> None:
+    config, up = federation
+
+    def status() -> dict:
+        run = esgf_ha("status", "-c", str(config), "--json")
+        assert run.stdout, run.stderr
+        return dict(json.loads(run.stdout), returncode=run.returncode)
+
+    wait_for(lambda: status()["returncode"] == 0, 60, 0.5)
+    state = status()
+    assert state["master"]["ready"] and [s["index"]["ready"] for s in state["sites"]] == [True] * 2
+    assert all(s["data"]["ready"] for s in state["sites"])
+    assert state["sites"][1]["index"]["detail"]["role"] == "replica"
+    wait_for(lambda: set(status()["answers"]["search"]) == {"127.0.3.2", "127.0.3.3"}, 20, 0.5)
+    table = esgf_ha("status", "-c", str(config))
+    assert table.returncode == 0 and "site-b" in table.stdout and "search.esgf.test." in table.stdout
+
+    # publish at site-a: site-b's replica index and replicator follow
+    samples = tmp_path / "data" / "site-a"
+    assert esgf_ha("sample-data", str(samples), "--datasets", "2").returncode == 0
+    site_a = state["sites"][0]["data"]["url"].split("://")[1]
+    token = esgf_ha("token", "issue", "--state-dir", str(tmp_path / "state" / "master"),
+                    "--scope", "esgf:publish").stdout.strip()  # fmt: skip
+    published = esgf_ha("publish", "--index", state["master"]["url"], "--token", token,
+                        "--data-node", site_a, "--url-base", f"http://{site_a}",
+                        "--root", f"esg_dataroot={samples}", "--no-progress", str(samples))  # fmt: skip
+    assert published.returncode == 0, published.stderr[-2000:]
+    site_b = state["sites"][1]
+    search = site_b["index"]["url"] + "/esg-search/search"
+
+    def replicated() -> bool:
+        r = httpx.get(search, params={"data_node": site_b["data"]["url"].split("://")[1],
+                                      "format": "application/solr+json", "limit": 0})  # fmt: skip
+        return bool(r.json()["response"]["numFound"] > 0)
+
+    wait_for(replicated, 90, 0.5)
+    assert list((tmp_path / "data" / "site-b").rglob("*.nc"))
+
+    # a crashed service is restarted by the supervisor
+    endpoint = tmp_path / "state" / "sites" / "site-b" / "index" / "index.endpoint.json"
+    old = _pid(endpoint)
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: _pid(endpoint) != old and status()["returncode"] == 0, 60, 0.5)
+
+    # Ctrl-C stops every child
+    children = [_pid(p) for p in (tmp_path / "state").rglob("*.endpoint.json")]
+    up.send_signal(signal.SIGINT)
+    assert up.wait(60) == 0
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = f"esgfha-{uuid.uuid4().hex[:8]}"
+    ip = shutil.which("ip")
+    assert ip, "ip (iproute2) is installed by `make system-deps`"
+    subprocess.run([ip, "netns", "add", name], check=True)
+    subprocess.run([ip, "netns", "exec", name, ip, "link", "set", "lo", "up"], check=True)
+    conf = Path("/etc/netns") / name
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "resolv.conf").write_text("nameserver 127.0.1.1\noptions timeout:1 attempts:2\n")
+    try:
+        yield name
+    finally:
+        subprocess.run([ip, "netns", "pids", name], capture_output=True)
+        pids = subprocess.run([ip, "netns", "pids", name], capture_output=True, text=True).stdout
+        for pid in pids.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run([ip, "netns", "del", name])
+        shutil.rmtree(conf, ignore_errors=True)
+
+
+def test_pyesgf_searches_through_the_system_resolver(tmp_path: Path, netns: str) -> None:
+    assert PYESGF.exists(), "built by `make clients-setup`"
+    inside = ["ip", "netns", "exec", netns]
+    log = open(tmp_path / "demo.log", "ab")  # noqa: SIM115 - handed to the child
+    demo = subprocess.Popen(
+        [*inside, sys.executable, "-m", "esgf_ha", "demo", "--state-dir", str(tmp_path / "d"),
+         "--dns-port", "53", "--datasets", "3"],
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: b"Press Ctrl-C" in (tmp_path / "demo.log").read_bytes(), 300, 0.5)
+
+        def pyesgf() -> dict:
+            run = subprocess.run(
+                [*inside, str(PYESGF), str(REPO / "tests/clients/drive_pyesgf.py"),
+                 "http://search.esgf.test:8080", "--constraints", '{"project": "CMIP6"}',
+                 "--facets", "source_id", "--latest", "true"],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert run.returncode == 0, run.stderr[-2000:]
+            return dict(json.loads(run.stdout.strip().splitlines()[-1]))
+
+        before = pyesgf()
+        assert before["local"]["hit_count"] > 0, before
+        # site-b dies; the same client keeps searching through the same name
+        state = tmp_path / "d" / "state" / "sites" / "site-b"
+        for service in ("index", "data"):
+            os.kill(_pid(state / service / f"{service}.endpoint.json"), signal.SIGKILL)
+        for _ in range(3):
+            after = pyesgf()
+            assert after["local"]["hit_count"] == before["local"]["hit_count"], after
+            time.sleep(0.5)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.wait(30)
+        except subprocess.TimeoutExpired:
+            demo.kill()
