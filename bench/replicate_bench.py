@@ -1,5 +1,6 @@
-"""Data replication throughput: `esgf-ha replicate` against `curl --parallel` (and esgpull when
-its client venv is built) fetching the same files from the same local data node in one run.
+"""Data replication throughput: `esgf-ha replicate` against `curl --parallel` and esgpull (its
+client venv, `make clients-setup`) fetching the same files from the same local data node, over
+HTTPS (esgpull only speaks HTTPS), in one run.
 
     .venv/bin/python bench/replicate_bench.py                     # 200 files, 2 GB
     .venv/bin/python bench/replicate_bench.py --files 50 --size-mb 4
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import pathlib
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -32,7 +35,9 @@ OUT_DIR = BENCH_DIR / "out"
 ROOT = "esg_dataroot"
 
 
-def start(args: list[str], state: pathlib.Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    args: list[str], state: pathlib.Path, name: str, verify: Any = True
+) -> tuple[subprocess.Popen[bytes], str]:
     state.mkdir(parents=True, exist_ok=True)
     endpoint = state / f"{name}.endpoint.json"
     endpoint.unlink(missing_ok=True)
@@ -44,7 +49,9 @@ def start(args: list[str], state: pathlib.Path, name: str) -> tuple[subprocess.P
             info = orjson.loads(endpoint.read_bytes())
             if info.get("pid") == proc.pid:
                 try:
-                    if httpx.get(info["url"] + "/readyz", timeout=2).status_code == 200:
+                    ca = info.get("ca")
+                    check = ssl.create_default_context(cafile=ca) if ca else verify
+                    if httpx.get(info["url"] + "/readyz", timeout=2, verify=check).status_code == 200:
                         return proc, str(info["url"])
                 except httpx.HTTPError:
                     pass
@@ -107,7 +114,9 @@ def main() -> int:
                                     "--listen", "127.0.0.1:0"], work / "master", "index")  # fmt: skip
         procs.append(master)
         node, node_url = start(["serve", "data", "--state-dir", str(work / "node"), "--listen",
-                                "127.0.0.1:0", "--root", f"{ROOT}={src}"], work / "node", "data")  # fmt: skip
+                                "127.0.0.1:0", "--root", f"{ROOT}={src}", "--tls"],
+                               work / "node", "data")  # fmt: skip
+        ca = work / "node" / "tls" / "ca.pem"
         procs.append(node)
         dest, dest_url = start(["serve", "data", "--state-dir", str(work / "dest"), "--listen",
                                 "127.0.0.1:0", "--root", f"{ROOT}={dst}"], work / "dest", "data")  # fmt: skip
@@ -129,23 +138,44 @@ def main() -> int:
                                   for u in urls))  # fmt: skip
         began = time.monotonic()
         subprocess.run(["curl", "--silent", "--no-progress-meter", "--fail", "--parallel", "--parallel-max",
-                        str(args.parallel), "--config", str(config)], check=True)  # fmt: skip
+                        str(args.parallel), "--cacert", str(ca), "--config", str(config)], check=True)  # fmt: skip
         curl_s = time.monotonic() - began
         assert sum(p.stat().st_size for p in curl_dst.iterdir()) == total
 
-        print(f"[c] esgf-ha replicate --concurrency {args.parallel} ...", flush=True)
+        esgpull_s = None
+        esgpull_py = REPO / ".venv-clients" / "esgpull" / "bin" / "python"
+        if esgpull_py.exists():
+            print("[c] esgpull (its Processor: parallel downloads, checksum check) ...", flush=True)
+            began = time.monotonic()
+            run = subprocess.run(
+                [str(esgpull_py), str(REPO / "tests/clients/drive_esgpull_download.py"),
+                 master_url, "--workdir", str(work / "esgpull"),
+                 "--selection", '{"source_id": "SYN"}'],
+                capture_output=True, text=True, env={**os.environ, "SSL_CERT_FILE": str(ca)},
+            )  # fmt: skip
+            esgpull_s = time.monotonic() - began
+            report = json.loads(run.stdout.strip().splitlines()[-1]) if run.stdout.strip() else {}
+            ok = [f for f in report.get("files", []) if f.get("status") == "ok"]
+            if len(ok) != args.files:
+                print(f"    esgpull fetched {len(ok)} of {args.files} files: "
+                      f"{run.stderr[-1000:]}", flush=True)  # fmt: skip
+                esgpull_s = None
+
+        print(f"[d] esgf-ha replicate --concurrency {args.parallel} ...", flush=True)
         began = time.monotonic()
         run = subprocess.run(
             [sys.executable, "-m", "esgf_ha", "replicate", "--state-dir", str(work / "repl"),
              "--index", master_url, "--token", token, "--site", "bench",
              "--root", f"{ROOT}={dst}", "--data-node", dest_url, "--query", "source_id=SYN",
-             "--concurrency", str(args.parallel), "--per-host", str(args.parallel), "--json"],
+             "--concurrency", str(args.parallel), "--per-host", str(args.parallel), "--json",
+             "--ca-file", str(ca)],
             capture_output=True, text=True,
         )  # fmt: skip
         ours_s = time.monotonic() - began
         summary = orjson.loads(run.stdout.strip().splitlines()[-1])
         if run.returncode != 0 or summary["files_done"] != args.files:
             raise SystemExit(f"replicate failed: {run.stdout[-2000:]} {run.stderr[-2000:]}")
+
     finally:
         for proc in procs:
             proc.terminate()
@@ -159,13 +189,20 @@ def main() -> int:
         "ours": {"seconds": round(ours_s, 3), "MB_per_s": round(mb / ours_s, 1),
                  "inner_seconds": summary["seconds"], "phases": summary["phases"]},
         "ours_over_curl": round(curl_s / ours_s, 3),
+        "esgpull": None if esgpull_s is None else {
+            "seconds": round(esgpull_s, 3), "MB_per_s": round(mb / esgpull_s, 1)},
+        "ours_over_esgpull": None if esgpull_s is None else round(esgpull_s / ours_s, 3),
         "cpus": os.cpu_count(),
     }  # fmt: skip
     print(f"\n{'':12s} {'seconds':>10s} {'MB/s':>10s}")
     print(f"{'curl':12s} {curl_s:10.2f} {mb / curl_s:10.1f}")
     print(f"{'ours':12s} {ours_s:10.2f} {mb / ours_s:10.1f}")
+    if esgpull_s is not None:
+        print(f"{'esgpull':12s} {esgpull_s:10.2f} {mb / esgpull_s:10.1f}")
     print(f"ours by step: {summary['phases']}")
     print(f"throughput ours/curl: {result['ours_over_curl']:.2f} (target >= 0.8)")
+    if esgpull_s is not None:
+        print(f"throughput ours/esgpull: {result['ours_over_esgpull']:.2f} (target >= 1.5)")
     OUT_DIR.mkdir(exist_ok=True)
     out = OUT_DIR / f"replicate-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
