@@ -120,6 +120,9 @@ def test_up_status_restart_and_clean_stop(
 
     wait_for(replicated, 90, 0.5)
     assert list((tmp_path / "data" / "site-b").rglob("*.nc"))
+    progress = status()["sites"][1]["replication"]
+    assert progress["datasets"].get("published", 0) >= 1 and "failed" not in progress["files"]
+    assert status()["sites"][0]["replication"] is None  # site-a replicates nothing
 
     # a crashed service is restarted by the supervisor
     endpoint = tmp_path / "state" / "sites" / "site-b" / "index" / "index.endpoint.json"

@@ -22,6 +22,16 @@ def _lag(detail: dict[str, Any]) -> str:
     return "-"
 
 
+def _replicated(summary: dict[str, Any] | None) -> str:
+    """`published/all datasets, failed files` of a site's data replicator."""
+    if summary is None:
+        return "-"
+    datasets = summary.get("datasets", {})
+    failed = summary.get("files", {}).get("failed", {}).get("files", 0)
+    text = f"{datasets.get('published', 0)}/{sum(datasets.values())}"
+    return text + (f" [red]{failed} failed[/]" if failed else "")
+
+
 @click.command(
     epilog="""\b
 Examples:
@@ -64,12 +74,14 @@ def status(config_path: Path, as_json: bool) -> None:
         sys.exit(0 if all_ready else 1)
     console = Console()
     table = Table(title=f"federation {config.name}")
-    for column in ("site", "address", "index ready", "seq", "lag", "data ready", "in DNS", "why"):
+    columns = ("site", "address", "index ready", "seq", "lag", "data ready", "replicated",
+               "in DNS", "why")  # fmt: skip
+    for column in columns:
         table.add_column(column)
     m = state.master
     table.add_row(
         "master", m.url, _yes(m.ready), str(m.detail.get("seq", "-")), "", "", "",
-        m.error or "",
+        "", m.error or "",
     )  # fmt: skip
     for s in state.sites:
         table.add_row(
@@ -79,6 +91,7 @@ def status(config_path: Path, as_json: bool) -> None:
             str(s.index.detail.get("seq", "-")),
             _lag(s.index.detail),
             "-" if s.data is None else _yes(s.data.ready),
+            _replicated(s.replication),
             "?" if s.healthy_in_dns is None else _yes(s.healthy_in_dns),
             (s.index.error or (s.data.error if s.data else None) or
              ("" if s.healthy_in_dns else s.dns_reason or ""))[:60],

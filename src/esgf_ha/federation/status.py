@@ -15,7 +15,8 @@ import httpx
 import orjson
 
 from esgf_ha.federation.config import FederationConfig
-from esgf_ha.federation.plan import master_url
+from esgf_ha.federation.plan import master_url, site_state
+from esgf_ha.replicator.state import read_summary
 
 DNS_SAMPLES = 8  # answers are random among healthy sites: ask a few times to see them all
 
@@ -36,6 +37,7 @@ class SiteState:
     data: ServiceState | None
     healthy_in_dns: bool | None = None
     dns_reason: str | None = None
+    replication: dict[str, Any] | None = None  # the data replicator's progress, if it runs here
 
 
 @dataclass
@@ -90,6 +92,7 @@ def collect(config: FederationConfig, verify: ssl.SSLContext | bool = True) -> F
                     site.address,
                     _probe(client, site.index_url),
                     _probe(client, data_url) if data_url else None,
+                    replication=read_summary(site_state(config, site) / "replicator"),
                 )
             )
         dns_state = None

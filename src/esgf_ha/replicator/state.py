@@ -222,14 +222,30 @@ class State:
 
     def summary(self) -> dict[str, object]:
         with self._lock:
-            ds = dict(self.conn.execute("SELECT status, count(*) FROM datasets GROUP BY status"))
-            fs = {
-                r[0]: {"files": r[1], "bytes": r[2] or 0}
-                for r in self.conn.execute(
-                    "SELECT status, count(*), sum(size) FROM files GROUP BY status"
-                )
-            }
-        return {"datasets": ds, "files": fs}
+            return _summary(self.conn)
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _summary(conn: sqlite3.Connection) -> dict[str, object]:
+    ds = dict(conn.execute("SELECT status, count(*) FROM datasets GROUP BY status"))
+    fs = {
+        r[0]: {"files": r[1], "bytes": r[2] or 0}
+        for r in conn.execute("SELECT status, count(*), sum(size) FROM files GROUP BY status")
+    }
+    return {"datasets": ds, "files": fs}
+
+
+def read_summary(state_dir: Path) -> dict[str, object] | None:
+    """A running replicator's progress, read without disturbing it (None: no state yet)."""
+    path = state_dir / "replicator.sqlite3"
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    try:
+        return _summary(conn)
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
