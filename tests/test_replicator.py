@@ -286,3 +286,48 @@ def test_new_version_and_retraction(
         assert again["queued"] == [] and again["files_done"] == 0
     finally:
         node.stop()
+
+
+# -- a real client uses the replica -----------------------------------------------------------
+def test_esgpull_downloads_the_replica_from_the_new_site(
+    tmp_path: Path, master: IndexServer
+) -> None:
+    esgpull = (
+        Path(__file__).resolve().parent.parent / ".venv-clients" / "esgpull" / "bin" / "python"
+    )
+    assert esgpull.exists(), "built by `make clients-setup`"
+    root = tmp_path / "src"
+    infos = write_version(root, "20200101", nfiles=3, size=200_000)
+    (tmp_path / "dest").mkdir()
+    # esgpull only downloads over HTTPS: the new site serves TLS with its own CA
+    dest = DataServer(tmp_path / "dest-node", {ROOT: tmp_path / "dest"}, tls=True).start()
+    origin = DataServer(tmp_path / "n", {ROOT: root}).start()
+    try:
+        master.publish(batch("20200101", infos, origin.url, replica=False))
+        run = replicate(tmp_path, master, dest, "--ca-file", str(dest.ca))
+        assert summary(run)["ok"], run.stderr[-2000:]
+        origin.stop()  # only the new site can serve the files now
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["SSL_CERT_FILE"] = str(dest.ca)
+        # replica=true, not data_node=<host:port>: esgpull puts values unescaped into a Lucene
+        # query, and the port's colon makes that a syntax error (as it would be for Solr)
+        client = subprocess.run(
+            [str(esgpull), str(Path(__file__).parent / "clients" / "drive_esgpull_download.py"),
+             master.url, "--workdir", str(tmp_path / "esgpull"),
+             "--selection", orjson.dumps({"variable_id": "tas", "replica": "true"}).decode()],
+            capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env,
+        )  # fmt: skip
+        assert client.stdout.strip(), client.stderr[-3000:]
+        out = orjson.loads(client.stdout.strip().splitlines()[-1])
+        files = out["files"]
+        assert len(files) == 3, out
+        by_name = {i.name: i for i in infos}
+        for f in files:
+            assert f["status"] == "ok" and f["url"].startswith(dest.url), f
+            name = Path(f["local_path"]).name
+            assert hashlib.sha256(Path(f["local_path"]).read_bytes()).hexdigest() == (
+                by_name[name].checksum
+            )
+    finally:
+        origin.stop()
+        dest.stop()
