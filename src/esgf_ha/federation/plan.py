@@ -14,6 +14,7 @@ from pathlib import Path
 from esgf_ha.federation.config import FederationConfig, SiteConfig
 
 REPLICA_SCOPES = ["esgf:replicate"]
+PUBLIC_KEY = "token-signing.pub.pem"  # beside the master's signing key
 REPLICATOR_SCOPES = ["esgf:replicate", "esgf:publish", "esgf:download"]
 
 
@@ -85,6 +86,9 @@ def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -
                     f"{site.name}/data",
                     [*esgf_ha(), "serve", "data", "--state-dir", str(base / "data"),
                      "--listen", f"{site.address}:{site.data_port}",
+                     # records name this node by address:port, whatever Host users send
+                     "--data-node", f"{site.address}:{site.data_port}",
+                     "--token-public-key", str(master_state(config) / "keys" / PUBLIC_KEY),
                      "--index", site.index_url, *roots, *(["--tls"] if site.tls else [])],
                     base / "data",
                     f"{site.data_url}/livez",
