@@ -67,6 +67,7 @@ class _Job:
     path: Path
     known: MapLine | None
     full: bool = True  # read the header whole (the first file of each directory)
+    time: bool = True  # read the time axis (the first and last file of each directory)
 
 
 def iter_netcdf(paths: Iterable[Path]) -> Iterator[Path | FileProblem]:
@@ -116,7 +117,7 @@ def inspect(
                     f"changed since the mapfile was written (size {stat.st_size}, "
                     f"mapfile {known.size}); write the mapfile again",
                 )
-        header = read_header(job.path, drs.variable, full=job.full)
+        header = read_header(job.path, drs.variable, full=job.full, time=job.time)
         check_against_path(drs, header)
         if known is not None and known.checksum:
             checksum, kind = known.checksum, known.checksum_type or "SHA256"
@@ -194,11 +195,12 @@ def scan_iter(
     # sorted paths keep each version directory's files together, so a dataset version is
     # complete when the next one starts
     work.sort(key=lambda job: str(job.path))
-    seen_dirs: set[Path] = set()
+    # file names end with their time range, so sorted files of a directory are in time
+    # order: its first and last file give the directory's time extent
     for i, job in enumerate(work):
-        if job.path.parent in seen_dirs:
-            work[i] = _Job(job.path, job.known, full=False)
-        seen_dirs.add(job.path.parent)
+        first = i == 0 or work[i - 1].path.parent != job.path.parent
+        last = i == len(work) - 1 or work[i + 1].path.parent != job.path.parent
+        work[i] = _Job(job.path, job.known, full=first, time=first or last)
     if on_total is not None:
         on_total(len(work))
     args = [(job, roots, project, checksum_type) for job in work]
