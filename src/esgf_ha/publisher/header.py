@@ -177,10 +177,7 @@ def check_against_path(drs: DRSPath, header: Header) -> None:
         sub = _text(attrs, "sub_experiment_id") if "sub_experiment_id" in attrs else "none"
         variant = _text(attrs, "variant_label")
         expect("member_id", variant if sub == "none" else f"{sub}-{variant}", f["member_id"])
-        if not CMIP6_TRACKING.match(_text(attrs, "tracking_id")):
-            problems.append(
-                f"tracking_id {_text(attrs, 'tracking_id')!r} is not hdl:21.14100/<uuid>"
-            )
+        problems += tracking_id_problems(drs, _text(attrs, "tracking_id"))
     else:
         if not _text(attrs, "project_id").startswith("CMIP5"):
             problems.append(f"project_id is {_text(attrs, 'project_id')!r}, not CMIP5")
@@ -202,7 +199,15 @@ def check_against_path(drs: DRSPath, header: Header) -> None:
             *(_text(attrs, k) for k in ("realization", "initialization_method", "physics_version"))
         )
         expect("ensemble", ensemble, f["ensemble"])
-        if not UUID.match(_text(attrs, "tracking_id")):
-            problems.append(f"tracking_id {_text(attrs, 'tracking_id')!r} is not a UUID")
+        problems += tracking_id_problems(drs, _text(attrs, "tracking_id"))
     if problems:
         raise DRSMismatch(where, "disagrees with its DRS path: " + "; ".join(problems))
+
+
+def tracking_id_problems(drs: DRSPath, value: str) -> list[str]:
+    if drs.project is CMIP6:
+        if not CMIP6_TRACKING.match(value):
+            return [f"tracking_id {value!r} is not hdl:21.14100/<uuid>"]
+    elif not UUID.match(value):
+        return [f"tracking_id {value!r} is not a UUID"]
+    return []

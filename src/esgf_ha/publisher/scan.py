@@ -25,7 +25,12 @@ from esgf_ha.publisher.drs_path import (
     parse_drs_path,
 )
 from esgf_ha.publisher.errors import DRSMismatch, FileProblem, PublisherError, Unreadable
-from esgf_ha.publisher.header import Header, check_against_path, read_header
+from esgf_ha.publisher.header import (
+    Header,
+    check_against_path,
+    read_header,
+    tracking_id_problems,
+)
 from esgf_ha.publisher.mapfile import MapLine
 
 PARALLEL_FROM = 64  # below this many files a worker pool costs more than it saves
@@ -117,8 +122,23 @@ def inspect(
                     f"changed since the mapfile was written (size {stat.st_size}, "
                     f"mapfile {known.size}); write the mapfile again",
                 )
-        header = read_header(job.path, drs.variable, full=job.full, time=job.time)
-        check_against_path(drs, header)
+        if known is not None and known.tracking_id and not (job.full or job.time):
+            # a mapfile line with a tracking_id: the file was checked when the mapfile was
+            # written, and its size (above) still matches, so it need not be opened again
+            problems = tracking_id_problems(drs, known.tracking_id)
+            if problems:
+                raise DRSMismatch(str(job.path), "; ".join(problems) + " (in the mapfile)")
+            header = Header({"tracking_id": known.tracking_id}, full=False)
+        else:
+            header = read_header(job.path, drs.variable, full=job.full, time=job.time)
+            check_against_path(drs, header)
+            in_file = str(header.attrs.get("tracking_id"))
+            if known is not None and known.tracking_id and known.tracking_id != in_file:
+                raise DRSMismatch(
+                    str(job.path),
+                    f"the mapfile's tracking_id {known.tracking_id} differs from the file's "
+                    f"{in_file}; write the mapfile again",
+                )
         if known is not None and known.checksum:
             checksum, kind = known.checksum, known.checksum_type or "SHA256"
         else:
