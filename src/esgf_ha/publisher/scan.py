@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -157,6 +159,23 @@ def _inspect_star(args: tuple[_Job, list[Root], str, str]) -> tuple[DRSPath | No
     return inspect(*args)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Worker processes end when the publisher does, even when it is killed (SIGKILL leaves
+    them waiting on a queue whose other end they hold themselves)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _results(
     args: list[tuple[_Job, list[Root], str, str]], jobs: int
 ) -> Iterator[tuple[DRSPath | None, object]]:
@@ -165,8 +184,13 @@ def _results(
     if jobs <= 1 or len(args) < PARALLEL_FROM:
         yield from map(_inspect_star, args)
         return
-    # forkserver: the parent may run threads (progress display), which fork would copy
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver"))
+    # spawn: the parent may run threads (progress display), which fork would copy
+    pool = ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
+    )
     finished = False
     try:
         chunk = max(1, min(64, len(args) // (jobs * 8)))
