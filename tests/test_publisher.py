@@ -133,18 +133,20 @@ def test_new_version_directory_becomes_latest(master: IndexServer, tmp_path: Pat
 
 def test_mapfile_round_trip_publishes_without_rescanning(master: IndexServer, tmp_path: Path):
     data, node = tmp_path / "data", "dn-mapfile.example.org"
-    make_samples(data, "CMIP6", 2, 13)
+    make_samples(data, "CMIP6", 2, 13, "--files-per-version", "3")
     result = esgf_ha("mapfile", "--root", f"{ROOT_NAME}={data}", str(data))
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     files = sorted(data.rglob("*.nc"))
     assert len(lines) == len(files)
     for line in lines:
-        head, path, size, mtime, checksum, kind = line.split(" | ")
+        head, path, size, mtime, checksum, kind, tracking = line.split(" | ")
         assert head.startswith("CMIP6.") and head.rsplit(".", 1)[1].startswith("v")
         assert Path(path).is_absolute() and int(size) == Path(path).stat().st_size
         assert mtime.startswith("mod_time=") and kind == "checksum_type=SHA256"
         assert checksum == f"checksum={sha256(Path(path))}"
+        with netCDF4.Dataset(path) as nc:
+            assert tracking == f"tracking_id={nc.tracking_id}"
 
     outdir = tmp_path / "maps"
     result = esgf_ha("mapfile", "--root", f"{ROOT_NAME}={data}", "--outdir", str(outdir), str(data))
@@ -164,9 +166,28 @@ def test_mapfile_round_trip_publishes_without_rescanning(master: IndexServer, tm
     fake = "0" * 64
     first = lines[0].split(" | ")
     doctored = tmp_path / "doctored.map"
-    doctored.write_text(" | ".join([*first[:4], f"checksum={fake}", first[5]]) + "\n")
+    doctored.write_text(" | ".join([*first[:4], f"checksum={fake}", *first[5:]]) + "\n")
     _, one = publish(None, data, node, "--dry-run", "--mapfile", str(doctored))
     assert one["records"][0]["files"][0]["checksum"] == [fake]
+
+    # a file changed since the mapfile was written is refused, and fails its dataset
+    victim = Path(lines[1].split(" | ")[1])
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    code, changed = publish(None, data, node, "--dry-run", "--mapfile", str(combined))
+    assert code == 1
+    assert [e["kind"] for e in changed["file_errors"]] == ["Unreadable"]
+    assert "changed since the mapfile was written" in changed["file_errors"][0]["error"]
+    assert len(changed["failed"]) == 1
+    victim.write_bytes(victim.read_bytes()[:-1])
+    # a middle file is not opened again: its tracking_id is checked as the mapfile gives it
+    three = maps[0].read_text().splitlines()
+    bad_tid = tmp_path / "bad-tracking.map"
+    for i, problem in ((1, "is not hdl:21.14100/<uuid>"), (2, "differs from the file's")):
+        doctored_lines = list(three)
+        doctored_lines[i] = three[i].rsplit(" | ", 1)[0] + " | tracking_id=hdl:21.14100/nope"
+        bad_tid.write_text("\n".join(doctored_lines) + "\n")
+        code, wrong = publish(None, data, node, "--dry-run", "--mapfile", str(bad_tid))
+        assert code == 1 and problem in wrong["file_errors"][0]["error"], wrong
 
     code, summary = publish(master, data, node, *(a for m in maps for a in ("--mapfile", str(m))))
     assert code == 0 and len(summary["published"]) == len(maps), summary

@@ -14,6 +14,11 @@ from tests.publisher_helpers import ROOT_NAME, docs, make_samples
 from tests.servers import IndexServer
 
 
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
 def test_killed_publisher_rerun_publishes_the_rest_without_duplicates(tmp_path: Path) -> None:
     data = tmp_path / "data"
     make_samples(data, "CMIP6", 120, 31, "--files-per-version", "2")
@@ -37,10 +42,18 @@ def test_killed_publisher_rerun_publishes_the_rest_without_duplicates(tmp_path: 
                 break
             time.sleep(0.02)
         assert proc.poll() is None, "the publisher finished before it could be killed"
+        workers = children(proc.pid)
+        assert workers, "the publisher reads files in worker processes"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         partial = server.search(type="Dataset", limit=0)["response"]["numFound"]
         assert 0 < partial < len(versions), partial
+
+        # its worker processes do not outlive it
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in workers):
+            assert time.monotonic() < deadline, f"workers {workers} outlived the publisher"
+            time.sleep(0.1)
 
         rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -1,3 +1,4 @@
 from esgf_ha.cli.main import main
 
-main()
+if __name__ == "__main__":  # worker processes import this module too
+    main()

@@ -52,7 +52,8 @@ def mapfile(
     paths: tuple[Path, ...],
 ) -> None:
     """Write mapfile lines for the netCDF files under PATH... (spec §2.2):
-    `<id>.v<version> | <path> | <size> | mod_time=… | checksum=… | checksum_type=SHA256`.
+    `<id>.v<version> | <path> | <size> | mod_time=… | checksum=… | checksum_type=SHA256 |
+    tracking_id=…`.
 
     Files are checked as `publish` checks them; a dataset version with a bad file is left
     out (reported on stderr, exit status 1).
@@ -85,6 +86,7 @@ def mapfile(
                 f.mtime,
                 f.checksum,
                 f.checksum_type,
+                str(f.header.attrs.get("tracking_id", "")) or None,
             ).format()
             for f in ds.files
         ]

@@ -93,6 +93,7 @@ def progress_hooks(enabled: bool) -> Iterator[Hooks]:
     )
     scan_task = progress.add_task("scan", total=None)
     upload_task = progress.add_task("upload", total=None, visible=False)
+
     def totals(n: int) -> None:
         progress.update(scan_task, total=n)
         progress.update(upload_task, total=n, visible=True)

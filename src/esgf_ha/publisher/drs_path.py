@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,9 +129,18 @@ def check_file_name(drs: DRSPath) -> None:
         )
 
 
+@functools.lru_cache(maxsize=4096)
+def _resolved_dir(directory: str) -> Path:
+    return Path(os.path.realpath(directory))
+
+
 def check_target(drs: DRSPath) -> None:
     """A symlink anywhere on the way must lead to a file inside the same root."""
-    target = drs.path.resolve()
+    # the directories are resolved once each, the file itself only when it is a link
+    if os.path.islink(drs.path):
+        target = drs.path.resolve()
+    else:
+        target = _resolved_dir(str(drs.path.parent)) / drs.path.name
     if not target.is_relative_to(drs.root.path):
         raise OutsideRoot(
             str(drs.path), f"is a symlink to {target}, outside the root {drs.root.path}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,7 +27,12 @@ from esgf_ha.publisher.drs_path import (
     parse_drs_path,
 )
 from esgf_ha.publisher.errors import DRSMismatch, FileProblem, PublisherError, Unreadable
-from esgf_ha.publisher.header import Header, check_against_path, read_header
+from esgf_ha.publisher.header import (
+    Header,
+    check_against_path,
+    read_header,
+    tracking_id_problems,
+)
 from esgf_ha.publisher.mapfile import MapLine
 
 PARALLEL_FROM = 64  # below this many files a worker pool costs more than it saves
@@ -67,6 +74,7 @@ class _Job:
     path: Path
     known: MapLine | None
     full: bool = True  # read the header whole (the first file of each directory)
+    time: bool = True  # read the time axis (the first and last file of each directory)
 
 
 def iter_netcdf(paths: Iterable[Path]) -> Iterator[Path | FileProblem]:
@@ -116,8 +124,23 @@ def inspect(
                     f"changed since the mapfile was written (size {stat.st_size}, "
                     f"mapfile {known.size}); write the mapfile again",
                 )
-        header = read_header(job.path, drs.variable, full=job.full)
-        check_against_path(drs, header)
+        if known is not None and known.tracking_id and not (job.full or job.time):
+            # a mapfile line with a tracking_id: the file was checked when the mapfile was
+            # written, and its size (above) still matches, so it need not be opened again
+            problems = tracking_id_problems(drs, known.tracking_id)
+            if problems:
+                raise DRSMismatch(str(job.path), "; ".join(problems) + " (in the mapfile)")
+            header = Header({"tracking_id": known.tracking_id}, full=False)
+        else:
+            header = read_header(job.path, drs.variable, full=job.full, time=job.time)
+            check_against_path(drs, header)
+            in_file = str(header.attrs.get("tracking_id"))
+            if known is not None and known.tracking_id and known.tracking_id != in_file:
+                raise DRSMismatch(
+                    str(job.path),
+                    f"the mapfile's tracking_id {known.tracking_id} differs from the file's "
+                    f"{in_file}; write the mapfile again",
+                )
         if known is not None and known.checksum:
             checksum, kind = known.checksum, known.checksum_type or "SHA256"
         else:
@@ -136,6 +159,23 @@ def _inspect_star(args: tuple[_Job, list[Root], str, str]) -> tuple[DRSPath | No
     return inspect(*args)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Worker processes end when the publisher does, even when it is killed (SIGKILL leaves
+    them waiting on a queue whose other end they hold themselves)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _results(
     args: list[tuple[_Job, list[Root], str, str]], jobs: int
 ) -> Iterator[tuple[DRSPath | None, object]]:
@@ -144,8 +184,13 @@ def _results(
     if jobs <= 1 or len(args) < PARALLEL_FROM:
         yield from map(_inspect_star, args)
         return
-    # forkserver: the parent may run threads (progress display), which fork would copy
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver"))
+    # spawn: the parent may run threads (progress display), which fork would copy
+    pool = ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
+    )
     finished = False
     try:
         chunk = max(1, min(64, len(args) // (jobs * 8)))
@@ -194,11 +239,12 @@ def scan_iter(
     # sorted paths keep each version directory's files together, so a dataset version is
     # complete when the next one starts
     work.sort(key=lambda job: str(job.path))
-    seen_dirs: set[Path] = set()
+    # file names end with their time range, so sorted files of a directory are in time
+    # order: its first and last file give the directory's time extent
     for i, job in enumerate(work):
-        if job.path.parent in seen_dirs:
-            work[i] = _Job(job.path, job.known, full=False)
-        seen_dirs.add(job.path.parent)
+        first = i == 0 or work[i - 1].path.parent != job.path.parent
+        last = i == len(work) - 1 or work[i + 1].path.parent != job.path.parent
+        work[i] = _Job(job.path, job.known, full=first, time=first or last)
     if on_total is not None:
         on_total(len(work))
     args = [(job, roots, project, checksum_type) for job in work]
