@@ -79,6 +79,9 @@ def federation(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for endpoint in (tmp_path / "state").rglob("*.endpoint.json"):  # never leave a child
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(_pid(endpoint), signal.SIGKILL)
 
 
 def test_up_status_restart_and_clean_stop(

@@ -57,7 +57,10 @@ def demo(state_dir: Path | None, datasets: int, check: bool, as_json: bool, dns_
         state_dir = temp
     scenario = Demo(state_dir.resolve(), say=lambda text: click.echo(text, err=True),
                     datasets=datasets, dns_port=dns_port)  # fmt: skip
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C and SIGTERM stop the children cleanly, even when started with SIGINT ignored
+    # (as a shell without job control starts background commands)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     try:
         scenario.start()
         scenario.publish()

@@ -46,7 +46,10 @@ def up(config_path: Path, log_level: str) -> None:
     supervisor = federation_supervisor(
         config, config_path, on_event=lambda name, what: click.echo(f"{name:24s} {what}", err=True)
     )
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C and SIGTERM stop the children cleanly, even when started with SIGINT ignored
+    # (as a shell without job control starts background commands)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     try:
         supervisor.start_all()
         click.echo(f"federation {config.name!r} up; Ctrl-C stops it", err=True)
