@@ -6,8 +6,14 @@ import asyncio
 import contextlib
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from esgf_ha.cli.federation_option import federation_config
+
+if TYPE_CHECKING:
+    from esgf_ha.federation.config import FederationConfig
 
 from esgf_ha.common.logs import setup_logging
 
@@ -25,30 +31,20 @@ to the DNS server named in `dns.rfc2136` instead. The HTTP side's address is wri
 <state_dir>/dns/dns.endpoint.json.
 """,
 )
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    required=True,
-    help="the federation config (YAML)",
-)
+@federation_config
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path),
     help="where to write the endpoint file (default: <config state_dir>/dns)",
 )
 @click.option("--log-level", default="info", show_default=True)
-def serve_dns(config_path: Path, state_dir: Path | None, log_level: str) -> None:
+def serve_dns(
+    config: FederationConfig, config_path: Path, state_dir: Path | None, log_level: str
+) -> None:
     """Answer the federation's service names with healthy sites only."""
     from esgf_ha.balancer.service import Balancer
-    from esgf_ha.federation.config import ConfigError, load_config
 
     setup_logging(log_level)
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
     state = state_dir or config.state_dir / "dns"
     state.mkdir(parents=True, exist_ok=True)
     verify: ssl.SSLContext | bool = True

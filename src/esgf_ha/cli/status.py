@@ -5,9 +5,14 @@ from __future__ import annotations
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from esgf_ha.cli.federation_option import federation_config
+
+if TYPE_CHECKING:
+    from esgf_ha.federation.config import FederationConfig
 import orjson
 
 
@@ -39,29 +44,17 @@ Examples:
   esgf-ha status -c federation.yaml --json | jq '.sites[].index.ready'
 """,
 )
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    required=True,
-    help="the federation config (YAML)",
-)
+@federation_config
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON")
-def status(config_path: Path, as_json: bool) -> None:
+def status(config: FederationConfig, config_path: Path, as_json: bool) -> None:
     """Each site's readiness, replication lag and DNS health, and what the DNS answers now.
 
     Exits 0 when the master and every site are ready, 1 otherwise."""
     from rich.console import Console
     from rich.table import Table
 
-    from esgf_ha.federation.config import ConfigError, load_config
     from esgf_ha.federation.status import collect
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
     verify: ssl.SSLContext | bool = True
     if config.auth.ca_file is not None:
         verify = ssl.create_default_context(cafile=str(config.auth.ca_file))

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from esgf_ha.cli.federation_option import federation_config
+
+if TYPE_CHECKING:
+    from esgf_ha.federation.config import FederationConfig
 
 from esgf_ha.common.logs import setup_logging
 
@@ -24,25 +30,13 @@ Each service's log is <state_dir>/logs/<service>.log. The master signs the token
 replicas and replicators use (scopes esgf:replicate, esgf:publish, esgf:download).
 """,
 )
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    required=True,
-    help="the federation config (YAML)",
-)
+@federation_config
 @click.option("--log-level", default="info", show_default=True)
-def up(config_path: Path, log_level: str) -> None:
+def up(config: FederationConfig, config_path: Path, log_level: str) -> None:
     """Run the master, each site's services and the DNS as supervised child processes."""
-    from esgf_ha.federation.config import ConfigError, load_config
     from esgf_ha.federation.runner import federation_supervisor
 
     setup_logging(log_level)
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
     supervisor = federation_supervisor(
         config, config_path, on_event=lambda name, what: click.echo(f"{name:24s} {what}", err=True)
     )
@@ -60,4 +54,3 @@ def up(config_path: Path, log_level: str) -> None:
         pass
     finally:
         supervisor.stop_all()
-
