@@ -17,6 +17,25 @@ from esgf_ha.common.auth import issue_token
 from esgf_ha.common.server import ServiceNotReady, wait_until_ready
 
 
+def launch(
+    state_dir: Path, name: str, args: list[str], listen: str, tls: bool, timeout: float
+) -> tuple[subprocess.Popen, str, Path]:
+    """`esgf-ha <args>` as a child process on `listen`; returns once its /readyz answers."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / f"{name}.endpoint.json").unlink(missing_ok=True)
+    command = [sys.executable, "-m", "esgf_ha", *args, "--state-dir", str(state_dir),
+               "--listen", listen, *(["--tls"] if tls else [])]  # fmt: skip
+    log_path = state_dir / "server.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(command, stdout=log, stderr=log)
+    try:
+        # the CA is made by the server on its first start; the test clients verify with it
+        url = wait_until_ready(state_dir, name, proc, timeout=timeout, verify=not tls)
+    except ServiceNotReady as exc:
+        raise RuntimeError(f"{exc}: {log_path.read_text()[-2000:]}") from None
+    return proc, url, log_path
+
+
 @dataclass
 class IndexServer:
     state_dir: Path
@@ -29,34 +48,10 @@ class IndexServer:
     log_path: Path | None = None
 
     def start(self, timeout: float = 60.0) -> IndexServer:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "index.endpoint.json").unlink(missing_ok=True)
-        args = [
-            sys.executable,
-            "-m",
-            "esgf_ha",
-            "serve",
-            "index",
-            "--role",
-            self.role,
-            "--state-dir",
-            str(self.state_dir),
-            "--listen",
-            self.listen,
-            *self.extra_args,
-        ]
-        if self.tls:
-            args.append("--tls")
-        self.log_path = self.state_dir / "server.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log)
-        try:
-            # the CA is made by the server on its first start; the test clients verify with it
-            self.url = wait_until_ready(
-                self.state_dir, "index", self.proc, timeout=timeout, verify=not self.tls
-            )
-        except ServiceNotReady as exc:
-            raise RuntimeError(f"{exc}: {self.log_path.read_text()[-2000:]}") from None
+        args = ["serve", "index", "--role", self.role, *self.extra_args]
+        self.proc, self.url, self.log_path = launch(
+            self.state_dir, "index", args, self.listen, self.tls, timeout
+        )
         return self
 
     @property
@@ -114,35 +109,11 @@ class DataServer:
     log_path: Path | None = None
 
     def start(self, timeout: float = 60.0) -> DataServer:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "data.endpoint.json").unlink(missing_ok=True)
-        args = [
-            sys.executable,
-            "-m",
-            "esgf_ha",
-            "serve",
-            "data",
-            "--state-dir",
-            str(self.state_dir),
-            "--listen",
-            self.listen,
-            *[f"--root={name}={path}" for name, path in self.roots.items()],
-            *self.extra_args,
-        ]
-        if self.index_url:
-            args += ["--index", self.index_url]
-        if self.tls:
-            args.append("--tls")
-        self.log_path = self.state_dir / "server.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log)
-        try:
-            # the CA is made by the server on its first start
-            self.url = wait_until_ready(
-                self.state_dir, "data", self.proc, timeout=timeout, verify=not self.tls
-            )
-        except ServiceNotReady as exc:
-            raise RuntimeError(f"{exc}: {self.log_path.read_text()[-2000:]}") from None
+        args = ["serve", "data", *[f"--root={name}={path}" for name, path in self.roots.items()]]
+        args += [*self.extra_args, *(["--index", self.index_url] if self.index_url else [])]
+        self.proc, self.url, self.log_path = launch(
+            self.state_dir, "data", args, self.listen, self.tls, timeout
+        )
         return self
 
     @property
