@@ -18,13 +18,20 @@ from esgf_ha.common.server import ServiceNotReady, wait_until_ready
 
 
 def launch(
-    state_dir: Path, name: str, args: list[str], listen: str, tls: bool, timeout: float
+    state_dir: Path,
+    name: str,
+    args: list[str],
+    listen: str,
+    tls: bool,
+    timeout: float,
+    extra_args: list[str],
 ) -> tuple[subprocess.Popen, str, Path]:
-    """`esgf-ha <args>` as a child process on `listen`; returns once its /readyz answers."""
+    """`esgf-ha <args>` as a child process on `listen`; returns once its /readyz answers.
+    `extra_args` come last, so a test's own `--listen` wins."""
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / f"{name}.endpoint.json").unlink(missing_ok=True)
     command = [sys.executable, "-m", "esgf_ha", *args, "--state-dir", str(state_dir),
-               "--listen", listen, *(["--tls"] if tls else [])]  # fmt: skip
+               "--listen", listen, *(["--tls"] if tls else []), *extra_args]  # fmt: skip
     log_path = state_dir / "server.log"
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(command, stdout=log, stderr=log)
@@ -48,9 +55,9 @@ class IndexServer:
     log_path: Path | None = None
 
     def start(self, timeout: float = 60.0) -> IndexServer:
-        args = ["serve", "index", "--role", self.role, *self.extra_args]
+        args = ["serve", "index", "--role", self.role]
         self.proc, self.url, self.log_path = launch(
-            self.state_dir, "index", args, self.listen, self.tls, timeout
+            self.state_dir, "index", args, self.listen, self.tls, timeout, self.extra_args
         )
         return self
 
@@ -110,9 +117,9 @@ class DataServer:
 
     def start(self, timeout: float = 60.0) -> DataServer:
         args = ["serve", "data", *[f"--root={name}={path}" for name, path in self.roots.items()]]
-        args += [*self.extra_args, *(["--index", self.index_url] if self.index_url else [])]
+        args += ["--index", self.index_url] if self.index_url else []
         self.proc, self.url, self.log_path = launch(
-            self.state_dir, "data", args, self.listen, self.tls, timeout
+            self.state_dir, "data", args, self.listen, self.tls, timeout, self.extra_args
         )
         return self
 
