@@ -117,10 +117,14 @@ class IndexClient:
 async def find_work(
     index: IndexClient, selection: Selection, data_node: str, skip: set[str]
 ) -> list[DatasetPlan]:
-    """Latest, unretracted dataset versions matching the selection that `data_node` lacks."""
+    """Latest, unretracted dataset versions matching the selection that `data_node` lacks.
+
+    Every pass lists the whole selection, so only four fields of each copy come back; whole
+    records are fetched for the versions that are new work."""
     datasets = await index.search(
-        [("type", "Dataset"), ("latest", "true"), ("retracted", "false"), *selection.params()]
-    )
+        [("type", "Dataset"), ("latest", "true"), ("retracted", "false"),
+         ("fields", "id,instance_id,data_node,replica"), *selection.params()]
+    )  # fmt: skip
     copies: dict[str, list[dict[str, object]]] = defaultdict(list)
     for rec in datasets:
         copies[str(rec.get("instance_id") or "")].append(rec)
@@ -130,7 +134,11 @@ async def find_work(
             continue
         if any(r.get("data_node") == data_node for r in recs):
             continue  # this site already serves it (published here, or replicated earlier)
-        original = next((r for r in recs if not r.get("replica")), recs[0])
+        chosen = next((r for r in recs if not r.get("replica")), recs[0])
+        full = await index.search([("type", "Dataset"), ("id", str(chosen["id"]))])
+        if not full:
+            continue  # retracted or deleted since the listing: the next pass decides
+        original = full[0]
         plan = DatasetPlan(original)
         files = await index.search(
             [("type", "File"), *(("dataset_id", str(r["id"])) for r in recs)]
