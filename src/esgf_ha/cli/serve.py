@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from esgf_ha.common.logs import setup_logging
+
+if TYPE_CHECKING:
+    from esgf_ha.common.tls import TLSFiles
 
 
 @click.group(
@@ -20,6 +24,56 @@ Examples:
 )
 def serve() -> None:
     """Run one service in the foreground."""
+
+
+def tls_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--tls, --tls-cert, --tls-key and --hostname, as every HTTP service takes them."""
+    for option in reversed(
+        [
+            click.option(
+                "--tls", is_flag=True, help="serve HTTPS (a certificate is made on first start)"
+            ),
+            click.option(
+                "--tls-cert",
+                type=click.Path(path_type=Path, exists=True),
+                help="use this certificate chain (PEM) instead of a generated one",
+            ),
+            click.option(
+                "--tls-key",
+                type=click.Path(path_type=Path, exists=True),
+                help="private key for --tls-cert",
+            ),
+            click.option(
+                "--hostname",
+                "hostnames",
+                multiple=True,
+                help="extra host name for the generated certificate (repeatable)",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def server_tls(
+    tls: bool,
+    state_dir: Path,
+    listen: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    hostnames: tuple[str, ...],
+) -> TLSFiles | None:
+    """The certificate to serve: the operator's, or one made (once) in the state dir."""
+    from esgf_ha.common.server import parse_listen
+    from esgf_ha.common.tls import TLSFiles, ensure_server_tls
+
+    if not tls:
+        return None
+    if tls_cert:
+        if not tls_key:
+            raise click.BadParameter("--tls-cert needs --tls-key", param_hint="--tls-key")
+        return TLSFiles(ca=tls_cert, cert=tls_cert, key=tls_key)
+    return ensure_server_tls(state_dir, [parse_listen(listen)[0], *hostnames])
 
 
 @serve.command(
@@ -56,21 +110,7 @@ The chosen address (useful with port 0) is logged and written to
     show_default=True,
     help="HOST:PORT to listen on; port 0 picks a free one",
 )
-@click.option("--tls", is_flag=True, help="serve HTTPS (a certificate is made on first start)")
-@click.option(
-    "--tls-cert",
-    type=click.Path(path_type=Path, exists=True),
-    help="use this certificate chain (PEM) instead of a generated one",
-)
-@click.option(
-    "--tls-key", type=click.Path(path_type=Path, exists=True), help="private key for --tls-cert"
-)
-@click.option(
-    "--hostname",
-    "hostnames",
-    multiple=True,
-    help="extra host name for the generated certificate (repeatable)",
-)
+@tls_options
 @click.option("--jwks-url", help="verify tokens against this external issuer's JWKS as well")
 @click.option(
     "--ws-anonymous-from",
@@ -126,7 +166,6 @@ def serve_index(
     from esgf_ha.common.auth import TokenVerifier
     from esgf_ha.common.server import parse_listen
     from esgf_ha.common.server import serve as run
-    from esgf_ha.common.tls import TLSFiles, ensure_server_tls
     from esgf_ha.index.app import create_app
     from esgf_ha.index.service import IndexService
     from esgf_ha.index.settings import IndexSettings
@@ -168,15 +207,7 @@ def serve_index(
     # a replica can re-fetch what a power cut loses, so it need not sync every commit
     service = IndexService.open(state_dir, durable=settings.role == "master")
     verifier = TokenVerifier.from_state_dir(state_dir, jwks_url=jwks_url)
-    tls_files = None
-    if settings.tls:
-        if tls_cert:
-            if not tls_key:
-                raise click.BadParameter("--tls-cert needs --tls-key", param_hint="--tls-key")
-            tls_files = TLSFiles(ca=tls_cert, cert=tls_cert, key=tls_key)
-        else:
-            host = parse_listen(listen)[0]
-            tls_files = ensure_server_tls(state_dir, [host, *hostnames])
+    tls_files = server_tls(settings.tls, state_dir, listen, tls_cert, tls_key, hostnames)
     follower = None
     if settings.role == "replica":
         import ssl
@@ -279,21 +310,7 @@ written to <state-dir>/data.endpoint.json.
     help="Ed25519 public key (PEM) that signs download tokens (repeatable)",
 )
 @click.option("--jwks-url", help="verify download tokens against this issuer's JWKS")
-@click.option("--tls", is_flag=True, help="serve HTTPS (a certificate is made on first start)")
-@click.option(
-    "--tls-cert",
-    type=click.Path(path_type=Path, exists=True),
-    help="use this certificate chain (PEM) instead of a generated one",
-)
-@click.option(
-    "--tls-key", type=click.Path(path_type=Path, exists=True), help="private key for --tls-cert"
-)
-@click.option(
-    "--hostname",
-    "hostnames",
-    multiple=True,
-    help="extra host name for the generated certificate (repeatable)",
-)
+@tls_options
 @click.option(
     "--accel-prefix",
     help="nginx mode: answer file requests with X-Accel-Redirect to this internal prefix",
@@ -341,7 +358,6 @@ def serve_data(
 
     from esgf_ha.common.server import parse_listen
     from esgf_ha.common.server import serve as run
-    from esgf_ha.common.tls import TLSFiles, ensure_server_tls
     from esgf_ha.datanode.app import create_app
     from esgf_ha.datanode.files import SendfileProtocol
     from esgf_ha.datanode.index_client import IndexClient
@@ -397,14 +413,7 @@ def serve_data(
         )
         return
     state_dir.mkdir(parents=True, exist_ok=True)
-    tls_files = None
-    if settings.tls:
-        if tls_cert:
-            if not tls_key:
-                raise click.BadParameter("--tls-cert needs --tls-key", param_hint="--tls-key")
-            tls_files = TLSFiles(ca=tls_cert, cert=tls_cert, key=tls_key)
-        else:
-            tls_files = ensure_server_tls(state_dir, [parse_listen(listen)[0], *hostnames])
+    tls_files = server_tls(settings.tls, state_dir, listen, tls_cert, tls_key, hostnames)
     index = None
     if index_url:
         index = IndexClient(
