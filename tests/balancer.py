@@ -6,7 +6,6 @@ import base64
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 import httpx
 import orjson
 import yaml
+
+from tests.servers import free_port
 
 
 def dig(port: int, name: str, rdtype: str = "A", *extra: str, server: str = "127.0.0.1") -> str:
@@ -44,12 +45,6 @@ def wait_for(predicate, timeout: float, step: float = 0.05) -> float:  # type: i
             return time.monotonic() - began
         time.sleep(step)
     raise AssertionError(f"not within {timeout} s")
-
-
-def free_port(address: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -15,6 +16,13 @@ import orjson
 
 from esgf_ha.common.auth import issue_token
 from esgf_ha.common.server import ServiceNotReady, wait_until_ready
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (for services that must come back on it)."""
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
 
 
 def launch(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,9 @@ import pytest
 
 from esgf_ha.common.auth import issue_token
 from tests.datanode_data import batch_for, write_dataset
-from tests.servers import DataServer, IndexServer
+from tests.servers import DataServer, IndexServer, free_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_nginx_serves_the_bytes_our_node_authorises(tmp_path: Path) -> None:

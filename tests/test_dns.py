@@ -17,8 +17,8 @@ import pytest
 
 from esgf_ha.balancer.answers import Zone, answer
 from esgf_ha.federation.config import ConfigError, parse_config
-from tests.balancer import Balancer, Bind, answers, dig, free_port, wait_for, write_config
-from tests.servers import IndexServer
+from tests.balancer import Balancer, Bind, answers, dig, wait_for, write_config
+from tests.servers import IndexServer, free_port
 
 ZONE = "esgf.test"
 SEARCH = f"search.{ZONE}"

@@ -20,7 +20,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.balancer import free_port, wait_for, write_config
+from tests.balancer import wait_for, write_config
+from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PYESGF = REPO / ".venv-clients" / "pyesgf" / "bin" / "python"

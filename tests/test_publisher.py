@@ -4,7 +4,6 @@ versions, mapfiles, bad input, retract/delete, an unreachable or restarting mast
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from tests.publisher_helpers import (
     seq,
     sha256,
 )
-from tests.servers import IndexServer
+from tests.servers import IndexServer, free_port
 
 
 @pytest.fixture(scope="module")
@@ -358,9 +357,7 @@ def test_bad_token_and_unreachable_index(master: IndexServer, tmp_path: Path):
     )
     assert result.exit_code == 1
     assert "401" in result.stdout
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nobody listens there once closed
+    port = free_port()  # nobody listens there
     t0 = time.monotonic()
     result = esgf_ha(
         "publish",
@@ -386,9 +383,7 @@ def test_master_starting_late_is_waited_for(tmp_path: Path):
     """A master that is down when the publisher starts (e.g. restarting) is retried."""
     data = tmp_path / "data"
     make_samples(data, "CMIP6", 2, 18)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = IndexServer(tmp_path / "late", extra_args=["--listen", f"127.0.0.1:{port}"])
     token = server.token()  # makes the signing key before the server starts
     proc = subprocess.Popen(

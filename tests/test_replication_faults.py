@@ -24,14 +24,13 @@ import pytest
 
 from tests.replicas import (
     caught_up,
-    free_port,
     seq_of,
     start_master,
     start_replica,
     verify,
     wait_for,
 )
-from tests.servers import IndexServer
+from tests.servers import IndexServer, free_port
 from tests.test_publish import one_dataset
 
 
