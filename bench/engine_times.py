@@ -27,13 +27,18 @@ def main() -> None:
     ap.add_argument("--state-dir", type=pathlib.Path, required=True)
     ap.add_argument("--scale", default="100k", choices=sorted(SCALES))
     ap.add_argument("--queries", type=int, default=600)
+    ap.add_argument(
+        "--no-files",
+        action="store_true",
+        help="load Dataset records only (quicker; File searches then find nothing)",
+    )
     args = ap.parse_args()
     idx = SyntheticIndex(args.scale)
     fresh = not (args.state_dir / "index.sqlite3").exists()
     svc = IndexService.open(args.state_dir)
     if fresh:
         began = time.monotonic()
-        svc.bulk_load(idx.iter_datasets(), idx.iter_files())
+        svc.bulk_load(idx.iter_datasets(), () if args.no_files else idx.iter_files())
         print(f"loaded in {time.monotonic() - began:.1f} s")
     by_class: dict[str, list] = {}
     for q in build_mix(idx, args.queries):

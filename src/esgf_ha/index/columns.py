@@ -9,12 +9,18 @@ that changes is written again at a new slot, so columns are append-only apart fr
 Multi-valued fields keep their first value in `codes` and any further values as (slot, code)
 pairs in an overflow list: most records have a single value, so the common path stays a flat
 array.
+
+A selective constraint is better answered from the other direction: which slots hold this
+value. Each column builds those posting lists on first use (one sort of the column); because
+slots are only ever appended, a built list stays true for the slots it covers, and slots added
+since are found by scanning only the tail.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
+import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -77,6 +83,8 @@ class StrColumn:
         self._tokens: dict[str, list[int]] = {}
         self._tokenized = 0
         self._lex: np.ndarray | None = None
+        self._postings: _Postings | None = None
+        self._postings_lock = threading.Lock()
 
     def code_for(self, value: str) -> int:
         code = self.lookup.get(value)
@@ -169,6 +177,38 @@ class StrColumn:
                 hit |= np.isin(rows, extra)
         return hit
 
+    def rows_of(self, codes: Sequence[int], n: int) -> np.ndarray:
+        """Sorted slots in [0, n) holding any of `codes` (dead slots included)."""
+        codes = [c for c in codes if 0 <= c < len(self.values)]
+        if not codes:
+            return np.zeros(0, dtype=np.int64)
+        post = self._postings_for(n)
+        parts = [post.rows[post.starts[c] : post.starts[c + 1]] for c in codes]
+        if post.upto < n:
+            lut = np.zeros(len(self.values) + 1, dtype=bool)
+            lut[[c + 1 for c in codes]] = True
+            tail = self.codes[post.upto : n]
+            parts.append(np.flatnonzero(lut[tail + 1]) + post.upto)
+            xr = self.xrows[post.nx_upto : self.nx]
+            parts.append(xr[lut[self.xcodes[post.nx_upto : self.nx] + 1] & (xr < n)])
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return np.zeros(0, dtype=np.int64)
+        rows = np.concatenate(parts).astype(np.int64, copy=False)
+        rows = rows[rows < n]
+        # one code's list is sorted and holds a slot once; several may overlap
+        return np.unique(rows) if len(parts) > 1 else rows
+
+    def _postings_for(self, n: int) -> _Postings:
+        post = self._postings
+        if post is not None and n - post.upto <= max(1 << 16, post.upto // 8):
+            return post
+        with self._postings_lock:
+            post = self._postings
+            if post is None or n - post.upto > max(1 << 16, post.upto // 8):
+                post = self._postings = _Postings.build(self, n)
+            return post
+
     def exact(self, values: Iterable[str], n: int) -> np.ndarray:
         return self.match_codes([c for v in values if (c := self.lookup.get(v)) is not None], n)
 
@@ -236,6 +276,34 @@ class StrColumn:
 
     def count_live(self) -> np.ndarray:
         return self.totals[: len(self.values)]
+
+
+class _Postings:
+    """Slots grouped by value code over slots [0, upto): code c owns rows[starts[c]:starts[c+1]],
+    ascending (first values and overflow values of multi-valued fields alike)."""
+
+    def __init__(self, rows: np.ndarray, starts: np.ndarray, upto: int, nx_upto: int) -> None:
+        self.rows = rows
+        self.starts = starts
+        self.upto = upto
+        self.nx_upto = nx_upto
+
+    @classmethod
+    def build(cls, col: StrColumn, n: int) -> _Postings:
+        upto = n  # slots past the end of `codes` hold no value
+        codes = col.codes[:n]
+        slots = np.flatnonzero(codes >= 0)
+        keys = (codes[slots].astype(np.int64) << 32) | slots
+        nx = col.nx
+        if nx:
+            xr = col.xrows[:nx]
+            inside = xr < upto
+            extra = (col.xcodes[:nx][inside].astype(np.int64) << 32) | xr[inside]
+            keys = np.concatenate([keys, extra])
+        keys.sort()
+        starts = np.searchsorted(keys >> 32, np.arange(len(col.values) + 1))
+        rows = (keys & 0xFFFFFFFF).astype(np.int32)
+        return cls(rows, starts, upto, nx)
 
 
 def _contains_run(tokens: list[str], words: Sequence[str]) -> bool:

@@ -53,6 +53,7 @@ class Engine:
         self.cores = cores
         self._id_order: dict[str, tuple[np.ndarray, int]] = {}
         self._cache = _FilterCache()
+        self._text_slots = _TextSlots()
 
     # -- entry point --------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchResult:
@@ -60,13 +61,7 @@ class Engine:
         key = _filter_key(req)
         cached = self._cache.get(key, core.generation)
         if cached is None:
-            rows = self._sparse_filter(req, core)
-            if rows is not None:
-                cached = _Filtered(None, rows, len(rows), {})
-            else:
-                dense = core.alive_mask()
-                self._apply_filters(req, core, dense)
-                cached = _Filtered(dense, None, int(dense.sum()), {})
+            cached = self._filter(req, core)
             self._cache.put(key, core.generation, cached)
         mask, rows, total = cached.mask, cached.rows, cached.total
         names = self._facet_names(req)
@@ -100,37 +95,31 @@ class Engine:
         checks.sort(key=lambda c: c.estimate)
         return checks
 
-    def _sparse_filter(self, req: SearchRequest, core: CoreIndex) -> np.ndarray | None:
-        """The matching slots when an identifier constraint leaves only a few (File searches
-        by `dataset_id`), found without touching the whole core; else None."""
-        dense_only = (
-            not isinstance(req.query, lucene.MatchAll)
-            or req.from_
-            or req.to
-            or req.start
-            or req.end
-            or req.bbox
-            or req.min_version
-            or req.max_version
-        )
-        if dense_only or not any(name in KEYED_FIELDS for name in req.constraints):
-            return None
+    def _filter(self, req: SearchRequest, core: CoreIndex) -> _Filtered:
+        """The records a request selects. Keyword constraints are checked most selective
+        first (estimated from the live totals of the wanted values). When the most selective
+        one matches few records, its slots come straight from the posting lists (or SQLite,
+        for identifiers) and every other constraint is checked on those slots only;
+        otherwise each constraint is a pass over the whole core."""
         checks = self._checks(req, core)
-        first = checks[0]
-        if first.rows is None or first.estimate > SMALL_RESULT:
-            return None
-        rows = np.unique(first.rows)
-        rows = rows[core.alive[rows]]
-        for check in checks[1:]:
-            rows = rows[check.sparse(rows)]
-        return rows
+        first = checks[0] if checks else None
+        if first is not None and first.rows is not None and first.estimate <= _sparse_limit(core):
+            rows = first.rows()
+            rows = rows[core.alive[rows]]
+            for check in checks[1:]:
+                rows = rows[check.sparse(rows)]
+            if not _needs_mask(req):
+                return _Filtered(None, rows, len(rows), {})
+            mask = self._slots_to_mask(core, rows)
+        else:
+            mask = core.alive_mask()
+            self._apply_checks(checks, core, mask)
+        self._apply_rest(req, core, mask)
+        return _Filtered(mask, None, int(mask.sum()), {})
 
-    def _apply_filters(self, req: SearchRequest, core: CoreIndex, mask: np.ndarray) -> None:
+    def _apply_checks(self, checks: list[_Check], core: CoreIndex, mask: np.ndarray) -> None:
         n = core.n
-        # Keyword constraints are checked most selective first (estimated from the live totals
-        # of the wanted values); once few slots remain, the rest are checked on those slots
-        # only, instead of over the whole core.
-        checks = self._checks(req, core)
+        # once few slots remain, the rest are checked on those slots only
         rows: np.ndarray | None = None
         for i, check in enumerate(checks):
             if rows is None:
@@ -142,6 +131,9 @@ class Engine:
         if rows is not None:
             mask[:] = False
             mask[rows] = True
+
+    def _apply_rest(self, req: SearchRequest, core: CoreIndex, mask: np.ndarray) -> None:
+        """The query and the range parameters, which are always whole-core masks."""
         if not isinstance(req.query, lucene.MatchAll):
             mask &= self.evaluate(core, req.query)
         if req.from_ or req.to:
@@ -183,7 +175,10 @@ class Engine:
                     lambda rows: ~col.match_rows(codes, rows),
                 )
             return _Check(
-                hits, lambda n: col.match_codes(codes, n), lambda rows: col.match_rows(codes, rows)
+                hits,
+                lambda n: col.match_codes(codes, n),
+                lambda rows: col.match_rows(codes, rows),
+                lambda: col.rows_of(codes, core.n),
             )
         if name in KEYED_FIELDS:
             slots = self.store.slots_equal(core.core, name, values)
@@ -198,7 +193,7 @@ class Engine:
                 len(slots),
                 lambda n: self._slots_to_mask(core, slots),
                 lambda rows: np.isin(rows, slots),
-                slots,
+                lambda: np.unique(slots),
             )
         dense = self.field_in(core, name, values)
         if negate:
@@ -343,13 +338,18 @@ class Engine:
             words = tokenize(node.value)
             if not words:
                 return mask
+        limit = _sparse_limit(core)
         for col in core.strings.values():
             codes = col.text_codes(words, node.wildcard)
-            if codes:
+            if not codes:
+                continue
+            if int(col.count_live()[codes].sum()) <= limit:
+                mask[col.rows_of(codes, n)] = True
+            else:
                 mask |= col.match_codes(codes, n)
         fts = _fts_query(words, node.wildcard)
         if fts:
-            mask |= self._slots_to_mask(core, self.store.slots_text(core.core, fts))
+            mask[self._text_slots.get(self.store, core, fts)] = True
         return mask
 
     # -- facets -------------------------------------------------------------------------------
@@ -409,7 +409,7 @@ class Engine:
             return []
         if mask is None:
             assert rows is not None
-            if req.sort:
+            if req.sort or (req.type == "File" and total > SMALL_RESULT):
                 mask = self._slots_to_mask(core, rows)
             elif req.type == "File":
                 return self.store.order_by_id(core.core, rows.tolist())[start:stop]
@@ -456,6 +456,25 @@ class Engine:
         return out
 
 
+def _sparse_limit(core: CoreIndex) -> int:
+    """Below this many matches, checking constraints slot by slot beats whole-core passes."""
+    return max(SMALL_RESULT, core.n // 8)
+
+
+def _needs_mask(req: SearchRequest) -> bool:
+    """Whether the request filters by more than keyword constraints (whole-core masks)."""
+    return bool(
+        not isinstance(req.query, lucene.MatchAll)
+        or req.from_
+        or req.to
+        or req.start
+        or req.end
+        or req.bbox
+        or req.min_version
+        or req.max_version
+    )
+
+
 @dataclass
 class _Check:
     """One keyword constraint: its estimated hits, and how to test it over the whole core
@@ -464,7 +483,7 @@ class _Check:
     estimate: int
     dense: Callable[[int], np.ndarray]
     sparse: Callable[[np.ndarray], np.ndarray]
-    rows: np.ndarray | None = None  # the matching slots themselves, when known cheaply
+    rows: Callable[[], np.ndarray] | None = None  # the matching slots, sorted, when cheap
 
 
 @dataclass
@@ -503,6 +522,47 @@ class _FilterCache:
                 self._data.popitem(last=False)
 
 
+class _TextSlots:
+    """Recent title/description matches per full-text query, as sorted slots.
+
+    Popular words match a large part of the index, and reading their matches out of SQLite
+    costs far more than the rest of a search. Slots are only ever appended, so a kept answer
+    stays true for the slots it covered: it is topped up with the matches among slots added
+    since, and dead slots are dropped later by the live mask. Bounded by entries and by the
+    slots held."""
+
+    def __init__(self, entries: int = 256, max_slots: int = 50_000_000) -> None:
+        self.entries = entries
+        self.max_slots = max_slots
+        self._data: OrderedDict[tuple[str, str], tuple[int, np.ndarray]] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, core: CoreIndex, fts: str) -> np.ndarray:
+        key = (core.core, fts)
+        with self._lock:
+            hit = self._data.get(key)
+        upto, slots = hit if hit is not None else (0, np.zeros(0, dtype=np.int64))
+        if upto >= core.n:
+            with self._lock:
+                if key in self._data:
+                    self._data.move_to_end(key)
+            return slots
+        found = store.slots_text(core.core, fts, upto)
+        slots = np.concatenate([slots, found[found < core.n]]) if upto else found[found < core.n]
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._held -= len(old[1])
+            if len(slots) <= self.max_slots // 4:
+                self._data[key] = (core.n, slots)
+                self._held += len(slots)
+            while self._data and (len(self._data) > self.entries or self._held > self.max_slots):
+                _, (_, dropped) = self._data.popitem(last=False)
+                self._held -= len(dropped)
+        return slots
+
+
 def _filter_key(req: SearchRequest) -> tuple:
     return (
         req.type,
@@ -536,7 +596,10 @@ class _Selection:
     ) -> _Selection:
         if mask is None:
             assert rows is not None
-            return cls(rows, None, False)
+            # multi-valued columns test their overflow entries against the selection
+            rows_mask = np.zeros(core.n, dtype=bool)
+            rows_mask[rows] = True
+            return cls(rows, rows_mask, False)
         if total * 2 > core.live_count:
             rest = core.alive[: core.n] & ~mask
             return cls(np.flatnonzero(rest), rest, True)
