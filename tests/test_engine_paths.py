@@ -28,6 +28,8 @@ CHOICES: dict[str, dict[str, int]] = {
     "realm": {"atmos": 20, "land": 6, "ocean": 6, "seaIce": 2, "aerosol": 1},  # multi-valued
 }
 FACETS = list(CHOICES)
+FIRST_LOAD = 4000
+LATE = {"source_id": "late-model", "realm": "late-realm"}
 WORDS = ["alpha", "beta", "gamma", "delta"]  # title words, found by free text only
 
 
@@ -52,6 +54,10 @@ def make_dataset(rng: random.Random, i: int) -> dict[str, object]:
             picked += rng.choices(values, weights=[weights[v] for v in values], k=2)
             picked = list(dict.fromkeys(picked))
         record[name] = picked if name == "realm" else picked[0]
+    if i >= FIRST_LOAD and rng.random() < 0.1:
+        # values first seen after the posting lists were built
+        record["source_id"] = LATE["source_id"]
+        record["realm"] = [*values_of(record, "realm"), LATE["realm"]]
     return record
 
 
@@ -89,7 +95,7 @@ def expected(live: list[dict[str, object]], params: list[tuple[str, str]]):
 def random_request(rng: random.Random) -> list[tuple[str, str]]:
     params: list[tuple[str, str]] = []
     for name in rng.sample(FACETS, rng.randint(1, 3)):
-        values = list(CHOICES[name])
+        values = [*CHOICES[name], *([LATE[name]] if name in LATE else [])]
         negate = rng.random() < 0.15
         for value in rng.sample(values, rng.choice([1, 1, 2])):
             params.append((f"{name}!" if negate else name, value))
@@ -134,12 +140,12 @@ def test_postings_and_column_passes_agree_through_writes(
     monkeypatch.setattr(engine, "SMALL_RESULT", 100)
     rng = random.Random(7)
     records = [make_dataset(rng, i) for i in range(6000)]
-    svc.bulk_load(records[:4000])
-    live = list(records[:4000])
+    svc.bulk_load(records[:FIRST_LOAD])
+    live = list(records[:FIRST_LOAD])
     paths = check(svc, live, rng, 150)
 
     # appended after the posting lists were built: found by scanning the tail
-    for start in range(4000, 6000, 500):
+    for start in range(FIRST_LOAD, 6000, 500):
         batch = records[start : start + 500]
         svc.publish_batch({"datasets": [{"dataset": r, "files": []} for r in batch]})
         live.extend(batch)

@@ -183,7 +183,9 @@ class StrColumn:
         if not codes:
             return np.zeros(0, dtype=np.int64)
         post = self._postings_for(n)
-        parts = [post.rows[post.starts[c] : post.starts[c + 1]] for c in codes]
+        # values first seen after the lists were built have all their slots in the tail
+        known = len(post.starts) - 1
+        parts = [post.rows[post.starts[c] : post.starts[c + 1]] for c in codes if c < known]
         if post.upto < n:
             lut = np.zeros(len(self.values) + 1, dtype=bool)
             lut[[c + 1 for c in codes]] = True
