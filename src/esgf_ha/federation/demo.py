@@ -268,9 +268,8 @@ Watch failover: kill site-b's index (the supervisor restarts it a second later),
                         counts["requests"] += 1
                         counts["failed"] += 1
 
-        prober = ServiceClient(
-            MASTER_ADDRESS, self.dns_port
-        )  # its own cache: the load honours TTLs
+        # its own cache: the load honours TTLs
+        prober = ServiceClient(MASTER_ADDRESS, self.dns_port)
 
         def answered() -> set[str]:
             return prober.all_addresses(f"search.{ZONE}".rstrip("."), rounds=4)
