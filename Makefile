@@ -30,6 +30,7 @@ clients-setup: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
 test: $(STAMP) system-deps clients-setup lint
