@@ -542,14 +542,15 @@ class _TextSlots:
         key = (core.core, fts)
         with self._lock:
             hit = self._data.get(key)
-        upto, slots = hit if hit is not None else (0, np.zeros(0, dtype=np.int64))
+        upto, slots = hit if hit is not None else (0, np.zeros(0, dtype=np.int32))
         if upto >= core.n:
             with self._lock:
                 if key in self._data:
                     self._data.move_to_end(key)
             return slots
         found = store.slots_text(core.core, fts, upto)
-        slots = np.concatenate([slots, found[found < core.n]]) if upto else found[found < core.n]
+        found = found[found < core.n].astype(np.int32)
+        slots = np.concatenate([slots, found]) if upto else found
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
