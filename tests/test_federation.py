@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -48,19 +49,25 @@ def _pid(endpoint: Path) -> int:
     return int(orjson.loads(endpoint.read_bytes())["pid"])
 
 
-@pytest.fixture
-def federation(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
-    """`esgf-ha up` of a master and two sites (site-b replicating site-a) on 127.0.3.x."""
+@pytest.fixture(params=[False, True], ids=["http", "https"])
+def federation(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """`esgf-ha up` of a master and two sites (site-b replicating site-a) on 127.0.3.x, over
+    HTTP, or with every service on HTTPS under one federation CA."""
+    tls = request.param
     address = {"master": "127.0.3.1", "site-a": "127.0.3.2", "site-b": "127.0.3.3"}
     roots = {name: tmp_path / "data" / name for name in ("site-a", "site-b")}
     for root in roots.values():
         root.mkdir(parents=True)
     config = write_config(tmp_path / "federation.yaml", {
         "name": "test", "state_dir": "state",
-        "master": {"address": address["master"], "port": free_port(address["master"])},
+        "master": {"address": address["master"], "port": free_port(address["master"]),
+                   "tls": tls},
         "sites": [
             {"name": name, "address": address[name], "index_port": free_port(address[name]),
              "data_port": free_port(address[name]), "data_roots": {"esg_dataroot": str(root)},
+             "tls": tls,
              **({"replication": {"query": "project=CMIP6"}} if name == "site-b" else {})}
             for name, root in roots.items()
         ],
@@ -97,6 +104,13 @@ def test_up_status_restart_and_clean_stop(
 
     wait_for(lambda: status()["returncode"] == 0, 60, 0.5)
     state = status()
+    scheme = state["master"]["url"].split("://")[0]
+    ca = tmp_path / "state" / "master" / "tls" / "ca.pem"
+    verify = ssl.create_default_context(cafile=str(ca)) if scheme == "https" else True
+    urls = [state["master"]["url"]] + [
+        s[k]["url"] for s in state["sites"] for k in ("index", "data")
+    ]
+    assert {u.split("://")[0] for u in urls} == {scheme}
     assert state["master"]["ready"] and [s["index"]["ready"] for s in state["sites"]] == [True] * 2
     assert all(s["data"]["ready"] for s in state["sites"])
     assert state["sites"][1]["index"]["detail"]["role"] == "replica"
@@ -111,8 +125,9 @@ def test_up_status_restart_and_clean_stop(
     site_a = state["sites"][0]["data"]["url"].split("://")[1]
     token = esgf_ha("token", "issue", "--state-dir", str(tmp_path / "state" / "master"),
                     "--scope", "esgf:publish").stdout.strip()  # fmt: skip
-    published = esgf_ha("publish", "--index", state["master"]["url"], "--token", token,
-                        "--data-node", site_a, "--url-base", f"http://{site_a}",
+    cacert = ["--cacert", str(ca)] if scheme == "https" else []
+    published = esgf_ha("publish", "--index", state["master"]["url"], "--token", token, *cacert,
+                        "--data-node", site_a, "--url-base", f"{scheme}://{site_a}",
                         "--root", f"esg_dataroot={samples}", "--no-progress", str(samples))  # fmt: skip
     assert published.returncode == 0, published.stderr[-2000:]
     site_b = state["sites"][1]
@@ -120,11 +135,18 @@ def test_up_status_restart_and_clean_stop(
 
     def replicated() -> bool:
         r = httpx.get(search, params={"data_node": site_b["data"]["url"].split("://")[1],
-                                      "format": "application/solr+json", "limit": 0})  # fmt: skip
+                                      "format": "application/solr+json", "limit": 0},
+                      verify=verify)  # fmt: skip
         return bool(r.json()["response"]["numFound"] > 0)
 
     wait_for(replicated, 90, 0.5)
-    assert list((tmp_path / "data" / "site-b").rglob("*.nc"))
+    copies = list((tmp_path / "data" / "site-b").rglob("*.nc"))
+    assert copies
+    # the copy is served by site-b's data node, over HTTPS when the federation uses TLS
+    copy = copies[0].relative_to(tmp_path / "data" / "site-b")
+    served = httpx.get(f"{site_b['data']['url']}/thredds/fileServer/esg_dataroot/{copy}",
+                       verify=verify)  # fmt: skip
+    assert served.status_code == 200 and served.content == copies[0].read_bytes()
     progress = status()["sites"][1]["replication"]
     assert progress["datasets"].get("published", 0) >= 1 and "failed" not in progress["files"]
     assert status()["sites"][0]["replication"] is None  # site-a replicates nothing

@@ -43,13 +43,15 @@ def serve_dns(
 ) -> None:
     """Answer the federation's service names with healthy sites only."""
     from esgf_ha.balancer.service import Balancer
+    from esgf_ha.federation.plan import trust_file
 
     setup_logging(log_level)
     state = state_dir or config.state_dir / "dns"
     state.mkdir(parents=True, exist_ok=True)
     verify: ssl.SSLContext | bool = True
-    if config.auth.ca_file is not None:
-        verify = ssl.create_default_context(cafile=str(config.auth.ca_file))
+    trust = trust_file(config)
+    if trust is not None and trust.exists():
+        verify = ssl.create_default_context(cafile=str(trust))
     balancer = Balancer(config, verify=verify)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(balancer.run(state))

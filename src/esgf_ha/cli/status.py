@@ -53,11 +53,13 @@ def status(config: FederationConfig, config_path: Path, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from esgf_ha.federation.plan import trust_file
     from esgf_ha.federation.status import collect
 
     verify: ssl.SSLContext | bool = True
-    if config.auth.ca_file is not None:
-        verify = ssl.create_default_context(cafile=str(config.auth.ca_file))
+    trust = trust_file(config)
+    if trust is not None and trust.exists():
+        verify = ssl.create_default_context(cafile=str(trust))
     state = collect(config, verify)
     all_ready = bool(state.master.ready) and all(
         s.index.ready and (s.data is None or s.data.ready) for s in state.sites

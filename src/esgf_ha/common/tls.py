@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -112,11 +113,24 @@ def _leaf(
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
+def ensure_ca(ca_dir: Path) -> Path:
+    """The CA certificate in `ca_dir`, made (with its key) if missing."""
+    _load_ca(ca_dir)
+    return ca_dir / "ca.pem"
+
+
 def ensure_server_tls(state_dir: Path, hostnames: list[str]) -> TLSFiles:
     """The CA and a server certificate for these names, made once and then reused."""
     tls_dir = state_dir / "tls"
-    ca_cert, ca_key = _load_ca(tls_dir)
-    cert_path, key_path = tls_dir / "server.pem", tls_dir / "server.key"
+    return issue_server_cert(tls_dir, hostnames, tls_dir / "server.pem", tls_dir / "server.key")
+
+
+def issue_server_cert(
+    ca_dir: Path, hostnames: list[str], cert_path: Path, key_path: Path
+) -> TLSFiles:
+    """A server certificate for these names signed by the CA in `ca_dir` (made if missing);
+    an existing certificate that already covers the names is kept."""
+    ca_cert, ca_key = _load_ca(ca_dir)
     wanted = sorted(set(hostnames) | {"localhost", "127.0.0.1"})
     if cert_path.exists() and key_path.exists():
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -127,15 +141,24 @@ def ensure_server_tls(state_dir: Path, hostnames: list[str]) -> TLSFiles:
             }
         except x509.ExtensionNotFound:
             have = set()
-        if set(wanted) <= have:
-            return TLSFiles(tls_dir / "ca.pem", cert_path, key_path)
+        if set(wanted) <= have and _signed_by(cert, ca_cert):
+            return TLSFiles(ca_dir / "ca.pem", cert_path, key_path)
     cert, key = _leaf(ca_cert, ca_key, wanted[0], wanted, ExtendedKeyUsageOID.SERVER_AUTH)
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
     _write_key(key_path, key)
     cert_path.write_bytes(
         cert.public_bytes(serialization.Encoding.PEM)
         + ca_cert.public_bytes(serialization.Encoding.PEM)
     )
-    return TLSFiles(tls_dir / "ca.pem", cert_path, key_path)
+    return TLSFiles(ca_dir / "ca.pem", cert_path, key_path)
+
+
+def _signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def issue_client_cert(state_dir: Path, common_name: str, out: Path) -> Path:

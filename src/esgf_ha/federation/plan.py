@@ -46,10 +46,45 @@ def site_state(config: FederationConfig, site: SiteConfig) -> Path:
     return config.state_dir / "sites" / site.name
 
 
+def uses_tls(config: FederationConfig) -> bool:
+    return config.master.tls or any(s.tls for s in config.sites)
+
+
+def federation_ca(config: FederationConfig) -> Path:
+    """The CA that signs every service certificate `up` makes: the master's own, so client
+    certificates from `esgf-ha cert issue --state-dir <state>/master` are trusted too."""
+    return master_state(config) / "tls"
+
+
+def site_cert(config: FederationConfig, site: SiteConfig) -> tuple[Path, Path]:
+    """The certificate and key a TLS site's index and data node serve."""
+    tls = site_state(config, site) / "tls"
+    return tls / "server.pem", tls / "server.key"
+
+
+def trust_file(config: FederationConfig) -> Path | None:
+    """What the federation's own clients verify HTTPS with. With TLS on, a bundle `up` writes:
+    the federation CA, plus the operator's `auth.ca_file` if the config names one."""
+    if uses_tls(config):
+        return config.state_dir / "tls-trust.pem"
+    return config.auth.ca_file
+
+
 def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -> list[ProcessSpec]:
     """The processes of the federation, in start order. `tokens` maps "replica" and
     "replicator" to files holding bearer tokens signed by the master."""
     m = config.master
+    trust = trust_file(config)
+
+    def ca_args(option: str, needed: bool) -> list[str]:
+        return [option, str(trust)] if needed and trust is not None else []
+
+    def site_tls(site: SiteConfig) -> list[str]:
+        if not site.tls:
+            return []
+        cert, key = site_cert(config, site)
+        return ["--tls", "--tls-cert", str(cert), "--tls-key", str(key)]
+
     specs = [
         ProcessSpec(
             "master",
@@ -69,7 +104,7 @@ def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -
                  "--upstream", master_url(config), "--token-file", str(tokens["replica"]),
                  "--state-dir", str(base / "index"),
                  "--listen", f"{site.address}:{site.index_port}",
-                 *(["--tls"] if site.tls else [])],
+                 *ca_args("--upstream-ca", config.master.tls), *site_tls(site)],
                 base / "index",
                 site.index_url + "/livez",
                 after=("master",),
@@ -89,7 +124,8 @@ def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -
                      # records name this node by address:port, whatever Host users send
                      "--data-node", f"{site.address}:{site.data_port}",
                      "--token-public-key", str(master_state(config) / "keys" / PUBLIC_KEY),
-                     "--index", site.index_url, *roots, *(["--tls"] if site.tls else [])],
+                     "--index", site.index_url, *roots, *ca_args("--index-ca", site.tls),
+                     *site_tls(site)],
                     base / "data",
                     f"{site.data_url}/livez",
                     after=(f"{site.name}/index",),
@@ -109,7 +145,7 @@ def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -
                      "--index", site.index_url, "--master", master_url(config),
                      "--token-file", str(tokens["replicator"]), "--site", site.name,
                      "--data-node", site.data_url or "", "--root", f"{root_name}={root_path}",
-                     *selection, "--follow"],
+                     *ca_args("--ca-file", uses_tls(config)), *selection, "--follow"],
                     base / "replicator",
                     after=(f"{site.name}/data",),
                 )

@@ -7,8 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from esgf_ha.common.auth import issue_token
+from esgf_ha.common.tls import ensure_ca, issue_server_cert
 from esgf_ha.federation.config import FederationConfig
-from esgf_ha.federation.plan import REPLICA_SCOPES, REPLICATOR_SCOPES, master_state, plan
+from esgf_ha.federation.plan import (
+    REPLICA_SCOPES,
+    REPLICATOR_SCOPES,
+    federation_ca,
+    master_state,
+    plan,
+    site_cert,
+    trust_file,
+    uses_tls,
+)
 from esgf_ha.federation.supervisor import Supervisor
 
 TOKEN_TTL = 365 * 86400.0
@@ -28,10 +38,29 @@ def service_tokens(config: FederationConfig) -> dict[str, Path]:
     return tokens
 
 
+def service_certs(config: FederationConfig) -> None:
+    """Certificates for the sites that serve HTTPS, signed by the federation CA (the master's,
+    made on first use), and the bundle every client inside the federation verifies with."""
+    trust = trust_file(config)
+    if not uses_tls(config) or trust is None:
+        return
+    ca = ensure_ca(federation_ca(config))
+    for site in config.sites:
+        if site.tls:
+            cert, key = site_cert(config, site)
+            issue_server_cert(federation_ca(config), [site.address], cert, key)
+    bundle = ca.read_bytes()
+    if config.auth.ca_file is not None:
+        bundle += b"\n" + config.auth.ca_file.read_bytes()
+    trust.parent.mkdir(parents=True, exist_ok=True)
+    trust.write_bytes(bundle)
+
+
 def federation_supervisor(
     config: FederationConfig,
     config_path: Path,
     on_event: Callable[[str, str], None] | None = None,
 ) -> Supervisor:
+    service_certs(config)
     specs = plan(config, config_path.resolve(), service_tokens(config))
     return Supervisor(specs, config.state_dir / "logs", on_event=on_event)
