@@ -226,3 +226,38 @@ def test_pyesgf_searches_through_the_system_resolver(tmp_path: Path, netns: str)
             demo.wait(30)
         except subprocess.TimeoutExpired:
             demo.kill()
+
+
+def test_plan_uses_operator_certificates_and_one_trust_bundle(tmp_path: Path) -> None:
+    from esgf_ha.common.tls import ensure_server_tls
+    from esgf_ha.federation.config import parse_config
+    from esgf_ha.federation.plan import plan, trust_file
+    from esgf_ha.federation.runner import service_certs
+
+    own = ensure_server_tls(tmp_path / "operator", ["127.0.1.3"])  # a site's own certificate
+    extra_ca = tmp_path / "extra-ca.pem"
+    extra_ca.write_bytes(own.ca.read_bytes())
+    config = parse_config({
+        "state_dir": str(tmp_path / "state"), "master": {"tls": True},
+        "auth": {"ca_file": str(extra_ca)},
+        "sites": [{"name": "a", "address": "127.0.1.2", "tls": True},
+                  {"name": "b", "address": "127.0.1.3", "tls": True,
+                   "tls_cert": str(own.cert), "tls_key": str(own.key)}],
+    })  # fmt: skip
+    service_certs(config)
+    tokens = {"replica": tmp_path / "r.jwt", "replicator": tmp_path / "r.jwt"}
+    argv = {s.name: s.argv for s in plan(config, tmp_path / "f.yaml", tokens)}
+
+    def after(name: str, option: str) -> str:
+        return argv[name][argv[name].index(option) + 1]
+
+    assert after("b/index", "--tls-cert") == str(own.cert) == after("b/data", "--tls-cert")
+    issued = tmp_path / "state" / "sites" / "a" / "tls" / "server.pem"
+    assert after("a/index", "--tls-cert") == str(issued) and issued.exists()
+    assert not (tmp_path / "state" / "sites" / "b" / "tls").exists()
+    trust = trust_file(config)
+    assert trust is not None and after("a/index", "--upstream-ca") == str(trust)
+    assert after("b/data", "--index-ca") == str(trust)
+    # the bundle holds the federation CA and the operator's CA
+    federation_ca = (tmp_path / "state" / "master" / "tls" / "ca.pem").read_bytes()
+    assert federation_ca in trust.read_bytes() and own.ca.read_bytes() in trust.read_bytes()

@@ -30,10 +30,23 @@ def _address(value: str) -> str:
         raise ValueError(f"{value!r} is not an IP address") from None
 
 
-class MasterConfig(_Strict):
+class _Tls(_Strict):
+    tls: bool = False
+    tls_cert: Path | None = Field(None, description="certificate chain (PEM) to serve instead")
+    tls_key: Path | None = Field(None, description="private key for tls_cert")
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> _Tls:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_cert is not None and not self.tls:
+            raise ValueError("tls_cert is given but tls is false")
+        return self
+
+
+class MasterConfig(_Tls):
     address: str = Field("127.0.0.1", description="address the master index listens on")
     port: int = Field(8000, ge=0, le=65535)
-    tls: bool = False
 
     _check_address = field_validator("address")(_address)
 
@@ -45,12 +58,11 @@ class ReplicationConfig(_Strict):
     query: str | None = None
 
 
-class SiteConfig(_Strict):
+class SiteConfig(_Tls):
     name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     address: str
     index_port: int = Field(8080, ge=1, le=65535)
     data_port: int | None = Field(8081, ge=1, le=65535, description="null: an index-only site")
-    tls: bool = False
     data_roots: dict[str, Path] = Field(default_factory=dict)
     replication: ReplicationConfig | None = None
 

@@ -57,7 +57,10 @@ def federation_ca(config: FederationConfig) -> Path:
 
 
 def site_cert(config: FederationConfig, site: SiteConfig) -> tuple[Path, Path]:
-    """The certificate and key a TLS site's index and data node serve."""
+    """The certificate and key a TLS site's index and data node serve: the operator's, or
+    the one `up` issues from the federation CA."""
+    if site.tls_cert is not None and site.tls_key is not None:
+        return site.tls_cert, site.tls_key
     tls = site_state(config, site) / "tls"
     return tls / "server.pem", tls / "server.key"
 
@@ -90,7 +93,9 @@ def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -
             "master",
             [*esgf_ha(), "serve", "index", "--role", "master",
              "--state-dir", str(master_state(config)), "--listen", f"{m.address}:{m.port}",
-             *(["--tls"] if m.tls else [])],
+             *(["--tls"] if m.tls else []),
+             *(["--tls-cert", str(m.tls_cert), "--tls-key", str(m.tls_key)]
+               if m.tls_cert else [])],
             master_state(config),
             master_url(config) + "/livez",
         )

@@ -46,7 +46,7 @@ def service_certs(config: FederationConfig) -> None:
         return
     ca = ensure_ca(federation_ca(config))
     for site in config.sites:
-        if site.tls:
+        if site.tls and site.tls_cert is None:
             cert, key = site_cert(config, site)
             issue_server_cert(federation_ca(config), [site.address], cert, key)
     bundle = ca.read_bytes()
