@@ -162,3 +162,44 @@ def test_engine_answers_any_valid_request(service: IndexService, params, text: s
     assert result.total >= len(docs)
     for counts in result.facets.values():
         assert all(c > 0 for _, c in counts)
+
+
+FIELD_NAMES = st.sampled_from(
+    ["variable_id", "realm", "title", "version", "latest", "size", "number_of_files",
+     "north_degrees", "datetime_start", "_timestamp", "score", "my_custom_field"]
+)  # fmt: skip
+FIELD_VALUES = st.one_of(
+    st.text(max_size=12),
+    st.integers(-5, 10**12),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.sampled_from(["2020-01-01T00:00:00Z", "2020-01-01", "t", "x", "-3", "1.5"]),
+    st.lists(st.one_of(st.text(max_size=5), st.integers(), st.booleans()), max_size=3),
+)
+
+
+@given(st.dictionaries(FIELD_NAMES, FIELD_VALUES, max_size=8))
+@settings(max_examples=500, deadline=None)
+def test_record_normalisation_matches_the_field_rules(fields: dict[str, object]) -> None:
+    """normalize_record's per-field fast paths give what normalize_value gives, value by value."""
+    from esgf_ha.records.errors import InvalidRecord
+    from esgf_ha.records.schema import normalize_record, normalize_value
+
+    base = {"id": "a|n", "type": "Dataset", "data_node": "n", "index_node": "n", "project": "P"}
+    raw = {**base, **fields}
+    expected: dict[str, object] = {}
+    try:
+        for name, value in raw.items():
+            if name not in ("score", "text") and value not in (None, [], ""):
+                expected[name] = normalize_value(name, value)
+        version = expected.get("version")
+        if version is not None and not str(version).lstrip("v").isdigit():
+            raise InvalidRecord("version")
+    except InvalidRecord:
+        with pytest.raises(InvalidRecord):
+            normalize_record(raw)
+        return
+    record = normalize_record(raw)
+    for name, value in expected.items():
+        assert record[name] == value and type(record[name]) is type(value), name
+    assert "score" not in record

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from esgf_ha.records.errors import InvalidRecord
@@ -225,6 +226,65 @@ def normalize_value(name: str, value: object) -> object:
     return str(value)
 
 
+def _skip(value: object) -> object:
+    return value
+
+
+_SKIP = _skip  # fields computed by the index, never stored: `score`, `text`
+_NORMALIZERS: dict[str, Callable[[object], object]] = {"score": _SKIP, "text": _SKIP}
+_MAX_NORMALIZERS = 10_000  # field names are open-ended; keep the cache bounded
+
+
+def _normalizer(name: str) -> Callable[[object], object]:
+    """normalize_value for one field, with a fast path for a value already in its type."""
+    kind = kind_of(name)
+
+    def slow(value: object) -> object:
+        return normalize_value(name, value)
+
+    fast: Callable[[object], object]
+    if is_multi(name):
+
+        def fast(value: object) -> object:
+            if type(value) is list:
+                for item in value:
+                    if type(item) is not str:
+                        return slow(value)
+                return value
+            return slow(value)
+
+    elif kind is Kind.STRING:
+
+        def fast(value: object) -> object:
+            return value if type(value) is str else slow(value)
+
+    elif kind is Kind.BOOL:
+
+        def fast(value: object) -> object:
+            return value if type(value) is bool else slow(value)
+
+    elif kind is Kind.FLOAT:
+
+        def fast(value: object) -> object:
+            return value if type(value) is float else slow(value)
+
+    elif kind in (Kind.INT, Kind.LONG):
+
+        def fast(value: object) -> object:
+            return value if type(value) is int and value >= 0 else slow(value)
+
+    elif kind is Kind.DATE:
+
+        def fast(value: object) -> object:
+            return value if type(value) is str and _SOLR_DATE.fullmatch(value) else slow(value)
+
+    else:
+        fast = slow
+    if len(_NORMALIZERS) < _MAX_NORMALIZERS:
+        _NORMALIZERS[name] = fast
+    return fast
+
+
 def normalize_record(raw: dict[str, object]) -> dict[str, object]:
     """Validate a record and return it with every field in its schema type.
 
@@ -234,14 +294,16 @@ def normalize_record(raw: dict[str, object]) -> dict[str, object]:
     if not isinstance(raw, dict):
         raise InvalidRecord("a record must be an object of field names to values")
     record: dict[str, object] = {}
+    normalizers = _NORMALIZERS
     for name, value in raw.items():
-        if not isinstance(name, str) or not name or len(name) > 200:
-            raise InvalidRecord(f"invalid field name {name!r}")
-        if name in ("score", "text"):
+        normalize = normalizers.get(name)
+        if normalize is None:
+            if not isinstance(name, str) or not name or len(name) > 200:
+                raise InvalidRecord(f"invalid field name {name!r}")
+            normalize = _normalizer(name)
+        if normalize is _SKIP or value is None or value == [] or value == "":
             continue
-        if value is None or value == [] or value == "":
-            continue
-        record[name] = normalize_value(name, value)
+        record[name] = normalize(value)
     for name in ("id", "type", "data_node", "index_node"):
         if name not in record:
             raise InvalidRecord(f"record {record.get('id', '?')!r} lacks mandatory field {name!r}")
