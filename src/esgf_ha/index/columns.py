@@ -21,7 +21,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -99,20 +99,34 @@ class StrColumn:
     def set_many(self, slots: np.ndarray, values: list[object]) -> None:
         """Set the values of many slots at once."""
         code_for = self.code_for
-        firsts: list[int] = []
+        known: Callable[[object], int | None] = self.lookup.get  # type: ignore[assignment]
+        firsts: list[int | None]
         xr: list[int] = []
         xc: list[int] = []
         if self.multi:
-            for slot, vals in zip(slots.tolist(), values, strict=True):
-                items = vals if type(vals) is list else [vals]
-                if len(items) > 1:
-                    items = list(dict.fromkeys(items))
-                firsts.append(code_for(str(items[0])))
-                for v in items[1:]:
-                    xr.append(slot)
-                    xc.append(code_for(str(v)))
+            # most records hold one value: look all first values up at once, then walk the
+            # few with more
+            heads = [v[0] if type(v) is list else v for v in values]
+            firsts = list(map(known, heads))
+            for i, vals in enumerate(values):
+                if type(vals) is list and len(vals) > 1:
+                    items = list(dict.fromkeys(vals))
+                    slot = int(slots[i])
+                    for v in items[1:]:
+                        xr.append(slot)
+                        xc.append(code_for(str(v)))
+            if None in firsts:
+                firsts = [
+                    c if c is not None else code_for(str(h))
+                    for c, h in zip(firsts, heads, strict=True)
+                ]
         else:
-            firsts = [code_for(v if type(v) is str else str(v)) for v in values]
+            firsts = list(map(known, values))
+            if None in firsts:
+                firsts = [
+                    c if c is not None else code_for(v if type(v) is str else str(v))
+                    for c, v in zip(firsts, values, strict=True)
+                ]
         top = int(slots.max()) + 1
         if top > len(self.codes):
             self.codes = _grow(self.codes, top, -1)
@@ -373,34 +387,33 @@ class CoreIndex:
         self.alive[slot_arr] = True
         self.live_count += len(slot_arr)
         self.n = max(self.n, top)
-        by_field: dict[str, tuple[list[int], list[object]]] = {}
-        for slot, record in zip(slots, records, strict=True):
-            for name, value in record.items():
-                entry = by_field.get(name)
-                if entry is None:
-                    entry = by_field[name] = ([], [])
-                entry[0].append(slot)
-                entry[1].append(value)
-        for name, (field_slots, values) in by_field.items():
-            self.field_names.add(name)
+        names = set().union(*map(dict.keys, records))
+        self.field_names |= names
+        for name in names:
             if name in KEYED_FIELDS or name in STORED_ONLY_FIELDS:
                 continue
             kind = kind_of(name)
+            if kind is Kind.TEXT:
+                continue
+            # one column at a time: a comprehension per field beats regrouping every record
+            values: list[object] = [r.get(name) for r in records]
+            field_slots = slot_arr
+            if None in values or (kind is Kind.STRING and [] in values):
+                keep = [i for i, v in enumerate(values) if v is not None and v != []]
+                field_slots = slot_arr[keep]
+                values = [values[i] for i in keep]
+            if not values:
+                continue
             if kind is Kind.STRING:
                 col = self.strings.get(name)
                 if col is None:
                     col = self.strings[name] = StrColumn(name)
-                keep = [i for i, v in enumerate(values) if v != [] and v is not None]
-                if len(keep) != len(values):
-                    field_slots = [field_slots[i] for i in keep]
-                    values = [values[i] for i in keep]
-                if values:
-                    col.set_many(np.asarray(field_slots, dtype=np.int64), values)
-            elif kind is not Kind.TEXT:
+                col.set_many(field_slots, values)
+            else:
                 num = self.numbers.get(name)
                 if num is None:
                     num = self.numbers[name] = NumColumn(name, kind)
-                num.set_many(np.asarray(field_slots, dtype=np.int64), values)
+                num.set_many(field_slots, values)
         self.generation += 1
 
     def remove(self, slots: Sequence[int]) -> None:
