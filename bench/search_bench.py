@@ -103,10 +103,15 @@ async def bench_ours(
     state_dir.mkdir(parents=True, exist_ok=True)
     ours: dict[str, Any] = {"state_dir": str(state_dir), "dev_stub": args.dev_stub}
     report["ours"] = ours
-    print(f"[b] bulk-loading our index into {state_dir} ...", flush=True)
-    ours["load"] = run_load_subprocess(args.scale, args.seed, state_dir, args.dev_stub,
-                                       timeout=args.load_timeout)
-    print(f"    {ours['load']}", flush=True)
+    if args.reuse_state and (state_dir / "index.sqlite3").exists():
+        # the same tier and seed loaded earlier (e.g. to measure a newer engine on it)
+        print(f"[b] reusing the index already loaded in {state_dir}", flush=True)
+        ours["load"] = {"reused": True}
+    else:
+        print(f"[b] bulk-loading our index into {state_dir} ...", flush=True)
+        ours["load"] = run_load_subprocess(args.scale, args.seed, state_dir, args.dev_stub,
+                                           timeout=args.load_timeout)
+        print(f"    {ours['load']}", flush=True)
     server = ServerProcess(state_dir, args.port or free_port(),
                            OUT_DIR / f"server-{args.scale}-{report['stamp']}.log", args.dev_stub)
     answers: dict[str, HttpAnswer] = {}
@@ -292,6 +297,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--port", type=int, default=0, help="our server's port (default: free port)")
     ap.add_argument("--state-dir", default=None, help="our state dir (default: temp, deleted)")
     ap.add_argument("--keep-state", action="store_true")
+    ap.add_argument("--reuse-state", action="store_true",
+                    help="skip the load when --state-dir already holds an index of this tier")
     ap.add_argument("--load-timeout", type=float, default=3600.0)
     ap.add_argument("--ready-timeout", type=float, default=600.0)
     ap.add_argument("--request-timeout", type=float, default=120.0)
