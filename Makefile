@@ -30,7 +30,7 @@ clients-setup: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 test: $(STAMP) system-deps clients-setup lint

@@ -22,8 +22,21 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-KEYWORDS = {"offset", "limit", "query", "format", "facets", "fields", "distrib", "type",
-            "latest", "sort", "shards", "from", "to"}
+KEYWORDS = {
+    "offset",
+    "limit",
+    "query",
+    "format",
+    "facets",
+    "fields",
+    "distrib",
+    "type",
+    "latest",
+    "sort",
+    "shards",
+    "from",
+    "to",
+}
 
 
 class DevStubIndexService:
@@ -35,7 +48,9 @@ class DevStubIndexService:
         state_dir.mkdir(parents=True, exist_ok=True)
         return cls(state_dir)
 
-    def bulk_load(self, datasets: Iterable[dict[str, Any]], files: Iterable[dict[str, Any]]) -> None:
+    def bulk_load(
+        self, datasets: Iterable[dict[str, Any]], files: Iterable[dict[str, Any]]
+    ) -> None:
         for name, recs in (("datasets", datasets), ("files", files)):
             with (self.state_dir / f"{name}.jsonl").open("wb") as fh:
                 for r in recs:
@@ -49,7 +64,9 @@ def _values(rec: dict[str, Any], name: str) -> list[Any]:
     v = rec.get(name)
     if v is None:
         return []
-    return [str(x).lower() if isinstance(x, bool) else x for x in (v if isinstance(v, list) else [v])]
+    return [
+        str(x).lower() if isinstance(x, bool) else x for x in (v if isinstance(v, list) else [v])
+    ]
 
 
 class _Store:
@@ -88,9 +105,19 @@ class _Store:
         off, lim = int(single.get("offset", 0)), int(single.get("limit", 10))
         return {
             "responseHeader": {"status": 0, "QTime": 0, "params": {}},
-            "response": {"numFound": len(hits), "start": off, "maxScore": 1.0, "docs": hits[off : off + lim]},
-            "facet_counts": {"facet_queries": {}, "facet_fields": fc, "facet_ranges": {},
-                             "facet_intervals": {}, "facet_heatmaps": {}},
+            "response": {
+                "numFound": len(hits),
+                "start": off,
+                "maxScore": 1.0,
+                "docs": hits[off : off + lim],
+            },
+            "facet_counts": {
+                "facet_queries": {},
+                "facet_fields": fc,
+                "facet_ranges": {},
+                "facet_intervals": {},
+                "facet_heatmaps": {},
+            },
         }
 
 

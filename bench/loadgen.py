@@ -158,8 +158,12 @@ def tree_memory(pid: int) -> dict[str, int]:
                     pss += int(line.split()[1])
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             pass
-    return {"processes": len(pids), "rss_bytes": rss * 1024, "hwm_bytes": hwm * 1024,
-            "pss_bytes": pss * 1024}
+    return {
+        "processes": len(pids),
+        "rss_bytes": rss * 1024,
+        "hwm_bytes": hwm * 1024,
+        "pss_bytes": pss * 1024,
+    }
 
 
 class MemorySampler:

@@ -69,8 +69,17 @@ def load_main(scale: str, seed: int, state_dir: pathlib.Path, dev_stub: bool) ->
 def run_load_subprocess(
     scale: str, seed: int, state_dir: pathlib.Path, dev_stub: bool, timeout: float
 ) -> dict[str, Any]:
-    cmd = [sys.executable, str(BENCH_DIR / "ours.py"), "load", "--scale", scale, "--seed",
-           str(seed), "--state-dir", str(state_dir)]
+    cmd = [
+        sys.executable,
+        str(BENCH_DIR / "ours.py"),
+        "load",
+        "--scale",
+        scale,
+        "--seed",
+        str(seed),
+        "--state-dir",
+        str(state_dir),
+    ]
     if dev_stub:
         cmd.append("--dev-stub")
     t0 = time.perf_counter()
@@ -99,17 +108,34 @@ class ServerProcess:
     def command(self) -> list[str]:
         listen = f"127.0.0.1:{self.port}"
         if self.dev_stub:
-            return [sys.executable, str(BENCH_DIR / "_devstub_index.py"), "serve",
-                    "--state-dir", str(self.state_dir), "--listen", listen]
-        return [str(VENV_BIN / "esgf-ha"), "serve", "index", "--role", "master",
-                "--state-dir", str(self.state_dir), "--listen", listen]
+            return [
+                sys.executable,
+                str(BENCH_DIR / "_devstub_index.py"),
+                "serve",
+                "--state-dir",
+                str(self.state_dir),
+                "--listen",
+                listen,
+            ]
+        return [
+            str(VENV_BIN / "esgf-ha"),
+            "serve",
+            "index",
+            "--role",
+            "master",
+            "--state-dir",
+            str(self.state_dir),
+            "--listen",
+            listen,
+        ]
 
     def start_and_wait(self, timeout: float) -> float:
         """Start the server; return seconds until ``GET /readyz`` answered 200."""
         log = self.log_path.open("wb")
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=REPO, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        )
         log.close()
         with httpx.Client(timeout=2.0) as client:
             while time.perf_counter() - t0 < timeout:
@@ -177,7 +203,9 @@ def main() -> None:
     ap.add_argument("--state-dir", type=pathlib.Path, required=True)
     ap.add_argument("--dev-stub", action="store_true")
     a = ap.parse_args()
-    sys.stdout.write(orjson.dumps(load_main(a.scale, a.seed, a.state_dir, a.dev_stub)).decode() + "\n")
+    sys.stdout.write(
+        orjson.dumps(load_main(a.scale, a.seed, a.state_dir, a.dev_stub)).decode() + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -53,7 +53,12 @@ from query_mix import MAX_VALUES, MULTI_VALUED, SCALAR_COLUMNS, Query, merge_fac
 
 PG_VERSION = "15"
 DATASET_SCALARS: tuple[str, ...] = (
-    "id", "master_id", "instance_id", "version", "data_node", "index_node",
+    "id",
+    "master_id",
+    "instance_id",
+    "version",
+    "data_node",
+    "index_node",
 )
 FACET_SCALARS: tuple[str, ...] = tuple(c for c in SCALAR_COLUMNS if c != "data_node")
 SERVER_SETTINGS: dict[str, str] = {
@@ -122,14 +127,32 @@ class PgCluster:
     def start(self) -> None:
         if self.as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--no-instructions")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        )
         conf = "\n".join(f"{k} = {v}" for k, v in SERVER_SETTINGS.items())
         conf += f"\nport = {self.port}\nunix_socket_directories = '{self.root}'\n"
         with (self.data / "postgresql.conf").open("a") as fh:
             fh.write(conf)
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w",
-                  "-t", "60", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def pid(self) -> int:
         return int((self.data / "postmaster.pid").read_text().split()[0])
@@ -176,8 +199,16 @@ CREATE TABLE files (
 )"""
 
 DATASET_COPY_COLS = (
-    "ord", *DATASET_SCALARS, "project", "latest", "replica", "retracted",
-    *FACET_SCALARS, *MULTI_VALUED, "ftext", "doc",
+    "ord",
+    *DATASET_SCALARS,
+    "project",
+    "latest",
+    "replica",
+    "retracted",
+    *FACET_SCALARS,
+    *MULTI_VALUED,
+    "ftext",
+    "doc",
 )
 
 
@@ -222,7 +253,10 @@ def _dataset_row(ord_: int, rec: dict[str, Any]) -> tuple[Any, ...]:
     return (
         ord_,
         *(rec[c] for c in DATASET_SCALARS),
-        rec["project"][0], rec["latest"], rec["replica"], rec.get("retracted", False),
+        rec["project"][0],
+        rec["latest"],
+        rec["replica"],
+        rec.get("retracted", False),
         *(_single(rec, c) for c in FACET_SCALARS),
         *(_multi(rec, c) for c in MULTI_VALUED),
         " ".join(words),
@@ -322,8 +356,10 @@ def main() -> None:
     from query_mix import build_mix
     from synth import SCALES, SyntheticIndex
 
-    ap = argparse.ArgumentParser(description="Load the synthetic index into a throwaway PG 15 "
-                                 "and time the query mix sequentially.")
+    ap = argparse.ArgumentParser(
+        description="Load the synthetic index into a throwaway PG 15 "
+        "and time the query mix sequentially."
+    )
     ap.add_argument("--scale", default="100k", choices=sorted(SCALES))
     ap.add_argument("--queries", type=int, default=200)
     args = ap.parse_args()
@@ -343,7 +379,9 @@ def main() -> None:
                     print(f"MISMATCH {q.query_string()}: {ans.num_found} != {q.meta['expected']}")
         for k, v in sorted(per.items()):
             v.sort()
-            print(f"{k:20s} n={len(v):4d} p50={v[len(v) // 2] * 1e3:8.2f} ms  max={v[-1] * 1e3:8.2f} ms")
+            print(
+                f"{k:20s} n={len(v):4d} p50={v[len(v) // 2] * 1e3:8.2f} ms  max={v[-1] * 1e3:8.2f} ms"
+            )
 
 
 if __name__ == "__main__":

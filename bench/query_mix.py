@@ -36,7 +36,12 @@ FILTER_FACETS: tuple[str, ...] = FACETS
 #: broad facets used to restrict deep-paging queries
 BROAD_FACETS: tuple[str, ...] = ("data_node", "grid_label", "frequency", "nominal_resolution")
 FREE_TEXT_FACETS: tuple[str, ...] = (
-    "source_id", "experiment_id", "variable_id", "table_id", "institution_id", "activity_id",
+    "source_id",
+    "experiment_id",
+    "variable_id",
+    "table_id",
+    "institution_id",
+    "activity_id",
 )
 MIX: dict[str, float] = {
     "metagrid_default": 0.10,
@@ -108,11 +113,13 @@ class Query:
         if not self.facets:
             out.append(("count", f"SELECT count(*) FROM {table} WHERE {where}", tuple(args)))
         if self.limit > 0:
-            out.append((
-                "page",
-                f"SELECT id, doc FROM {table} WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s",
-                (*args, self.limit, self.offset),
-            ))
+            out.append(
+                (
+                    "page",
+                    f"SELECT id, doc FROM {table} WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s",
+                    (*args, self.limit, self.offset),
+                )
+            )
         if self.facets:
             out.append(("facets", _facet_sql(self.facets, table, where), tuple(args)))
         return out
@@ -139,7 +146,9 @@ def _facet_sql(facets: tuple[str, ...], table: str, where: str) -> str:
             cols.append(f)
             select.append(f)
     n = len(cols)
-    case = " ".join(f"WHEN {(1 << n) - 1 - (1 << (n - 1 - k))} THEN '{c}'" for k, c in enumerate(cols))
+    case = " ".join(
+        f"WHEN {(1 << n) - 1 - (1 << (n - 1 - k))} THEN '{c}'" for k, c in enumerate(cols)
+    )
     sets = ", ".join(f"({c})" for c in cols)
     return (
         f"SELECT CASE grouping({', '.join(cols)}) {case} ELSE '' END, "
@@ -149,7 +158,9 @@ def _facet_sql(facets: tuple[str, ...], table: str, where: str) -> str:
     )
 
 
-def merge_facet_rows(rows: list[tuple[str, str | None, int]]) -> tuple[int, dict[str, dict[str, int]]]:
+def merge_facet_rows(
+    rows: list[tuple[str, str | None, int]],
+) -> tuple[int, dict[str, dict[str, int]]]:
     """(numFound, {facet: {value: count}}) from the rows of :func:`_facet_sql`."""
     total = 0
     facets: dict[str, dict[str, int]] = {}
@@ -174,8 +185,14 @@ def _base_params(record_type: str = "Dataset") -> list[tuple[str, str]]:
 
 def metagrid_default() -> Query:
     params = (
-        ("project", "CMIP6"), ("query", "*"), ("format", JSON_FORMAT), ("type", "Dataset"),
-        ("offset", "0"), ("limit", "10"), ("latest", "true"), ("facets", FACETS_PARAM),
+        ("project", "CMIP6"),
+        ("query", "*"),
+        ("format", JSON_FORMAT),
+        ("type", "Dataset"),
+        ("offset", "0"),
+        ("limit", "10"),
+        ("latest", "true"),
+        ("facets", FACETS_PARAM),
     )
     return Query("metagrid_default", params, facets=FACETS)
 
@@ -191,7 +208,9 @@ class MixBuilder:
         code = int(self.idx.cols[facet][i])
         return self.idx.dists[facet].values[code]
 
-    def _constraints(self, n: int, facets: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    def _constraints(
+        self, n: int, facets: tuple[str, ...]
+    ) -> tuple[tuple[str, tuple[str, ...]], ...]:
         i = int(self.rng.choice(self.latest_ix))
         chosen = self.rng.choice(len(facets), size=min(n, len(facets)), replace=False)
         out = []
@@ -214,8 +233,15 @@ class MixBuilder:
 
     def facets_constrained(self) -> Query:
         cons = self._constraints(int(self.rng.integers(1, 5)), FILTER_FACETS)
-        params = [("project", "CMIP6"), ("query", "*"), ("format", JSON_FORMAT), ("type", "Dataset"),
-                  ("offset", "0"), ("limit", "10"), ("latest", "true")]
+        params = [
+            ("project", "CMIP6"),
+            ("query", "*"),
+            ("format", JSON_FORMAT),
+            ("type", "Dataset"),
+            ("offset", "0"),
+            ("limit", "10"),
+            ("latest", "true"),
+        ]
         params += self._constraint_params(cons)
         params.append(("facets", FACETS_PARAM))
         return Query("facets_constrained", tuple(params), constraints=cons, facets=FACETS)
@@ -240,15 +266,26 @@ class MixBuilder:
         i = int(self.rng.integers(self.idx.tier.n_datasets))
         ds_id = self.idx.dataset_id(i)
         params = _base_params("File") + [("dataset_id", ds_id), ("limit", "10"), ("offset", "0")]
-        return Query("file_by_dataset", tuple(params), record_type="File", latest=None,
-                     dataset_id=ds_id, meta={"expected": int(self.idx.n_files_of[i])})
+        return Query(
+            "file_by_dataset",
+            tuple(params),
+            record_type="File",
+            latest=None,
+            dataset_id=ds_id,
+            meta={"expected": int(self.idx.n_files_of[i])},
+        )
 
     def deep_paging(self) -> Query:
         cons = self._constraints(int(self.rng.integers(0, 2)), BROAD_FACETS)
         offset = int(self.rng.integers(1, 1000)) * 10
-        params = _base_params() + self._constraint_params(cons) + [
-            ("limit", "10"), ("offset", str(offset)),
-        ]
+        params = (
+            _base_params()
+            + self._constraint_params(cons)
+            + [
+                ("limit", "10"),
+                ("offset", str(offset)),
+            ]
+        )
         return Query("deep_paging", tuple(params), constraints=cons, offset=offset)
 
     def build(self, n: int) -> list[Query]:

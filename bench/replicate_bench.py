@@ -51,7 +51,10 @@ def start(
                 try:
                     ca = info.get("ca")
                     check = ssl.create_default_context(cafile=ca) if ca else verify
-                    if httpx.get(info["url"] + "/readyz", timeout=2, verify=check).status_code == 200:
+                    if (
+                        httpx.get(info["url"] + "/readyz", timeout=2, verify=check).status_code
+                        == 200
+                    ):
                         return proc, str(info["url"])
                 except httpx.HTTPError:
                     pass

@@ -72,7 +72,9 @@ def make_plausible(idx: SyntheticIndex) -> Any:
         if nf is None:
             return "no numFound"
         if q.record_type == "File":
-            return None if nf == q.meta["expected"] else f"numFound {nf} != {q.meta['expected']} files"
+            return (
+                None if nf == q.meta["expected"] else f"numFound {nf} != {q.meta['expected']} files"
+            )
         if not 0 <= nf <= n_ds:
             return f"numFound {nf} outside [0, {n_ds}]"
         if q.klass == "metagrid_default" and nf != n_latest:
@@ -96,8 +98,12 @@ def crosscheck_sample(mix: list[Query], per_class: int) -> list[Query]:
 
 
 async def bench_ours(
-    args: argparse.Namespace, idx: SyntheticIndex, mix: list[Query], warm: list[Query],
-    sample: list[Query], report: dict[str, Any],
+    args: argparse.Namespace,
+    idx: SyntheticIndex,
+    mix: list[Query],
+    warm: list[Query],
+    sample: list[Query],
+    report: dict[str, Any],
 ) -> dict[str, HttpAnswer]:
     state_dir = pathlib.Path(args.state_dir or tempfile.mkdtemp(prefix="esgf-ha-bench-state-"))
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -109,28 +115,40 @@ async def bench_ours(
         ours["load"] = {"reused": True}
     else:
         print(f"[b] bulk-loading our index into {state_dir} ...", flush=True)
-        ours["load"] = run_load_subprocess(args.scale, args.seed, state_dir, args.dev_stub,
-                                           timeout=args.load_timeout)
+        ours["load"] = run_load_subprocess(
+            args.scale, args.seed, state_dir, args.dev_stub, timeout=args.load_timeout
+        )
         print(f"    {ours['load']}", flush=True)
-    server = ServerProcess(state_dir, args.port or free_port(),
-                           OUT_DIR / f"server-{args.scale}-{report['stamp']}.log", args.dev_stub)
+    server = ServerProcess(
+        state_dir,
+        args.port or free_port(),
+        OUT_DIR / f"server-{args.scale}-{report['stamp']}.log",
+        args.dev_stub,
+    )
     answers: dict[str, HttpAnswer] = {}
     try:
         print(f"[c] starting server on 127.0.0.1:{server.port} ...", flush=True)
         ours["time_to_ready_s"] = round(server.start_and_wait(args.ready_timeout), 3)
         ours["memory_after_ready"] = tree_memory(server.pid)
         print(f"    ready in {ours['time_to_ready_s']} s, {ours['memory_after_ready']}", flush=True)
-        limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-        async with httpx.AsyncClient(base_url=server.base_url, limits=limits,
-                                     timeout=args.request_timeout) as client:
+        limits = httpx.Limits(
+            max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+        )
+        async with httpx.AsyncClient(
+            base_url=server.base_url, limits=limits, timeout=args.request_timeout
+        ) as client:
             workers = [http_worker(client) for _ in range(args.concurrency)]
-            print(f"[d] warm-up {args.warmup:.0f}s, then {args.duration:.0f}s at concurrency "
-                  f"{args.concurrency} ...", flush=True)
+            print(
+                f"[d] warm-up {args.warmup:.0f}s, then {args.duration:.0f}s at concurrency "
+                f"{args.concurrency} ...",
+                flush=True,
+            )
             await run_closed_loop(workers, warm, args.warmup, args.max_requests)
             sampler = MemorySampler(server.pid)
             sampler.start()
-            res = await run_closed_loop(workers, mix, args.duration, args.max_requests,
-                                        make_plausible(idx))
+            res = await run_closed_loop(
+                workers, mix, args.duration, args.max_requests, make_plausible(idx)
+            )
             await sampler.stop()
             ours["run"] = res.summary()
             ours["memory_after_run"] = tree_memory(server.pid)
@@ -148,37 +166,52 @@ async def bench_ours(
 
 
 async def bench_postgres(
-    args: argparse.Namespace, idx: SyntheticIndex, mix: list[Query], warm: list[Query],
-    sample: list[Query], report: dict[str, Any],
+    args: argparse.Namespace,
+    idx: SyntheticIndex,
+    mix: list[Query],
+    warm: list[Query],
+    sample: list[Query],
+    report: dict[str, Any],
 ) -> dict[str, pg_reference.PgAnswer]:
     pg_rep: dict[str, Any] = {}
     report["postgres"] = pg_rep
     answers: dict[str, pg_reference.PgAnswer] = {}
     with pg_reference.PgCluster() as pg:
-        print(f"[f] PostgreSQL {pg_reference.PG_VERSION} on 127.0.0.1:{pg.port}, loading ...", flush=True)
+        print(
+            f"[f] PostgreSQL {pg_reference.PG_VERSION} on 127.0.0.1:{pg.port}, loading ...",
+            flush=True,
+        )
         t = pg_reference.load(pg.dsn, idx.iter_datasets(), idx.iter_files())
         pg_rep["load"] = {
-            "datasets_copy_s": round(t.datasets_s, 3), "files_copy_s": round(t.files_s, 3),
-            "indexes_s": round(t.indexes_s, 3), "analyze_s": round(t.analyze_s, 3),
-            "total_s": round(t.total_s, 3), "db_size_bytes": t.db_size_bytes,
+            "datasets_copy_s": round(t.datasets_s, 3),
+            "files_copy_s": round(t.files_s, 3),
+            "indexes_s": round(t.indexes_s, 3),
+            "analyze_s": round(t.analyze_s, 3),
+            "total_s": round(t.total_s, 3),
+            "db_size_bytes": t.db_size_bytes,
             "note": "COPY times include building the record dicts (see generation)",
         }
         print(f"    {pg_rep['load']}", flush=True)
-        conns = [await psycopg.AsyncConnection.connect(pg.dsn, autocommit=True)
-                 for _ in range(args.concurrency)]
+        conns = [
+            await psycopg.AsyncConnection.connect(pg.dsn, autocommit=True)
+            for _ in range(args.concurrency)
+        ]
         try:
+
             def worker(conn: psycopg.AsyncConnection[Any]) -> Any:
                 async def call(q: Query) -> Outcome:
                     ans = await pg_reference.answer_async(conn, q)
                     return Outcome(True, num_found=ans.num_found)
+
                 return call
 
             workers = [worker(c) for c in conns]
             await run_closed_loop(workers, warm, args.warmup, args.max_requests)
             sampler = MemorySampler(pg.pid())
             sampler.start()
-            res = await run_closed_loop(workers, mix, args.duration, args.max_requests,
-                                        make_plausible(idx))
+            res = await run_closed_loop(
+                workers, mix, args.duration, args.max_requests, make_plausible(idx)
+            )
             await sampler.stop()
             pg_rep["run"] = res.summary()
             pg_rep["memory_after_run"] = tree_memory(pg.pid())
@@ -220,8 +253,11 @@ def compare(
 # --------------------------------------------------------------------------- reporting
 def _print_run(name: str, res: RunResult) -> None:
     s = res.summary()
-    print(f"    {name}: {s['requests']} requests in {s['elapsed_s']} s = {s['throughput_rps']} /s, "
-          f"errors {s['errors']}, implausible {s['implausible']}", flush=True)
+    print(
+        f"    {name}: {s['requests']} requests in {s['elapsed_s']} s = {s['throughput_rps']} /s, "
+        f"errors {s['errors']}, implausible {s['implausible']}",
+        flush=True,
+    )
 
 
 def _fmt(x: Any) -> str:
@@ -229,7 +265,9 @@ def _fmt(x: Any) -> str:
 
 
 def _ratio(a: Any, b: Any) -> Any:
-    return round(a / b, 3) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+    return (
+        round(a / b, 3) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+    )
 
 
 def print_table(report: dict[str, Any]) -> dict[str, Any]:
@@ -237,43 +275,63 @@ def print_table(report: dict[str, Any]) -> dict[str, Any]:
     pg = report.get("postgres", {}).get("run", {})
     ratios: dict[str, Any] = {}
     print()
-    print(f"{'class':20s} {'ours p50':>10s} {'ours p99':>10s} {'pg p50':>10s} {'pg p99':>10s} "
-          f"{'p50 o/pg':>10s} {'p99 o/pg':>10s}   (ms)")
+    print(
+        f"{'class':20s} {'ours p50':>10s} {'ours p99':>10s} {'pg p50':>10s} {'pg p99':>10s} "
+        f"{'p50 o/pg':>10s} {'p99 o/pg':>10s}   (ms)"
+    )
     for k in [*MIX, "overall"]:
         o = ours.get("overall" if k == "overall" else "per_class", {})
         p = pg.get("overall" if k == "overall" else "per_class", {})
         if k != "overall":
             o, p = o.get(k, {}), p.get(k, {})
-        r50, r99 = _ratio(o.get("p50_ms"), p.get("p50_ms")), _ratio(o.get("p99_ms"), p.get("p99_ms"))
+        r50, r99 = (
+            _ratio(o.get("p50_ms"), p.get("p50_ms")),
+            _ratio(o.get("p99_ms"), p.get("p99_ms")),
+        )
         ratios[k] = {"p50": r50, "p99": r99}
-        print(f"{k:20s} {_fmt(o.get('p50_ms'))} {_fmt(o.get('p99_ms'))} {_fmt(p.get('p50_ms'))} "
-              f"{_fmt(p.get('p99_ms'))} {_fmt(r50)} {_fmt(r99)}")
+        print(
+            f"{k:20s} {_fmt(o.get('p50_ms'))} {_fmt(o.get('p99_ms'))} {_fmt(p.get('p50_ms'))} "
+            f"{_fmt(p.get('p99_ms'))} {_fmt(r50)} {_fmt(r99)}"
+        )
     qt = ours.get("server_time", {})
     if qt.get("overall", {}).get("n"):
-        print(f"\n{'class':20s} {'QTime p50':>10s} {'QTime p99':>10s} {'pg p50':>10s} {'pg p99':>10s} "
-              f"{'p50 o/pg':>10s} {'p99 o/pg':>10s}   (ms; our server-side search time, Server-Timing)")
+        print(
+            f"\n{'class':20s} {'QTime p50':>10s} {'QTime p99':>10s} {'pg p50':>10s} {'pg p99':>10s} "
+            f"{'p50 o/pg':>10s} {'p99 o/pg':>10s}   (ms; our server-side search time, Server-Timing)"
+        )
         for k in [*MIX, "overall"]:
             o = qt.get("overall") if k == "overall" else qt.get("per_class", {}).get(k, {})
             p = pg.get("overall", {}) if k == "overall" else pg.get("per_class", {}).get(k, {})
-            r50, r99 = _ratio(o.get("p50_ms"), p.get("p50_ms")), _ratio(o.get("p99_ms"), p.get("p99_ms"))
+            r50, r99 = (
+                _ratio(o.get("p50_ms"), p.get("p50_ms")),
+                _ratio(o.get("p99_ms"), p.get("p99_ms")),
+            )
             ratios[f"server_time_{k}"] = {"p50": r50, "p99": r99}
-            print(f"{k:20s} {_fmt(o.get('p50_ms'))} {_fmt(o.get('p99_ms'))} {_fmt(p.get('p50_ms'))} "
-                  f"{_fmt(p.get('p99_ms'))} {_fmt(r50)} {_fmt(r99)}")
+            print(
+                f"{k:20s} {_fmt(o.get('p50_ms'))} {_fmt(o.get('p99_ms'))} {_fmt(p.get('p50_ms'))} "
+                f"{_fmt(p.get('p99_ms'))} {_fmt(r50)} {_fmt(r99)}"
+            )
     rt = _ratio(ours.get("throughput_rps"), pg.get("throughput_rps"))
     ratios["throughput"] = rt
-    print(f"{'throughput (/s)':20s} {_fmt(ours.get('throughput_rps'))} {'':10s} "
-          f"{_fmt(pg.get('throughput_rps'))} {'':10s} {_fmt(rt)}")
+    print(
+        f"{'throughput (/s)':20s} {_fmt(ours.get('throughput_rps'))} {'':10s} "
+        f"{_fmt(pg.get('throughput_rps'))} {'':10s} {_fmt(rt)}"
+    )
     g = report["generation"]
     print(f"\ngeneration: {g['total_s']} s ({g['n_datasets']} datasets, {g['n_files']} files)")
     if "ours" in report:
         o = report["ours"]
-        print(f"ours: bulk load {o['load'].get('bulk_load_s')} s, time-to-ready "
-              f"{o.get('time_to_ready_s')} s, VmRSS {o.get('memory_after_run', {}).get('rss_bytes', 0) / 2**20:.0f} MiB, "
-              f"VmHWM {o.get('memory_after_run', {}).get('hwm_bytes', 0) / 2**20:.0f} MiB")
+        print(
+            f"ours: bulk load {o['load'].get('bulk_load_s')} s, time-to-ready "
+            f"{o.get('time_to_ready_s')} s, VmRSS {o.get('memory_after_run', {}).get('rss_bytes', 0) / 2**20:.0f} MiB, "
+            f"VmHWM {o.get('memory_after_run', {}).get('hwm_bytes', 0) / 2**20:.0f} MiB"
+        )
     if "postgres" in report:
         p = report["postgres"]
-        print(f"postgres: load {p['load']['total_s']} s, db size {p['load']['db_size_bytes'] / 2**20:.0f} MiB, "
-              f"PSS {p.get('memory_after_run', {}).get('pss_bytes', 0) / 2**20:.0f} MiB")
+        print(
+            f"postgres: load {p['load']['total_s']} s, db size {p['load']['db_size_bytes'] / 2**20:.0f} MiB, "
+            f"PSS {p.get('memory_after_run', {}).get('pss_bytes', 0) / 2**20:.0f} MiB"
+        )
     if "crosscheck" in report:
         c = report["crosscheck"]
         print(f"cross-check vs postgres: {c['compared']} compared, {c['mismatches']} mismatches")
@@ -297,13 +355,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--port", type=int, default=0, help="our server's port (default: free port)")
     ap.add_argument("--state-dir", default=None, help="our state dir (default: temp, deleted)")
     ap.add_argument("--keep-state", action="store_true")
-    ap.add_argument("--reuse-state", action="store_true",
-                    help="skip the load when --state-dir already holds an index of this tier")
+    ap.add_argument(
+        "--reuse-state",
+        action="store_true",
+        help="skip the load when --state-dir already holds an index of this tier",
+    )
     ap.add_argument("--load-timeout", type=float, default=3600.0)
     ap.add_argument("--ready-timeout", type=float, default=600.0)
     ap.add_argument("--request-timeout", type=float, default=120.0)
-    ap.add_argument("--dev-stub", action="store_true",
-                    help="DEV ONLY: use bench/_devstub_index.py instead of esgf_ha (tiny tiers)")
+    ap.add_argument(
+        "--dev-stub",
+        action="store_true",
+        help="DEV ONLY: use bench/_devstub_index.py instead of esgf_ha (tiny tiers)",
+    )
     return ap.parse_args(argv)
 
 
@@ -311,11 +375,19 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     OUT_DIR.mkdir(exist_ok=True)
     now = dt.datetime.now()
     report: dict[str, Any] = {
-        "benchmark": "search", "scale": args.scale, "stamp": now.strftime("%Y%m%d-%H%M%S"),
+        "benchmark": "search",
+        "scale": args.scale,
+        "stamp": now.strftime("%Y%m%d-%H%M%S"),
         "started": now.isoformat(timespec="seconds"),
-        "tier": {"n_datasets": SCALES[args.scale].n_datasets, "n_files": SCALES[args.scale].n_files},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "tier": {
+            "n_datasets": SCALES[args.scale].n_datasets,
+            "n_files": SCALES[args.scale].n_files,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "config": {k: v for k, v in vars(args).items()},
         "mix_weights": MIX,
     }

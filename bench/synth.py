@@ -204,7 +204,9 @@ class SyntheticIndex:
         decadal = ("dcppA-hindcast", "dcppB-forecast", "dcppC-hindcast", "dcppC-forecast")
         self.exp_is_decadal = np.array([v.startswith(decadal) for v in exp_values], dtype=bool)
         sub = d["sub_experiment_id"]
-        w = np.array([0.0 if v == "none" else x for v, x in zip(sub.values, sub.weights, strict=True)])
+        w = np.array(
+            [0.0 if v == "none" else x for v, x in zip(sub.values, sub.weights, strict=True)]
+        )
         self.sub_year_dist = FacetDist(sub.values, w / w.sum())
         self.sub_none = sub.values.index("none")
         n_nodes = len(d["data_node"])
@@ -237,9 +239,12 @@ class SyntheticIndex:
         base["start_year"] = rng.choice(
             np.array([1850, 1950, 1979, 2015]), size=n_base, p=[0.4, 0.2, 0.1, 0.3]
         ).astype(np.int32)
-        base["n_years"] = rng.choice(np.array([1, 10, 30, 86, 165, 250]), size=n_base).astype(np.int32)
+        base["n_years"] = rng.choice(np.array([1, 10, 30, 86, 165, 250]), size=n_base).astype(
+            np.int32
+        )
         decadal_start = np.array(
-            [int(v[1:]) + 1 if v != "none" else 0 for v in d["sub_experiment_id"].values], dtype=np.int32
+            [int(v[1:]) + 1 if v != "none" else 0 for v in d["sub_experiment_id"].values],
+            dtype=np.int32,
         )[sub]
         base["start_year"] = np.where(dec, decadal_start, base["start_year"])
         base["n_years"] = np.where(dec, 10, base["n_years"])
@@ -249,7 +254,9 @@ class SyntheticIndex:
         rep_parent = rng.integers(0, n_base, size=n_rep)
         parent = np.concatenate([np.arange(n_base), old_parent, rep_parent])
         cols = {name: arr[parent] for name, arr in base.items()}
-        cols["version"][n_base : n_base + n_old] -= rng.integers(30, 390, size=n_old).astype(np.int32)
+        cols["version"][n_base : n_base + n_old] -= rng.integers(30, 390, size=n_old).astype(
+            np.int32
+        )
         rep_slice = slice(n_base + n_old, n)
         n_nodes = len(d["data_node"])
         new_node = _draw(rng, d["data_node"], n_rep)
@@ -269,8 +276,17 @@ class SyntheticIndex:
         c = self.cols
         key = np.zeros(self.tier.n_datasets, dtype=np.uint64)
         for i, f in enumerate(
-            ("activity_id", "institution_id", "source_id", "experiment_id", "sub_experiment_id",
-             "variant_label", "table_id", "variable_id", "grid_label")
+            (
+                "activity_id",
+                "institution_id",
+                "source_id",
+                "experiment_id",
+                "sub_experiment_id",
+                "variant_label",
+                "table_id",
+                "variable_id",
+                "grid_label",
+            )
         ):
             key = key * np.uint64(1_000_003) + c[f].astype(np.uint64) + np.uint64(i)
         return key
@@ -430,7 +446,9 @@ class SyntheticIndex:
         fields, master_id, instance_id, node = self._common(i)
         py = self._py
         ds_id = f"{instance_id}|{node}"
-        base = dict(fields, type="File", version="1", dataset_id=ds_id, checksum_type=self._checksum_type)
+        base = dict(
+            fields, type="File", version="1", dataset_id=ds_id, checksum_type=self._checksum_type
+        )
         nfiles = int(self.n_files_of[i])
         fstart = int(self.file_start[i])
         stem = (
@@ -457,7 +475,9 @@ class SyntheticIndex:
             rec["master_id"] = f"{master_id}.{fname}"
             rec["instance_id"] = f"{instance_id}.{fname}"
             rec["checksum"] = [h[:64]]
-            rec["tracking_id"] = [f"hdl:21.14100/{h[64:72]}-{h[72:76]}-4{h[77:80]}-a{h[81:84]}-{h[84:96]}"]
+            rec["tracking_id"] = [
+                f"hdl:21.14100/{h[64:72]}-{h[72:76]}-4{h[77:80]}-a{h[81:84]}-{h[84:96]}"
+            ]
             rec["size"] = int(self.file_size[fstart + j])
             rec["url"] = [f"{url_dir}{fname}|application/netcdf|HTTPServer"]
             yield rec
@@ -482,9 +502,15 @@ def main() -> None:
     for f in FACETS:
         col = idx.cols[f][latest]
         vals, counts = np.unique(col, return_counts=True)
-        extra = sum(int((idx.cols[f + s][latest] >= 0).sum()) for s in ("#2", "#3")) if f in MULTI_VALUED else 0
+        extra = (
+            sum(int((idx.cols[f + s][latest] >= 0).sum()) for s in ("#2", "#3"))
+            if f in MULTI_VALUED
+            else 0
+        )
         top = idx.dists[f].values[int(vals[np.argmax(counts)])]
-        print(f"  {f:20s} distinct={len(vals):5d}  total/numFound={(latest.sum() + extra) / latest.sum():.3f}  top={top} {counts.max() / latest.sum():.1%}")
+        print(
+            f"  {f:20s} distinct={len(vals):5d}  total/numFound={(latest.sum() + extra) / latest.sum():.3f}  top={top} {counts.max() / latest.sum():.1%}"
+        )
     if args.show:
         for i, rec in zip(range(args.show), idx.iter_datasets(), strict=False):
             print(json.dumps(rec, indent=1) if i == 0 else rec["id"])
