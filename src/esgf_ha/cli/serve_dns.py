@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,15 +42,12 @@ def serve_dns(
 ) -> None:
     """Answer the federation's service names with healthy sites only."""
     from esgf_ha.balancer.service import Balancer
-    from esgf_ha.federation.plan import trust_file
+    from esgf_ha.federation.plan import trust_verify
 
     setup_logging(log_level)
     state = state_dir or config.state_dir / "dns"
     state.mkdir(parents=True, exist_ok=True)
-    verify: ssl.SSLContext | bool = True
-    trust = trust_file(config)
-    if trust is not None and trust.exists():
-        verify = ssl.create_default_context(cafile=str(trust))
+    verify = trust_verify(config)
     balancer = Balancer(config, verify=verify)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(balancer.run(state))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,13 +52,10 @@ def status(config: FederationConfig, config_path: Path, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from esgf_ha.federation.plan import trust_file
+    from esgf_ha.federation.plan import trust_verify
     from esgf_ha.federation.status import collect
 
-    verify: ssl.SSLContext | bool = True
-    trust = trust_file(config)
-    if trust is not None and trust.exists():
-        verify = ssl.create_default_context(cafile=str(trust))
+    verify = trust_verify(config)
     state = collect(config, verify)
     all_ready = bool(state.master.ready) and all(
         s.index.ready and (s.data is None or s.data.ready) for s in state.sites

@@ -7,6 +7,7 @@ exactly what a deployment does.
 
 from __future__ import annotations
 
+import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,14 @@ def trust_file(config: FederationConfig) -> Path | None:
     if uses_tls(config):
         return config.state_dir / "tls-trust.pem"
     return config.auth.ca_file
+
+
+def trust_verify(config: FederationConfig) -> ssl.SSLContext | bool:
+    """The `verify` argument for the federation's own HTTPS clients (DNS checks, status)."""
+    trust = trust_file(config)
+    if trust is not None and trust.exists():
+        return ssl.create_default_context(cafile=str(trust))
+    return True
 
 
 def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -> list[ProcessSpec]:

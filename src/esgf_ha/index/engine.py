@@ -597,9 +597,11 @@ class _Selection:
     ) -> _Selection:
         if mask is None:
             assert rows is not None
-            # multi-valued columns test their overflow entries against the selection
-            rows_mask = np.zeros(core.n, dtype=bool)
-            rows_mask[rows] = True
+            # multi-valued columns test their overflow entries against the selection as a mask
+            rows_mask = None
+            if any(col.nx for col in core.strings.values()):
+                rows_mask = np.zeros(core.n, dtype=bool)
+                rows_mask[rows] = True
             return cls(rows, rows_mask, False)
         if total * 2 > core.live_count:
             rest = core.alive[: core.n] & ~mask
