@@ -1,7 +1,7 @@
 """Deterministic synthetic CMIP6-like ESGF index.
 
 Every facet value is drawn from the real production distribution captured in
-``/work/shared/data/esgf-production-facets-2025.json`` (MetaGrid's default request against the
+``bench/data/esgf-production-facets-2025.json`` (MetaGrid's default request against the
 production esg-search index, 2025), weighted by its count.  Facets are kept loosely consistent:
 
 * ``source_id``, ``experiment_id``, ``table_id``, ``variable_id``, ``variant_label``,
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-DATA_PATH = pathlib.Path("/work/shared/data/esgf-production-facets-2025.json")
+DATA_PATH = pathlib.Path(__file__).resolve().parent / "data" / "esgf-production-facets-2025.json"
 DEFAULT_SEED = 20250101
 
 #: MetaGrid's default facet list, in its order.
