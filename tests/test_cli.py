@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import click
 import orjson
 import pytest
+from click.testing import CliRunner
 
+from esgf_ha.cli.main import cli
 from esgf_ha.records.samples import as_batch, cmip6_samples
 from tests.servers import IndexServer
 
@@ -18,13 +21,25 @@ def esgf_ha(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize(
-    "command", [[], ["serve"], ["serve", "index"], ["token", "issue"], ["demo"]]
-)
-def test_help_has_examples(command: list[str]) -> None:
-    result = esgf_ha(*command, "--help")
-    assert result.returncode == 0
-    assert "Examples:" in result.stdout and "esgf-ha " in result.stdout
+def every_command(group: click.Command = cli, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path of the program, groups included, found by walking the tree."""
+    paths = [path]
+    if isinstance(group, click.Group):
+        for name, sub in group.commands.items():
+            paths += every_command(sub, (*path, name))
+    return paths
+
+
+@pytest.mark.parametrize("command", every_command(), ids=lambda p: " ".join(p) or "esgf-ha")
+def test_help_has_examples(command: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*command, "--help"], prog_name="esgf-ha")
+    assert result.exit_code == 0, result.output
+    assert "Examples:" in result.output and "esgf-ha " in result.output
+
+
+def test_help_through_the_installed_program() -> None:
+    result = esgf_ha("serve", "index", "--help")
+    assert result.returncode == 0 and "Examples:" in result.stdout
 
 
 def test_token_issue_prints_a_token_the_index_accepts(index_server: IndexServer) -> None:

@@ -13,7 +13,12 @@ from esgf_ha.common.tls import issue_client_cert
 PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----\n?", re.S)
 
 
-@click.group()
+@click.group(
+    epilog="""\b
+Examples:
+  esgf-ha cert issue --state-dir state/master --cn publisher.example.org
+"""
+)
 def cert() -> None:
     """TLS client certificates for publishing (the legacy X.509 path)."""
 

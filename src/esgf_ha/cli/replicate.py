@@ -228,7 +228,14 @@ def _report(summary: dict[str, object], as_json: bool) -> None:
         click.echo(f"  FAILED {instance}: {'; '.join(reasons)[:500]}", err=True)
 
 
-@replicate.command("status", epilog="Example:\n\n  esgf-ha replicate status --state-dir state/repl")
+@replicate.command(
+    "status",
+    epilog="""\b
+Examples:
+  esgf-ha replicate status --state-dir state/repl
+  esgf-ha replicate status --state-dir state/repl --json | jq .failed_files
+""",
+)
 @click.option("--state-dir", type=click.Path(path_type=Path, exists=True), required=True)
 @click.option("--json", "as_json", is_flag=True)
 def replicate_status(state_dir: Path, as_json: bool) -> None:
@@ -270,7 +277,13 @@ def replicate_status(state_dir: Path, as_json: bool) -> None:
         console.print(f"[red]failed[/] {f.file_id}: {f.errors[-1] if f.errors else ''}")
 
 
-@replicate.command("retry", epilog="Example:\n\n  esgf-ha replicate retry --state-dir state/repl")
+@replicate.command(
+    "retry",
+    epilog="""\b
+Examples:
+  esgf-ha replicate retry --state-dir state/repl   # then the next pass (or --follow) fetches them
+""",
+)
 @click.option("--state-dir", type=click.Path(path_type=Path, exists=True), required=True)
 def replicate_retry(state_dir: Path) -> None:
     """Queue permanently failed files again (the next pass fetches them)."""

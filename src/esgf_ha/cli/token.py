@@ -9,7 +9,13 @@ import click
 from esgf_ha.common.auth import SCOPES, issue_token
 
 
-@click.group()
+@click.group(
+    epilog="""\b
+Examples:
+  esgf-ha token issue --state-dir state/master --scope esgf:publish
+  esgf-ha token issue --state-dir state/master --scope esgf:replicate > replica.token
+"""
+)
 def token() -> None:
     """Issue bearer tokens signed by a service's key."""
 
