@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,30 +26,50 @@ def free_port(address: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def launch(
-    state_dir: Path,
-    name: str,
-    args: list[str],
-    listen: str,
-    tls: bool,
-    timeout: float,
-    extra_args: list[str],
-) -> tuple[subprocess.Popen, str, Path]:
-    """`esgf-ha <args>` as a child process on `listen`; returns once its /readyz answers.
-    `extra_args` come last, so a test's own `--listen` wins."""
+def spawn(
+    state_dir: Path, name: str, args: list[str], listen: str, tls: bool, extra_args: list[str]
+) -> tuple[subprocess.Popen, Path]:
+    """`esgf-ha <args>` as a child process on `listen`, not waited for. `extra_args` come last,
+    so a test's own `--listen` wins."""
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / f"{name}.endpoint.json").unlink(missing_ok=True)
     command = [sys.executable, "-m", "esgf_ha", *args, "--state-dir", str(state_dir),
                "--listen", listen, *(["--tls"] if tls else []), *extra_args]  # fmt: skip
     log_path = state_dir / "server.log"
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(command, stdout=log, stderr=log)
+    return subprocess.Popen(command, stdout=log, stderr=log), log_path
+
+
+def wait_ready(
+    state_dir: Path, name: str, proc: subprocess.Popen, tls: bool, timeout: float, log_path: Path
+) -> str:
+    """The service's URL once its /readyz answers 200; its log in the error otherwise."""
     try:
         # the CA is made by the server on its first start; the test clients verify with it
-        url = wait_until_ready(state_dir, name, proc, timeout=timeout, verify=not tls)
+        return wait_until_ready(state_dir, name, proc, timeout=timeout, verify=not tls)
     except ServiceNotReady as exc:
         raise RuntimeError(f"{exc}: {log_path.read_text()[-2000:]}") from None
-    return proc, url, log_path
+
+
+def wait_answering(
+    state_dir: Path, name: str, proc: subprocess.Popen, timeout: float = 60.0
+) -> tuple[str, httpx.Response]:
+    """The URL and /readyz answer of a started service that answers HTTP, ready or not (for
+    services a test expects to stay unready)."""
+    endpoint = state_dir / f"{name}.endpoint.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the {name} service exited with status {proc.returncode}")
+        if endpoint.exists():
+            info = orjson.loads(endpoint.read_bytes())
+            if info.get("pid") == proc.pid:
+                try:
+                    return info["url"], httpx.get(info["url"] + "/readyz", verify=False, timeout=5)
+                except httpx.HTTPError:
+                    pass
+        time.sleep(0.05)
+    raise RuntimeError(f"the {name} service did not answer within {timeout:.0f} s")
 
 
 @dataclass
@@ -62,12 +83,25 @@ class IndexServer:
     url: str = ""
     log_path: Path | None = None
 
-    def start(self, timeout: float = 60.0) -> IndexServer:
+    def spawn(self) -> None:
         args = ["serve", "index", "--role", self.role]
-        self.proc, self.url, self.log_path = launch(
-            self.state_dir, "index", args, self.listen, self.tls, timeout, self.extra_args
+        # kept on self before any wait, so stop() and kill() reach a process that never got ready
+        self.proc, self.log_path = spawn(
+            self.state_dir, "index", args, self.listen, self.tls, self.extra_args
         )
+
+    def start(self, timeout: float = 60.0) -> IndexServer:
+        self.spawn()
+        assert self.proc and self.log_path
+        self.url = wait_ready(self.state_dir, "index", self.proc, self.tls, timeout, self.log_path)
         return self
+
+    def start_unready(self, timeout: float = 60.0) -> httpx.Response:
+        """Start a service the test expects not to become ready; its first /readyz answer."""
+        self.spawn()
+        assert self.proc
+        self.url, ready = wait_answering(self.state_dir, "index", self.proc, timeout)
+        return ready
 
     @property
     def ca(self) -> Path:
@@ -126,9 +160,10 @@ class DataServer:
     def start(self, timeout: float = 60.0) -> DataServer:
         args = ["serve", "data", *[f"--root={name}={path}" for name, path in self.roots.items()]]
         args += ["--index", self.index_url] if self.index_url else []
-        self.proc, self.url, self.log_path = launch(
-            self.state_dir, "data", args, self.listen, self.tls, timeout, self.extra_args
+        self.proc, self.log_path = spawn(
+            self.state_dir, "data", args, self.listen, self.tls, self.extra_args
         )
+        self.url = wait_ready(self.state_dir, "data", self.proc, self.tls, timeout, self.log_path)
         return self
 
     @property

@@ -360,13 +360,16 @@ def test_replica_with_a_bad_token_reports_refusal(chain: list[IndexServer], tmp_
         extra_args=["--upstream", master.url, "--token", master.token("esgf:publish")],
     )
     server.state_dir.mkdir(parents=True)
-    with pytest.raises(RuntimeError):
-        server.start(timeout=4)  # never ready: it cannot get the master's content
     try:
-        info = orjson.loads((server.state_dir / "index.endpoint.json").read_bytes())
-        ready = httpx.get(info["url"] + "/readyz", timeout=5)
-        assert ready.status_code == 503
-        assert ready.json()["upstream"]["state"].startswith("refused: HTTP 403")
+        # never ready: it cannot get the master's content
+        assert server.start_unready().status_code == 503
+
+        def refused() -> dict | None:
+            body = httpx.get(server.url + "/readyz", timeout=5).json()
+            return body if body["upstream"]["state"].startswith("refused") else None
+
+        body = wait_for(refused, 30, "the replica to report the refusal")
+        assert body["upstream"]["state"].startswith("refused: HTTP 403")
     finally:
         server.kill()
 
