@@ -250,6 +250,29 @@ def test_default_index_node_is_the_bare_host_name(master: IndexServer, tmp_path:
     assert named and {one(ds, "index_node") for ds in named} == {"idx.example.org"}
 
 
+def test_root_reached_through_a_symlink(master: IndexServer, tmp_path: Path):
+    """`--root /data` where /data is a link to the volume (as on many data nodes, and as
+    site-packages is in a virtualenv that is a link): the files are inside the root."""
+    volume, link = tmp_path / "volume", tmp_path / "data"
+    make_samples(volume, "CMIP6", 2, 51, "--files-per-version", "2")
+    link.symlink_to(volume)
+    node = "dn-linked-root.example.org"
+    code, summary = publish(master, link, node, str(link / "CMIP6"))
+    assert code == 0 and not summary["file_errors"], summary
+    assert summary["files"] == len(list(volume.rglob("*.nc")))
+    paths = {one(f, "publish_path") for f in docs(master, type="File", data_node=node)}
+    assert paths == {
+        f"{ROOT_NAME}/{p.relative_to(volume).as_posix()}" for p in volume.rglob("*.nc")
+    }
+    # a link inside the root that leads out of it is still refused
+    victim = sorted(volume.rglob("*.nc"))[0]
+    outside = tmp_path / victim.name
+    shutil.move(victim, outside)
+    victim.symlink_to(outside)
+    code, summary = publish(master, link, "dn-linked-root2.example.org", str(link / "CMIP6"))
+    assert code == 1 and [e["kind"] for e in summary["file_errors"]] == ["OutsideRoot"], summary
+
+
 def test_new_version_directory_becomes_latest(master: IndexServer, tmp_path: Path):
     data, node = tmp_path / "data", "dn-versions.example.org"
     make_samples(data, "CMIP6", 1, 12, "--files-per-version", "2")
