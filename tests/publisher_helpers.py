@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,37 @@ def publish(server: IndexServer | None, data: Path, data_node: str, *args: str) 
     )
     assert result.stdout.strip(), result.output
     return result.exit_code, orjson.loads(result.stdout)
+
+
+def publish_process(
+    server: IndexServer, data: Path, data_node: str, *args: str, timeout: float = 300
+) -> tuple[int, dict, str]:
+    """`esgf-ha publish --json` as its own process, so that `--jobs N` really starts N
+    worker processes (they re-import the program); returns (exit code, summary, stderr)."""
+    cmd = [sys.executable, "-m", "esgf_ha", "publish", "--index", server.url]
+    cmd += ["--token", server.token(), "--data-node", data_node, "--root", f"{ROOT_NAME}={data}"]
+    cmd += ["--json", "--no-progress", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.stdout.strip(), proc.stderr[-4000:]
+    return proc.returncode, orjson.loads(proc.stdout), proc.stderr
+
+
+# fields that name where and when a record was published, not what it holds
+PLACE_FIELDS = frozenset(
+    {"id", "dataset_id", "data_node", "url", "_timestamp", "_version_", "score"}
+)
+
+
+def holdings(server: IndexServer, data_node: str) -> dict[str, dict]:
+    """Every Dataset and File record a data node published, by instance_id, without the
+    fields that name the data node: two publications of the same files compare equal."""
+    out: dict[str, dict] = {}
+    for kind in ("Dataset", "File"):
+        for record in docs(server, type=kind, data_node=data_node):
+            key = f"{kind}:{record['instance_id']}"
+            assert key not in out, key
+            out[key] = {k: v for k, v in record.items() if k not in PLACE_FIELDS}
+    return out
 
 
 def docs(server: IndexServer, **params: Any) -> list[dict]:

@@ -18,10 +18,12 @@ from tests.publisher_helpers import (
     ROOT_NAME,
     docs,
     esgf_ha,
+    holdings,
     http_url,
     make_samples,
     one,
     publish,
+    publish_process,
     seq,
     sha256,
 )
@@ -108,6 +110,167 @@ def test_publish_builds_records_as_esgcet_and_is_idempotent(master: IndexServer,
     code, again = publish(master, data, node, str(data))
     assert code == 0 and again["published"] == [] and len(again["unchanged"]) == versions
     assert seq(master) == before
+
+
+CMIP6_COPIED = ("frequency", "realm", "activity_id", "variant_label", "nominal_resolution")
+
+
+def test_records_do_not_depend_on_the_number_of_worker_processes(
+    master: IndexServer, tmp_path: Path
+):
+    """CMIP6 and CMIP5 dataset versions in one tree, enough files for the worker pool; one
+    worker and four give the same records, field by field, as the index holds them."""
+    data = tmp_path / "data"
+    make_samples(data, "CMIP6", 10, 21)
+    make_samples(data, "CMIP5", 5, 21)
+    files = sorted(data.rglob("*.nc"))
+    assert len(files) >= 64  # the worker pool starts from 64 files
+    versions = sum(len(v) for v in dataset_dirs(data).values())
+    held = {}
+    for jobs in (1, 4):
+        node = f"dn-jobs{jobs}.example.org"
+        code, summary, _ = publish_process(master, data, node, "--jobs", str(jobs), str(data))
+        assert code == 0, summary
+        assert len(summary["published"]) == versions and summary["files"] == len(files)
+        held[jobs] = holdings(master, node)
+    assert len(held[1]) == versions + len(files)
+    assert held[4].keys() == held[1].keys()
+    for key, record in held[1].items():
+        assert held[4][key] == record, key
+    for key, record in held[4].items():
+        if not key.startswith("Dataset:"):
+            continue
+        if record["project"] == ["CMIP6"]:
+            assert all(record.get(f) for f in CMIP6_COPIED), (key, record)
+            assert record["variable"] == record["variable_id"], key
+            assert "drs_id" not in record and "format" not in record, key
+        else:
+            assert sorted(record["variable"]) == ["pr", "tas"], key
+            assert record["drs_id"] == [record["master_id"]], key
+    # facet searches find every CMIP6 dataset version either way
+    cmip6 = [
+        r for k, r in held[1].items() if k.startswith("Dataset:") and r["project"] == ["CMIP6"]
+    ]
+    for facet in ("frequency", "variant_label", "nominal_resolution"):
+        values = {one(r, facet) for r in cmip6}
+        for node in ("dn-jobs1.example.org", "dn-jobs4.example.org"):
+            found = sum(
+                len(docs(master, type="Dataset", data_node=node, **{facet: v})) for v in values
+            )
+            assert found == len(cmip6), (node, facet)
+
+
+def _set_tracking_id(path: Path, value: str) -> None:
+    with netCDF4.Dataset(path, "a") as nc:
+        nc.tracking_id = value
+
+
+def test_files_sharing_a_tracking_id_publish_with_a_warning(master: IndexServer, tmp_path: Path):
+    """Time-split files of one dataset version written with the same tracking_id (as in
+    published CMIP6 data) publish, with a warning in --json and on stderr; a copy of a file
+    under another name (same tracking_id and checksum) is still refused."""
+    data, node = tmp_path / "data", "dn-dup-tid.example.org"
+    make_samples(data, "CMIP6", 3, 31, "--files-per-version", "3")
+    make_samples(data, "CMIP5", 1, 31, "--files-per-version", "2")
+    newest = [v[-1] for v in dataset_dirs(data).values()]
+    cmip6 = [v for v in newest if "CMIP6" in v.parts]
+    cmip5 = next(v for v in newest if "cmip5" in v.parts)
+    # CMIP6: the second and third files carry the tracking_id of the first
+    shared_dir = cmip6[0]
+    first, *rest = sorted(shared_dir.glob("*.nc"))
+    with netCDF4.Dataset(first) as nc:
+        shared = nc.tracking_id
+    for path in rest:
+        _set_tracking_id(path, shared)
+    # CMIP5: the two time-split files of one variable share one
+    tas = sorted((cmip5 / "tas").glob("*.nc"))
+    with netCDF4.Dataset(tas[0]) as nc:
+        _set_tracking_id(tas[1], nc.tracking_id)
+    # what really is wrong: the same file twice, under the name of another time range
+    copied_dir = cmip6[1]
+    a, b = sorted(copied_dir.glob("*.nc"))[:2]
+    shutil.copy(a, b)
+
+    code, summary, stderr = publish_process(master, data, node, str(data))
+    assert code == 1, summary  # the copied file's dataset version fails
+    warned = sorted(w["path"] for w in summary["warnings"])
+    assert warned == sorted(str(p) for p in [*rest, tas[1]]), summary["warnings"]
+    assert {w["kind"] for w in summary["warnings"]} == {"DuplicateTrackingId"}
+    assert all(shared in w["warning"] for w in summary["warnings"] if "CMIP6" in w["path"])
+    for path in [*rest, tas[1]]:
+        assert f"warning DuplicateTrackingId: {path}:" in stderr
+    (error,) = summary["file_errors"]
+    assert error["kind"] == "DRSMismatch" and error["path"] == str(b)
+    assert "same tracking_id, size and checksum" in error["error"]
+    assert [f["dataset"].split("|")[0] for f in summary["failed"]] == [
+        ".".join(copied_dir.relative_to(data).parts)
+    ]
+
+    shared_id = ".".join(shared_dir.relative_to(data).parts)
+    (ds,) = docs(master, type="Dataset", data_node=node, instance_id=shared_id)
+    children = docs(master, type="File", dataset_id=ds["id"])
+    assert ds["number_of_files"] == len(children) == 3
+    assert {c["tracking_id"][0] for c in children} == {shared}
+    assert len(docs(master, type="File", data_node=node, tracking_id=shared)) == 3
+    assert not docs(
+        master,
+        type="Dataset",
+        data_node=node,
+        instance_id=".".join(copied_dir.relative_to(data).parts),
+    )
+
+    # a mapfile written from these files publishes them the same way, with the warning
+    shutil.rmtree(copied_dir.parent)
+    result = esgf_ha("mapfile", "--root", f"{ROOT_NAME}={data}", str(data))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("warning DuplicateTrackingId:") == 3
+    mapfile = tmp_path / "all.map"
+    mapfile.write_text(result.stdout)
+    code, again = publish(master, data, node, "--mapfile", str(mapfile))
+    assert code == 0 and again["ok"] and not again["published"], again
+    assert len(again["unchanged"]) == sum(len(v) for v in dataset_dirs(data).values())
+    assert sorted(w["path"] for w in again["warnings"]) == warned
+
+
+def test_default_index_node_is_the_bare_host_name(master: IndexServer, tmp_path: Path):
+    data, node = tmp_path / "data", "dn-index-node.example.org"
+    make_samples(data, "CMIP6", 1, 41, "--files-per-version", "2")
+    code, summary = publish(master, data, node, str(data))
+    assert code == 0, summary
+    host = master.url.split("://", 1)[1].rsplit(":", 1)[0]
+    records = docs(master, data_node=node, type="Dataset") + docs(
+        master, data_node=node, type="File"
+    )
+    assert records and {one(r, "index_node") for r in records} == {host}
+    code, summary = publish(
+        master, data, "dn-index-node2.example.org", "--index-node", "idx.example.org", str(data)
+    )
+    assert code == 0, summary
+    named = docs(master, type="Dataset", data_node="dn-index-node2.example.org")
+    assert named and {one(ds, "index_node") for ds in named} == {"idx.example.org"}
+
+
+def test_root_reached_through_a_symlink(master: IndexServer, tmp_path: Path):
+    """`--root /data` where /data is a link to the volume (as on many data nodes, and as
+    site-packages is in a virtualenv that is a link): the files are inside the root."""
+    volume, link = tmp_path / "volume", tmp_path / "data"
+    make_samples(volume, "CMIP6", 2, 51, "--files-per-version", "2")
+    link.symlink_to(volume)
+    node = "dn-linked-root.example.org"
+    code, summary = publish(master, link, node, str(link / "CMIP6"))
+    assert code == 0 and not summary["file_errors"], summary
+    assert summary["files"] == len(list(volume.rglob("*.nc")))
+    paths = {one(f, "publish_path") for f in docs(master, type="File", data_node=node)}
+    assert paths == {
+        f"{ROOT_NAME}/{p.relative_to(volume).as_posix()}" for p in volume.rglob("*.nc")
+    }
+    # a link inside the root that leads out of it is still refused
+    victim = sorted(volume.rglob("*.nc"))[0]
+    outside = tmp_path / victim.name
+    shutil.move(victim, outside)
+    victim.symlink_to(outside)
+    code, summary = publish(master, link, "dn-linked-root2.example.org", str(link / "CMIP6"))
+    assert code == 1 and [e["kind"] for e in summary["file_errors"]] == ["OutsideRoot"], summary
 
 
 def test_new_version_directory_becomes_latest(master: IndexServer, tmp_path: Path):

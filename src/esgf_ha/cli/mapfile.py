@@ -71,6 +71,8 @@ def mapfile(
     )
     for problem in result.all_problems:
         click.echo(f"error {problem.kind}: {problem.path}: {problem.reason}", err=True)
+    for warning in (w for ds in result.datasets for w in ds.warnings):
+        click.echo(f"warning {warning.kind}: {warning.path}: {warning.message}", err=True)
     if outdir is not None:
         outdir.mkdir(parents=True, exist_ok=True)
     for ds in result.datasets:

@@ -21,7 +21,8 @@ from esgf_ha.publisher.errors import MapfileError, PublisherError
 from esgf_ha.publisher.mapfile import MapLine, read_mapfile
 from esgf_ha.publisher.pipeline import Hooks, PublishSettings, Report, run
 
-stderr = Console(stderr=True)
+# soft_wrap: one message, one line, whatever the width (scripts grep these lines)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 def index_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -108,6 +109,11 @@ def progress_hooks(enabled: bool) -> Iterator[Hooks]:
 
 
 def print_report(report: Report, as_json: bool) -> None:
+    for warn in report.warnings:
+        stderr.print(
+            f"[yellow]warning[/] {warn['kind']}: {warn['path']}: {warn['warning']}",
+            highlight=False,
+        )
     for err in report.file_errors:
         stderr.print(f"[red]error[/] {err['kind']}: {err['path']}: {err['error']}", highlight=False)
     for fail in report.failed:
@@ -123,7 +129,8 @@ def print_report(report: Report, as_json: bool) -> None:
         click.echo(
             f"published {len(report.published)}, unchanged {len(report.unchanged)}, "
             f"failed {len(report.failed)} dataset versions ({report.files} files, "
-            f"{len(report.file_errors)} file errors) in {report.seconds:.1f} s"
+            f"{len(report.file_errors)} file errors, {len(report.warnings)} warnings) "
+            f"in {report.seconds:.1f} s"
         )
 
 
@@ -249,7 +256,9 @@ def publish(
             raise click.UsageError("give --index URL (or ESGF_HA_INDEX), or use --dry-run")
         client = make_client(index_url, token, cert, cacert, retries)
     if index_node is None:
-        index_node = urlsplit(index_url).netloc if index_url else "localhost"
+        # the bare host name, as esg-search and esgcet write it (clients compare it with a
+        # host name, so a port here makes every record look foreign to them)
+        index_node = (urlsplit(index_url).hostname if index_url else None) or "localhost"
     settings = PublishSettings(
         data_node=data_node,
         index_node=index_node,

@@ -87,7 +87,7 @@ def dataset_records(
     facets: dict[str, object] = dict(ds.drs.facets)
     extra: dict[str, object] = _extent(ds.files)
     infos = []
-    if project is CMIP6:
+    if project == CMIP6:
         extra.update(_copied(attrs, CMIP6_COPIED))
         extra.update(_variable_fields(first, ds.drs.facets["variable_id"]))
         if "experiment" in attrs:
@@ -115,7 +115,7 @@ def dataset_records(
             extra["short_description"] = str(attrs["title"])
     for f in ds.files:
         per_file: dict[str, object] = {}
-        if project is not CMIP6:
+        if project != CMIP6:
             per_file = _variable_fields(by_var[f.drs.subdir], f.drs.subdir)
             per_file = {k: [v] for k, v in per_file.items()}
         infos.append(
@@ -142,7 +142,7 @@ def dataset_records(
         opendap=opendap,
         extra=extra,
     )
-    if project is CMIP6:
+    if project == CMIP6:
         # the dataset PID as esgcet derives it, with no PID service involved (spec §1.1)
         dataset["pid"] = (
             f"hdl:21.14100/{uuid.uuid3(uuid.NAMESPACE_URL, str(dataset['instance_id']))}"

@@ -50,18 +50,24 @@ class DRSPath:
         return self.facets.get("variable_id") or self.subdir
 
 
-def find_root(path: Path, roots: list[Root]) -> Root:
-    """The root a file lies under (by its absolute path, before any symlink is followed)."""
+def find_root(path: Path, roots: list[Root]) -> tuple[Root, Path]:
+    """The root a file lies under and the file's path in the root's terms.
+
+    The absolute path counts first, before any symlink is followed (a link inside the root
+    that leads out of it is then refused by `check_target`). A path that reaches the root
+    through a link above it (`/data -> /mnt/vol1/data`, roots are resolved) is read with
+    its directories resolved."""
     absolute = Path(path).absolute()
-    for root in sorted(roots, key=lambda r: len(str(r.path)), reverse=True):
-        if absolute.is_relative_to(root.path):
-            return root
+    by_depth = sorted(roots, key=lambda r: len(str(r.path)), reverse=True)
+    for candidate in (absolute, _resolved_dir(str(absolute.parent)) / absolute.name):
+        for root in by_depth:
+            if candidate.is_relative_to(root.path):
+                return root, candidate
     raise OutsideRoot(str(path), "not under any --root " + ", ".join(str(r.path) for r in roots))
 
 
 def parse_drs_path(path: Path, roots: list[Root], project: str = "auto") -> DRSPath:
-    absolute = Path(path).absolute()
-    root = find_root(absolute, roots)
+    root, absolute = find_root(Path(path), roots)
     parts = absolute.relative_to(root.path).parts
     rel = "/".join(parts)
     if not parts:
@@ -69,7 +75,7 @@ def parse_drs_path(path: Path, roots: list[Root], project: str = "auto") -> DRSP
     proj = PROJECT_DIRS.get(parts[0])
     if project != "auto":
         wanted = CMIP6 if project.upper() == "CMIP6" else CMIP5
-        if proj is not wanted:
+        if proj != wanted:
             raise NotDRS(
                 str(path), f"is not in a {wanted.name} DRS tree (first directory {parts[0]!r})"
             )
@@ -80,7 +86,7 @@ def parse_drs_path(path: Path, roots: list[Root], project: str = "auto") -> DRSP
         )
     n_facets = len(proj.id_facets)
     # CMIP6: CMIP6/<8 facets>/vN/file; CMIP5: cmip5/<8 facets>/vN/<variable>/file
-    expected = 1 + (n_facets - 1 if proj is CMIP6 else n_facets) + 1 + len(proj.file_dir_suffix) + 1
+    expected = 1 + (n_facets - 1 if proj == CMIP6 else n_facets) + 1 + len(proj.file_dir_suffix) + 1
     if len(parts) != expected:
         raise NotDRS(
             str(path),
@@ -88,7 +94,7 @@ def parse_drs_path(path: Path, roots: list[Root], project: str = "auto") -> DRSP
             f"({proj.directory_template.replace('%(root)s/', '')}/"
             f"{'<variable>/' if proj.file_dir_suffix else ''}<file>), this one has {len(parts)}",
         )
-    if proj is CMIP6:
+    if proj == CMIP6:
         facets = dict(zip(proj.id_facets, parts[:n_facets], strict=True))
         rest = parts[n_facets:]
     else:
@@ -105,7 +111,7 @@ def parse_drs_path(path: Path, roots: list[Root], project: str = "auto") -> DRSP
 def check_file_name(drs: DRSPath) -> None:
     """The file name repeats the facets of its directory (spec §1.4 for the time range)."""
     f = drs.facets
-    if drs.project is CMIP6:
+    if drs.project == CMIP6:
         stem = "_".join(
             f[k]
             for k in (

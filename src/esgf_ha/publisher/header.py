@@ -164,7 +164,7 @@ def check_against_path(drs: DRSPath, header: Header) -> None:
         if got != want:
             problems.append(f"{facet}: path says {want!r}, attributes say {got!r}")
 
-    if drs.project is CMIP6:
+    if drs.project == CMIP6:
         for facet in ("mip_era", "institution_id", "source_id", "experiment_id", "table_id"):
             expect(facet, _text(attrs, facet), f[facet])
         expect("variable_id", _text(attrs, "variable_id"), f["variable_id"])
@@ -205,7 +205,7 @@ def check_against_path(drs: DRSPath, header: Header) -> None:
 
 
 def tracking_id_problems(drs: DRSPath, value: str) -> list[str]:
-    if drs.project is CMIP6:
+    if drs.project == CMIP6:
         if not CMIP6_TRACKING.match(value):
             return [f"tracking_id {value!r} is not hdl:21.14100/<uuid>"]
     elif not UUID.match(value):

@@ -43,6 +43,7 @@ class Report:
     unchanged: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)  # {"dataset", "error"}
     file_errors: list[dict[str, str]] = field(default_factory=list)  # {"path", "kind", "error"}
+    warnings: list[dict[str, str]] = field(default_factory=list)  # {"path", "kind", "warning"}
     files: int = 0
     seconds: float = 0.0
     scan_seconds: float = 0.0
@@ -63,6 +64,7 @@ class Report:
             "unchanged": self.unchanged,
             "failed": self.failed,
             "file_errors": self.file_errors,
+            "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
             "scan_seconds": round(self.scan_seconds, 3),
         }
@@ -85,6 +87,10 @@ def build_entry(ds: DatasetVersion, settings: PublishSettings, report: Report) -
     """The batch entry of one dataset version, or None (and the reasons in the report)."""
     for problem in ds.problems:
         _file_error(report, problem)
+    for warning in ds.warnings:
+        report.warnings.append(
+            {"path": warning.path, "kind": warning.kind, "warning": warning.message}
+        )
     if ds.problems or not ds.files:
         report.failed.append(
             {

@@ -48,11 +48,21 @@ class ScannedFile:
     header: Header
 
 
+@dataclass(frozen=True)
+class FileWarning:
+    """Something a data manager should know about a file that is published all the same."""
+
+    path: str
+    kind: str
+    message: str
+
+
 @dataclass
 class DatasetVersion:
     drs: DRSPath  # of its first file: project, facets, version, root
     files: list[ScannedFile] = field(default_factory=list)
     problems: list[FileProblem] = field(default_factory=list)
+    warnings: list[FileWarning] = field(default_factory=list)
 
     @property
     def instance_id(self) -> str:
@@ -317,12 +327,35 @@ def scan(
 
 
 def _check_files_agree(ds: DatasetVersion) -> None:
-    """Two files of one dataset must not share a tracking_id (esgcet refuses that too)."""
-    seen: dict[str, str] = {}
+    """Files of one dataset version that share a tracking_id.
+
+    Published CMIP6 data has them (time-split files written from one source file whose
+    tracking_id was kept), and esgcet publishes them, so they are published with a warning.
+    The same file twice (same tracking_id, size and checksum: a copy under another name)
+    would publish the same data twice, and is refused."""
+    seen: dict[str, ScannedFile] = {}
     for f in ds.files:
         tid = str(f.header.attrs.get("tracking_id", ""))
-        if tid in seen:
+        other = seen.setdefault(tid, f)
+        if other is f:
+            continue
+        if (f.size, f.checksum, f.checksum_type) == (
+            other.size,
+            other.checksum,
+            other.checksum_type,
+        ):
             ds.problems.append(
-                DRSMismatch(str(f.drs.path), f"has the same tracking_id as {seen[tid]}")
+                DRSMismatch(
+                    str(f.drs.path),
+                    f"is a copy of {other.drs.path} (same tracking_id, size and checksum)",
+                )
             )
-        seen[tid] = str(f.drs.path)
+        else:
+            ds.warnings.append(
+                FileWarning(
+                    str(f.drs.path),
+                    "DuplicateTrackingId",
+                    f"has the same tracking_id {tid} as {other.drs.name} of the same dataset "
+                    "version; both are published, but that tracking_id cannot tell them apart",
+                )
+            )

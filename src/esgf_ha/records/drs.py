@@ -27,6 +27,14 @@ class Project:
         values = {**facets, "version": f"v{version}", "root": ""}
         return (self.directory_template % values).lstrip("/")
 
+    def __reduce__(self) -> str | tuple[object, ...]:
+        # A known project crosses process boundaries (the publisher's file-reading workers)
+        # as its name and comes back as the very same object, so `project is CMIP6` holds
+        # in the parent whatever process built the value.
+        if PROJECTS.get(self.name) == self:
+            return (project_named, (self.name,))
+        return super().__reduce__()
+
 
 CMIP6 = Project(
     name="CMIP6",
@@ -70,6 +78,10 @@ CMIP5 = Project(
 )
 
 PROJECTS = {"CMIP6": CMIP6, "CMIP5": CMIP5}
+
+
+def project_named(name: str) -> Project:
+    return PROJECTS[name]
 
 
 def instance_id(master_id: str, version: str) -> str:
