@@ -6,6 +6,8 @@ a test fails if the engine's filtering, counting, ordering or paging is wrong.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
@@ -185,11 +187,54 @@ def test_facet_counts_match_the_records(loaded_index: IndexServer, all_datasets:
     }
 
 
-def test_facets_star_lists_the_profile(loaded_index: IndexServer) -> None:
+def test_facets_star_lists_the_configured_facets(loaded_index: IndexServer) -> None:
     body = loaded_index.search(facets="*", limit=0)
-    names = set(body["facet_counts"]["facet_fields"])
-    assert {"project", "source_id", "variable_id", "version", "data_node", "access"} <= names
+    fields = body["facet_counts"]["facet_fields"]
+    names = set(fields)
+    assert {"project", "source_id", "variable_id", "data_node", "model", "institute"} <= names
+    # a configured facet no record holds yet is listed, with no values
+    assert "driving_experiment_id" in names and fields["driving_experiment_id"] == []
+    # fields records hold that are no facet of any project are not
+    held = set(loaded_index.search(limit=1)["response"]["docs"][0])
+    assert {"version", "directory_format_template_"} <= held
+    assert not names & {"version", "creation_date", "directory_format_template_", "access"}
     assert not names & {"id", "master_id", "instance_id", "title", "url", "size", "latest"}
+
+
+def test_facets_star_narrows_to_the_projects_asked_for(loaded_index: IndexServer) -> None:
+    cmip6 = loaded_index.search(project="CMIP6", facets="*", limit=0)["facet_counts"]
+    names = list(cmip6["facet_fields"])
+    assert {"source_id", "experiment_id", "variant_label", "data_node"} <= set(names)
+    assert not set(names) & {"model", "institute", "driving_model", "rcm_version"}
+    total = loaded_index.search(project="CMIP6", limit=0)["response"]["numFound"]
+    assert dict(pairs(cmip6["facet_fields"]["project"])) == {"CMIP6": total}
+    both = loaded_index.search(project="CMIP6,CMIP5", facets="*", limit=0)["facet_counts"]
+    assert {"model", "source_id"} <= set(both["facet_fields"])
+    unknown = loaded_index.search(project="NOPE", facets="*", limit=0)["facet_counts"]
+    assert set(unknown["facet_fields"]) >= set(both["facet_fields"])
+
+
+@pytest.mark.parametrize(
+    "name", ["driving_experiment_id", "driving_source_id", "target_mip", "rcm_name", "domain"]
+)
+def test_configured_facet_without_records_finds_nothing(loaded_index: IndexServer, name) -> None:
+    body = loaded_index.search(**{name: "historical"}, facets=name)
+    assert body["response"]["numFound"] == 0
+    assert body["facet_counts"]["facet_fields"][name] == []
+    negated = loaded_index.search(**{f"{name}!": "historical"}, limit=0)
+    assert negated["response"]["numFound"] > 40
+
+
+def test_a_name_that_is_no_facet_is_refused(loaded_index: IndexServer) -> None:
+    with loaded_index.client() as c:
+        for name in ("driving_experiment", "not_a_facet", "version_x"):
+            r = c.get("/esg-search/search", params={name: "x"})
+            assert r.status_code == 400, name
+            assert f"Invalid HTTP query parameter={name}" in r.text
+
+
+def pairs(flat: list) -> list[tuple[str, int]]:
+    return list(zip(flat[::2], flat[1::2], strict=True))
 
 
 def test_solr_typing_of_fields(loaded_index: IndexServer) -> None:
@@ -340,3 +385,49 @@ def test_health_and_metrics(loaded_index: IndexServer) -> None:
         assert float(r.headers["Server-Timing"].split("dur=")[1]) > 0
         assert c.get("/nowhere").status_code == 404
         assert isinstance(httpx.URL(loaded_index.url).port, int)
+
+
+def test_operator_facets_file(tmp_path) -> None:
+    facets = tmp_path / "facets.toml"
+    facets.write_text(
+        'common = ["project"]\n'
+        "[projects]\n"
+        'NEWPROJ = ["region_id", "driving_experiment_id"]\n'
+        'CMIP6 = ["source_id", "experiment_id"]\n'
+    )
+    server = IndexServer(tmp_path / "index", extra_args=["--facets-file", str(facets)]).start()
+    try:
+        assert server.search(region_id="EUR-11")["response"]["numFound"] == 0
+        star = server.search(project="NEWPROJ", facets="*", limit=0)["facet_counts"]
+        assert list(star["facet_fields"]) == ["project", "region_id", "driving_experiment_id"]
+        # the file's list replaces the built-in one of its project; the others are kept
+        cmip6 = server.search(project="CMIP6", facets="*", limit=0)["facet_counts"]
+        assert list(cmip6["facet_fields"]) == ["project", "source_id", "experiment_id"]
+        cmip5 = server.search(project="CMIP5", facets="*", limit=0)["facet_counts"]
+        assert "model" in cmip5["facet_fields"]
+        with server.client() as c:
+            r = c.get("/esg-search/search", params={"region": "x"})
+        assert r.status_code == 400 and "Invalid HTTP query parameter=region" in r.text
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[projects]\nX = 'a'\n", "projects.X must be a list of facet names"),
+        ("[projects]\nX = ['a b']\n", "'a b' is not a field name"),
+        ("common = [\n", "not TOML"),
+        ("facets = []\n", "unknown key(s) facets"),
+    ],
+)
+def test_a_bad_facets_file_stops_the_index_with_a_reason(tmp_path, text, message) -> None:
+    facets = tmp_path / "facets.toml"
+    facets.write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "esgf_ha", "serve", "index", "--state-dir", str(tmp_path / "s"),
+         "--listen", "127.0.0.1:0", "--facets-file", str(facets)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -27,9 +27,10 @@ from esgf_ha.index.columns import (
     tokenize,
 )
 from esgf_ha.index.errors import BadRequest
+from esgf_ha.index.facets import FacetProfile
 from esgf_ha.index.params import SearchRequest, resolve_date
 from esgf_ha.index.store import Store
-from esgf_ha.records.schema import NOT_FACETS, Kind, kind_of, parse_bool
+from esgf_ha.records.schema import Kind, kind_of, parse_bool
 
 SMALL_RESULT = 5_000
 
@@ -42,15 +43,13 @@ class SearchResult:
     facet_names: list[str]
 
 
-def facet_profile(datasets: CoreIndex) -> list[str]:
-    """What `facets=*` expands to: every field of the dataset core but the NOT_FACETS."""
-    return sorted(n for n in datasets.field_names if n not in NOT_FACETS)
-
-
 class Engine:
-    def __init__(self, store: Store, cores: dict[str, CoreIndex]) -> None:
+    def __init__(
+        self, store: Store, cores: dict[str, CoreIndex], profile: FacetProfile | None = None
+    ) -> None:
         self.store = store
         self.cores = cores
+        self.profile = profile if profile is not None else FacetProfile.builtin()
         self._id_order: dict[str, tuple[np.ndarray, int]] = {}
         self._cache = _FilterCache()
         self._text_slots = _TextSlots()
@@ -82,7 +81,8 @@ class Engine:
         names: list[str] = []
         for name in req.facets:
             if name == "*":
-                names.extend(facet_profile(self.cores["Dataset"]))
+                # the configured list, narrowed to the projects a search asks for
+                names.extend(self.profile.for_projects(req.constraints.get("project", [])))
             else:
                 names.append(name)
         return list(dict.fromkeys(names))
@@ -656,4 +656,4 @@ def _fts_query(words: list[str], wildcard: bool) -> str | None:
     return '"' + " ".join(safe) + '"'
 
 
-__all__ = ["Engine", "SearchResult", "facet_profile", "resolve_date", "kind_of"]
+__all__ = ["Engine", "SearchResult", "resolve_date", "kind_of"]
