@@ -6,6 +6,8 @@ a test fails if the engine's filtering, counting, ordering or paging is wrong.
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -431,3 +433,88 @@ def test_a_bad_facets_file_stops_the_index_with_a_reason(tmp_path, text, message
     )  # fmt: skip
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+# -- free text over identifiers ----------------------------------------------------------------
+def words(text: str) -> list[str]:
+    return [w for w in re.split(r"[^0-9a-z]+", text.lower()) if w]
+
+
+def holds_phrase(doc: Doc, phrase: list[str]) -> bool:
+    """True if the words follow each other in one value of any field of the record."""
+    n = len(phrase)
+    for name in doc:
+        for value in values(doc, name):
+            got = words(value)
+            if any(got[i : i + n] == phrase for i in range(len(got) - n + 1)):
+                return True
+    return False
+
+
+def free_text_ids(docs: list[Doc], step: int) -> list[str]:
+    picked = docs[::step]
+    return [str(d[k]) for d in picked for k in ("instance_id", "master_id", "id")]
+
+
+@pytest.mark.parametrize("core", ["Dataset", "File"])
+def test_free_text_that_is_an_id_finds_its_record(
+    loaded_index: IndexServer, all_datasets: list[Doc], all_files: list[Doc], core: str
+) -> None:
+    docs = all_datasets if core == "Dataset" else all_files
+    ids = free_text_ids(docs, 3 if core == "Dataset" else 11)
+    if core == "File":
+        ids += [str(d["dataset_id"]) for d in all_files[::13]]
+    for text in ids:
+        body = loaded_index.search(type=core, query=text, limit=10000, fields="*")
+        found = {str(d["id"]) for d in body["response"]["docs"]}
+        # every record holding the words in order is found, and nothing else
+        expected = {str(d["id"]) for d in docs if holds_phrase(d, words(text))}
+        assert found == expected, text
+        assert any(text in (d["id"], d["instance_id"], d["master_id"], d.get("dataset_id"))
+                   for d in body["response"]["docs"])  # fmt: skip
+
+
+def test_free_text_id_inside_a_larger_query(loaded_index: IndexServer, all_datasets) -> None:
+    cmip5 = next(d for d in all_datasets if values(d, "project") == ["CMIP5"])
+    instance = str(cmip5["instance_id"])
+    both = loaded_index.search(query=f"{instance} AND project:CMIP5")["response"]
+    assert [d["id"] for d in both["docs"]] == [cmip5["id"]]
+    neither = loaded_index.search(query=f"{instance} AND project:CMIP6")["response"]
+    assert neither["numFound"] == 0
+    # a part of an id, as a user copies it from a path
+    middle = ".".join(instance.split(".")[2:6])
+    part = loaded_index.search(query=middle, limit=10000)["response"]
+    assert cmip5["id"] in {d["id"] for d in part["docs"]}
+    assert all(holds_phrase(d, words(middle)) for d in part["docs"])
+
+
+def test_a_store_of_schema_1_gets_its_free_text_rebuilt(tmp_path) -> None:
+    from esgf_ha.records.samples import as_batch, cmip5_samples
+
+    samples = cmip5_samples(3, seed=4)
+    server = IndexServer(tmp_path / "index").start()
+    try:
+        assert server.publish(as_batch(samples)).status_code == 200
+    finally:
+        server.stop()
+    # what schema 1 wrote: title and description words only
+    with sqlite3.connect(tmp_path / "index" / "index.sqlite3") as db:
+        for table in ("datasets", "files"):
+            db.execute(f"UPDATE {table}_text SET body = 'nothing searchable'")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    server = IndexServer(tmp_path / "index").start()
+    try:
+        for s in samples:
+            found = server.search(query=str(s.dataset["instance_id"]))["response"]["docs"]
+            assert [d["id"] for d in found] == [s.dataset["id"]]
+            title = str(s.dataset["title"])
+            assert server.search(query=f'"{title}"')["response"]["numFound"] >= 1
+            file_id = str(s.files[0]["instance_id"])
+            files = server.search(type="File", query=file_id)["response"]["docs"]
+            assert [d["id"] for d in files] == [s.files[0]["id"]]
+    finally:
+        server.stop()
+    with sqlite3.connect(tmp_path / "index" / "index.sqlite3") as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "2",
+        )

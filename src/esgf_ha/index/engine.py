@@ -329,7 +329,7 @@ class Engine:
         return np.zeros(core.n, dtype=bool)
 
     def text(self, core: CoreIndex, node: lucene.Term) -> np.ndarray:
-        """Free text: case-insensitive words of any indexed value, title or description."""
+        """Free text: case-insensitive words of any indexed value, title, description or id."""
         n = core.n
         mask = np.zeros(n, dtype=bool)
         if node.wildcard:
