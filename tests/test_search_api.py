@@ -397,6 +397,8 @@ def test_operator_facets_file(tmp_path) -> None:
         'NEWPROJ = ["region_id", "driving_experiment_id"]\n'
         'CMIP6 = ["source_id", "experiment_id"]\n'
     )
+    fields = tmp_path / "fields.toml"
+    fields.write_text('star = "fields"\n')
     server = IndexServer(tmp_path / "index", extra_args=["--facets-file", str(facets)]).start()
     try:
         assert server.search(region_id="EUR-11")["response"]["numFound"] == 0
@@ -412,6 +414,18 @@ def test_operator_facets_file(tmp_path) -> None:
         assert r.status_code == 400 and "Invalid HTTP query parameter=region" in r.text
     finally:
         server.stop()
+    # star = "fields": every field records hold, as a Solr-profile esg-search lists them
+    server = IndexServer(tmp_path / "index2", extra_args=["--facets-file", str(fields)]).start()
+    try:
+        from esgf_ha.records.samples import as_batch, cmip6_samples
+
+        assert server.publish(as_batch(cmip6_samples(2, seed=3))).status_code == 200
+        star = set(server.search(facets="*", limit=0)["facet_counts"]["facet_fields"])
+        assert {"version", "directory_format_template_", "source_id"} <= star
+        assert not star & {"id", "instance_id", "driving_experiment_id"}
+        assert server.search(driving_experiment_id="x")["response"]["numFound"] == 0
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize(
@@ -421,6 +435,7 @@ def test_operator_facets_file(tmp_path) -> None:
         ("[projects]\nX = ['a b']\n", "'a b' is not a field name"),
         ("common = [\n", "not TOML"),
         ("facets = []\n", "unknown key(s) facets"),
+        ('star = "all"\n', "star must be"),
     ],
 )
 def test_a_bad_facets_file_stops_the_index_with_a_reason(tmp_path, text, message) -> None:

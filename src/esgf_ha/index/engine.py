@@ -30,7 +30,7 @@ from esgf_ha.index.errors import BadRequest
 from esgf_ha.index.facets import FacetProfile
 from esgf_ha.index.params import SearchRequest, resolve_date
 from esgf_ha.index.store import Store
-from esgf_ha.records.schema import Kind, kind_of, parse_bool
+from esgf_ha.records.schema import NOT_FACETS, Kind, kind_of, parse_bool
 
 SMALL_RESULT = 5_000
 
@@ -80,7 +80,10 @@ class Engine:
             return []
         names: list[str] = []
         for name in req.facets:
-            if name == "*":
+            if name == "*" and self.profile.star_lists_fields:
+                fields = self.cores["Dataset"].field_names
+                names.extend(sorted(n for n in fields if n not in NOT_FACETS))
+            elif name == "*":
                 # the configured list, narrowed to the projects a search asks for
                 names.extend(self.profile.for_projects(req.constraints.get("project", [])))
             else:

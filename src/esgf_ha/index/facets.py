@@ -10,6 +10,7 @@ Built-in lists cover the projects ESGF publishes most; a TOML file named by the 
     common = ["project", "data_node"]          # optional: offered for every project
     default = ["institute", "model"]           # optional: for projects without a list
     builtin = true                             # optional: false drops the built-in lists
+    star = "configured"                        # optional: "fields" for esg-search's Luke list
 
     [projects]
     CORDEX-CMIP6 = ["domain_id", "driving_source_id", "driving_experiment_id", "source_id"]
@@ -170,6 +171,9 @@ class FacetProfile:
     common: tuple[str, ...]
     default: tuple[str, ...]
     projects: Mapping[str, tuple[str, ...]]
+    # `facets=*` lists every field records hold but NOT_FACETS, as an esg-search whose facet
+    # profile reads Solr's field list does, instead of the configured facets
+    star_lists_fields: bool = False
 
     @classmethod
     def builtin(cls) -> FacetProfile:
@@ -210,12 +214,15 @@ def load_facet_profile(path: Path | None) -> FacetProfile:
         raise FacetConfigError(f"{path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise FacetConfigError(f"{path}: not TOML: {exc}") from None
-    unknown = set(data) - {"common", "default", "builtin", "projects"}
+    unknown = set(data) - {"common", "default", "builtin", "star", "projects"}
     if unknown:
         raise FacetConfigError(
             f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
-            "expected common, default, builtin and [projects]"
+            "expected common, default, builtin, star and [projects]"
         )
+    star = data.get("star", "configured")
+    if star not in ("configured", "fields"):
+        raise FacetConfigError(f'{path}: star must be "configured" or "fields"')
     keep = data.get("builtin", True)
     if not isinstance(keep, bool):
         raise FacetConfigError(f"{path}: builtin must be true or false")
@@ -229,4 +236,4 @@ def load_facet_profile(path: Path | None) -> FacetProfile:
         if not _PROJECT.fullmatch(project):
             raise FacetConfigError(f"{path}: {project!r} is not a project name")
         projects[project] = _names(facets, f"{path}: projects.{project}")
-    return FacetProfile(common, default, projects)
+    return FacetProfile(common, default, projects, star_lists_fields=star == "fields")
