@@ -15,8 +15,9 @@ Schema choice (justification):
   (dataset, facet, value) table would need a join or 16x more rows per filtered scan.
 * The three multi-valued facets are ``text[]`` with GIN indexes (``&&`` = "any value matches",
   exactly the Solr semantics); their counts ``unnest`` the array.
-* Free text (``query=word``) uses a ``tsvector`` over all facet values (simple config, i.e.
-  lower-cased, no stemming — like the Solr ``text`` field) with a GIN index.
+* Free text (``query=word``) uses a ``tsvector`` over all facet values and the words of the
+  identifiers (simple config, i.e. lower-cased, no stemming — like the Solr ``text`` field)
+  with a GIN index.
 * ``ord`` (load order, primary key) is the stable paging key, as Solr's index order is for
   ``*:*`` dataset queries; files page by ``id`` (esg-search sends ``sort=id asc`` for files),
   served by a btree on ``(dataset_id, id)``.
@@ -37,6 +38,7 @@ import argparse
 import contextlib
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -226,6 +228,9 @@ def _index_ddl() -> list[str]:
     return out
 
 
+_ID_SPLIT = re.compile(r"[^0-9a-z]+")
+
+
 def _single(rec: dict[str, Any], name: str) -> str | None:
     v = rec.get(name)
     if isinstance(v, list):
@@ -250,6 +255,10 @@ def _dataset_row(ord_: int, rec: dict[str, Any]) -> tuple[Any, ...]:
             words.extend(v)
         elif v:
             words.append(v)
+    # identifiers split as our index splits them: PostgreSQL's parser would keep a dotted id
+    # whole as one "host" or "file" token
+    for f in ("id", "master_id"):
+        words.extend(w for w in _ID_SPLIT.split(str(rec.get(f, "")).lower()) if w)
     return (
         ord_,
         *(rec[c] for c in DATASET_SCALARS),

@@ -306,6 +306,58 @@ def test_pyesgf_paging_without_constraints(
     assert set(got) == all_ids
 
 
+def test_pyesgf_versioned_id_as_free_text_and_configured_facets(
+    loaded_index: IndexServer, samples: list[SampleDataset], tmp_path: Path
+) -> None:
+    """The habits esg-search users bring: a versioned dataset id as free text, pyesgf's default
+    `facets=*`, and a constraint on a configured facet no record has yet."""
+    from esgf_ha.index.facets import FacetProfile
+
+    target = next(s for s in samples if values(s.dataset, "project") == ["CMIP5"])
+    instance = str(target.dataset["instance_id"])
+    assert instance.rsplit(".", 1)[1].startswith("v"), "the id must carry its version"
+    out = run_driver(
+        "pyesgf",
+        "drive_pyesgf.py",
+        loaded_index.url,
+        "--constraints",
+        json.dumps({"query": instance}),
+        "--mode",
+        "local",
+        "--no-wget",
+        cwd=tmp_path,
+    )
+    res = ok(out["local"], "pyesgf local")
+    assert ok(res["hit_count"], "hit_count") == 1
+    assert [d["id"] for d in ok(res["datasets"], "search()")] == [target.dataset["id"]]
+    files = ok(res["files"], "file_context().search()")
+    assert {f["file_id"] for f in files["files"]} == {str(f["id"]) for f in target.files}
+    # pyesgf asked facets=*: the configured facets, not every field the records hold
+    counts = ok(res["facet_counts"], "facet_counts")
+    assert set(counts) <= set(FacetProfile.builtin().names())
+    assert counts["project"] == {"CMIP5": 1}
+    assert counts["model"] == {values(target.dataset, "model")[0]: 1}
+    assert not set(counts) & {"version", "directory_format_template_", "creation_date"}
+
+    new_project = run_driver(
+        "pyesgf",
+        "drive_pyesgf.py",
+        loaded_index.url,
+        "--constraints",
+        json.dumps({"project": "CORDEX-CMIP6", "driving_experiment_id": "historical"}),
+        "--facets",
+        "driving_experiment_id",
+        "--mode",
+        "local",
+        "--no-wget",
+        cwd=tmp_path,
+    )
+    res = ok(new_project["local"], "pyesgf local, new project")
+    assert ok(res["hit_count"], "hit_count") == 0
+    assert ok(res["facet_counts"], "facet_counts") == {"driving_experiment_id": {}}
+    assert ok(res["datasets"], "search()") == []
+
+
 # --------------------------------------------------------------------------- intake-esgf
 
 

@@ -6,6 +6,10 @@ a test fails if the engine's filtering, counting, ordering or paging is wrong.
 
 from __future__ import annotations
 
+import re
+import sqlite3
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
@@ -185,11 +189,54 @@ def test_facet_counts_match_the_records(loaded_index: IndexServer, all_datasets:
     }
 
 
-def test_facets_star_lists_the_profile(loaded_index: IndexServer) -> None:
+def test_facets_star_lists_the_configured_facets(loaded_index: IndexServer) -> None:
     body = loaded_index.search(facets="*", limit=0)
-    names = set(body["facet_counts"]["facet_fields"])
-    assert {"project", "source_id", "variable_id", "version", "data_node", "access"} <= names
+    fields = body["facet_counts"]["facet_fields"]
+    names = set(fields)
+    assert {"project", "source_id", "variable_id", "data_node", "model", "institute"} <= names
+    # a configured facet no record holds yet is listed, with no values
+    assert "driving_experiment_id" in names and fields["driving_experiment_id"] == []
+    # fields records hold that are no facet of any project are not
+    held = set(loaded_index.search(limit=1)["response"]["docs"][0])
+    assert {"version", "directory_format_template_"} <= held
+    assert not names & {"version", "creation_date", "directory_format_template_", "access"}
     assert not names & {"id", "master_id", "instance_id", "title", "url", "size", "latest"}
+
+
+def test_facets_star_narrows_to_the_projects_asked_for(loaded_index: IndexServer) -> None:
+    cmip6 = loaded_index.search(project="CMIP6", facets="*", limit=0)["facet_counts"]
+    names = list(cmip6["facet_fields"])
+    assert {"source_id", "experiment_id", "variant_label", "data_node"} <= set(names)
+    assert not set(names) & {"model", "institute", "driving_model", "rcm_version"}
+    total = loaded_index.search(project="CMIP6", limit=0)["response"]["numFound"]
+    assert dict(pairs(cmip6["facet_fields"]["project"])) == {"CMIP6": total}
+    both = loaded_index.search(project="CMIP6,CMIP5", facets="*", limit=0)["facet_counts"]
+    assert {"model", "source_id"} <= set(both["facet_fields"])
+    unknown = loaded_index.search(project="NOPE", facets="*", limit=0)["facet_counts"]
+    assert set(unknown["facet_fields"]) >= set(both["facet_fields"])
+
+
+@pytest.mark.parametrize(
+    "name", ["driving_experiment_id", "driving_source_id", "target_mip", "rcm_name", "domain"]
+)
+def test_configured_facet_without_records_finds_nothing(loaded_index: IndexServer, name) -> None:
+    body = loaded_index.search(**{name: "historical"}, facets=name)
+    assert body["response"]["numFound"] == 0
+    assert body["facet_counts"]["facet_fields"][name] == []
+    negated = loaded_index.search(**{f"{name}!": "historical"}, limit=0)
+    assert negated["response"]["numFound"] > 40
+
+
+def test_a_name_that_is_no_facet_is_refused(loaded_index: IndexServer) -> None:
+    with loaded_index.client() as c:
+        for name in ("driving_experiment", "not_a_facet", "version_x"):
+            r = c.get("/esg-search/search", params={name: "x"})
+            assert r.status_code == 400, name
+            assert f"Invalid HTTP query parameter={name}" in r.text
+
+
+def pairs(flat: list) -> list[tuple[str, int]]:
+    return list(zip(flat[::2], flat[1::2], strict=True))
 
 
 def test_solr_typing_of_fields(loaded_index: IndexServer) -> None:
@@ -340,3 +387,149 @@ def test_health_and_metrics(loaded_index: IndexServer) -> None:
         assert float(r.headers["Server-Timing"].split("dur=")[1]) > 0
         assert c.get("/nowhere").status_code == 404
         assert isinstance(httpx.URL(loaded_index.url).port, int)
+
+
+def test_operator_facets_file(tmp_path) -> None:
+    facets = tmp_path / "facets.toml"
+    facets.write_text(
+        'common = ["project"]\n'
+        "[projects]\n"
+        'NEWPROJ = ["region_id", "driving_experiment_id"]\n'
+        'CMIP6 = ["source_id", "experiment_id"]\n'
+    )
+    fields = tmp_path / "fields.toml"
+    fields.write_text('star = "fields"\n')
+    server = IndexServer(tmp_path / "index", extra_args=["--facets-file", str(facets)]).start()
+    try:
+        assert server.search(region_id="EUR-11")["response"]["numFound"] == 0
+        star = server.search(project="NEWPROJ", facets="*", limit=0)["facet_counts"]
+        assert list(star["facet_fields"]) == ["project", "region_id", "driving_experiment_id"]
+        # the file's list replaces the built-in one of its project; the others are kept
+        cmip6 = server.search(project="CMIP6", facets="*", limit=0)["facet_counts"]
+        assert list(cmip6["facet_fields"]) == ["project", "source_id", "experiment_id"]
+        cmip5 = server.search(project="CMIP5", facets="*", limit=0)["facet_counts"]
+        assert "model" in cmip5["facet_fields"]
+        with server.client() as c:
+            r = c.get("/esg-search/search", params={"region": "x"})
+        assert r.status_code == 400 and "Invalid HTTP query parameter=region" in r.text
+    finally:
+        server.stop()
+    # star = "fields": every field records hold, as a Solr-profile esg-search lists them
+    server = IndexServer(tmp_path / "index2", extra_args=["--facets-file", str(fields)]).start()
+    try:
+        from esgf_ha.records.samples import as_batch, cmip6_samples
+
+        assert server.publish(as_batch(cmip6_samples(2, seed=3))).status_code == 200
+        star = set(server.search(facets="*", limit=0)["facet_counts"]["facet_fields"])
+        assert {"version", "directory_format_template_", "source_id"} <= star
+        assert not star & {"id", "instance_id", "driving_experiment_id"}
+        assert server.search(driving_experiment_id="x")["response"]["numFound"] == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[projects]\nX = 'a'\n", "projects.X must be a list of facet names"),
+        ("[projects]\nX = ['a b']\n", "'a b' is not a field name"),
+        ("common = [\n", "not TOML"),
+        ("facets = []\n", "unknown key(s) facets"),
+        ('star = "all"\n', "star must be"),
+    ],
+)
+def test_a_bad_facets_file_stops_the_index_with_a_reason(tmp_path, text, message) -> None:
+    facets = tmp_path / "facets.toml"
+    facets.write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "esgf_ha", "serve", "index", "--state-dir", str(tmp_path / "s"),
+         "--listen", "127.0.0.1:0", "--facets-file", str(facets)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+# -- free text over identifiers ----------------------------------------------------------------
+def words(text: str) -> list[str]:
+    return [w for w in re.split(r"[^0-9a-z]+", text.lower()) if w]
+
+
+def holds_phrase(doc: Doc, phrase: list[str]) -> bool:
+    """True if the words follow each other in one value of any field of the record."""
+    n = len(phrase)
+    for name in doc:
+        for value in values(doc, name):
+            got = words(value)
+            if any(got[i : i + n] == phrase for i in range(len(got) - n + 1)):
+                return True
+    return False
+
+
+def free_text_ids(docs: list[Doc], step: int) -> list[str]:
+    picked = docs[::step]
+    return [str(d[k]) for d in picked for k in ("instance_id", "master_id", "id")]
+
+
+@pytest.mark.parametrize("core", ["Dataset", "File"])
+def test_free_text_that_is_an_id_finds_its_record(
+    loaded_index: IndexServer, all_datasets: list[Doc], all_files: list[Doc], core: str
+) -> None:
+    docs = all_datasets if core == "Dataset" else all_files
+    ids = free_text_ids(docs, 3 if core == "Dataset" else 11)
+    if core == "File":
+        ids += [str(d["dataset_id"]) for d in all_files[::13]]
+    for text in ids:
+        body = loaded_index.search(type=core, query=text, limit=10000, fields="*")
+        found = {str(d["id"]) for d in body["response"]["docs"]}
+        # every record holding the words in order is found, and nothing else
+        expected = {str(d["id"]) for d in docs if holds_phrase(d, words(text))}
+        assert found == expected, text
+        assert any(text in (d["id"], d["instance_id"], d["master_id"], d.get("dataset_id"))
+                   for d in body["response"]["docs"])  # fmt: skip
+
+
+def test_free_text_id_inside_a_larger_query(loaded_index: IndexServer, all_datasets) -> None:
+    cmip5 = next(d for d in all_datasets if values(d, "project") == ["CMIP5"])
+    instance = str(cmip5["instance_id"])
+    both = loaded_index.search(query=f"{instance} AND project:CMIP5")["response"]
+    assert [d["id"] for d in both["docs"]] == [cmip5["id"]]
+    neither = loaded_index.search(query=f"{instance} AND project:CMIP6")["response"]
+    assert neither["numFound"] == 0
+    # a part of an id, as a user copies it from a path
+    middle = ".".join(instance.split(".")[2:6])
+    part = loaded_index.search(query=middle, limit=10000)["response"]
+    assert cmip5["id"] in {d["id"] for d in part["docs"]}
+    assert all(holds_phrase(d, words(middle)) for d in part["docs"])
+
+
+def test_a_store_of_schema_1_gets_its_free_text_rebuilt(tmp_path) -> None:
+    from esgf_ha.records.samples import as_batch, cmip5_samples
+
+    samples = cmip5_samples(3, seed=4)
+    server = IndexServer(tmp_path / "index").start()
+    try:
+        assert server.publish(as_batch(samples)).status_code == 200
+    finally:
+        server.stop()
+    # what schema 1 wrote: title and description words only
+    with sqlite3.connect(tmp_path / "index" / "index.sqlite3") as db:
+        for table in ("datasets", "files"):
+            db.execute(f"UPDATE {table}_text SET body = 'nothing searchable'")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    server = IndexServer(tmp_path / "index").start()
+    try:
+        for s in samples:
+            found = server.search(query=str(s.dataset["instance_id"]))["response"]["docs"]
+            assert [d["id"] for d in found] == [s.dataset["id"]]
+            title = str(s.dataset["title"])
+            assert server.search(query=f'"{title}"')["response"]["numFound"] >= 1
+            file_id = str(s.files[0]["instance_id"])
+            files = server.search(type="File", query=file_id)["response"]["docs"]
+            assert [d["id"] for d in files] == [s.files[0]["id"]]
+    finally:
+        server.stop()
+    with sqlite3.connect(tmp_path / "index" / "index.sqlite3") as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "2",
+        )

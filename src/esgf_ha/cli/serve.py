@@ -86,6 +86,8 @@ Examples:
   # a replica following the master (token: esgf-ha token issue --scope esgf:replicate)
   esgf-ha serve index --role replica --upstream http://127.0.0.1:8080 \\
       --token-file replicate.jwt --state-dir state/replica1 --listen 127.0.0.1:8081
+  # searchable facets of a project no record has reached yet (see docs/index-node.md)
+  esgf-ha serve index --state-dir state/master --facets-file facets.toml
 
 The chosen address (useful with port 0) is logged and written to
 <state-dir>/index.endpoint.json.
@@ -144,6 +146,12 @@ The chosen address (useful with port 0) is logged and written to
     show_default=True,
     help="replica: /readyz fails when the known replication lag exceeds this many seconds",
 )
+@click.option(
+    "--facets-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="TOML file naming each project's facets, added to the built-in lists "
+    "(see docs/index-node.md)",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve_index(
     role: str,
@@ -160,6 +168,7 @@ def serve_index(
     token_file: Path | None,
     upstream_ca: Path | None,
     max_lag: float,
+    facets_file: Path | None,
     log_level: str,
 ) -> None:
     """Serve the ESGF search API (and, on the master, publication)."""
@@ -167,6 +176,7 @@ def serve_index(
     from esgf_ha.common.server import parse_listen
     from esgf_ha.common.server import serve as run
     from esgf_ha.index.app import create_app
+    from esgf_ha.index.facets import FacetConfigError, load_facet_profile
     from esgf_ha.index.service import IndexService
     from esgf_ha.index.settings import IndexSettings
 
@@ -199,13 +209,18 @@ def serve_index(
         upstream_token=token,
         upstream_ca=upstream_ca,
         max_lag=max_lag,
+        facets_file=facets_file,
     )
+    try:
+        facets = load_facet_profile(settings.facets_file)
+    except FacetConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--facets-file") from None
     try:
         parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     # a replica can re-fetch what a power cut loses, so it need not sync every commit
-    service = IndexService.open(state_dir, durable=settings.role == "master")
+    service = IndexService.open(state_dir, durable=settings.role == "master", facets=facets)
     verifier = TokenVerifier.from_state_dir(state_dir, jwks_url=jwks_url)
     tls_files = server_tls(settings.tls, state_dir, listen, tls_cert, tls_key, hostnames)
     follower = None

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from html import escape as html_escape
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from cryptography import x509
@@ -237,6 +237,7 @@ def create_app(
                 )
             except UnicodeDecodeError:
                 raise BadRequest("the form body is not UTF-8 text") from None
+        request.state.search_params = params
         return parse_search(params, service.known_fields(), wget=wget_mode)
 
     async def search(request: Request) -> Response:
@@ -271,6 +272,9 @@ def create_app(
                 f"HTTPServer URL and {req.offset} were skipped by offset."
             )
         search_url = str(request.url)
+        if request.method == "POST":
+            # `-u` in the script asks again with GET: it needs the form's parameters
+            search_url = str(request.url.replace(query=urlencode(request.state.search_params)))
         script = wget.render_script(
             files,
             host=request.url.hostname or "",

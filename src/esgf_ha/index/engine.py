@@ -27,6 +27,7 @@ from esgf_ha.index.columns import (
     tokenize,
 )
 from esgf_ha.index.errors import BadRequest
+from esgf_ha.index.facets import FacetProfile
 from esgf_ha.index.params import SearchRequest, resolve_date
 from esgf_ha.index.store import Store
 from esgf_ha.records.schema import NOT_FACETS, Kind, kind_of, parse_bool
@@ -42,15 +43,13 @@ class SearchResult:
     facet_names: list[str]
 
 
-def facet_profile(datasets: CoreIndex) -> list[str]:
-    """What `facets=*` expands to: every field of the dataset core but the NOT_FACETS."""
-    return sorted(n for n in datasets.field_names if n not in NOT_FACETS)
-
-
 class Engine:
-    def __init__(self, store: Store, cores: dict[str, CoreIndex]) -> None:
+    def __init__(
+        self, store: Store, cores: dict[str, CoreIndex], profile: FacetProfile | None = None
+    ) -> None:
         self.store = store
         self.cores = cores
+        self.profile = profile if profile is not None else FacetProfile.builtin()
         self._id_order: dict[str, tuple[np.ndarray, int]] = {}
         self._cache = _FilterCache()
         self._text_slots = _TextSlots()
@@ -81,8 +80,12 @@ class Engine:
             return []
         names: list[str] = []
         for name in req.facets:
-            if name == "*":
-                names.extend(facet_profile(self.cores["Dataset"]))
+            if name == "*" and self.profile.star_lists_fields:
+                fields = self.cores["Dataset"].field_names
+                names.extend(sorted(n for n in fields if n not in NOT_FACETS))
+            elif name == "*":
+                # the configured list, narrowed to the projects a search asks for
+                names.extend(self.profile.for_projects(req.constraints.get("project", [])))
             else:
                 names.append(name)
         return list(dict.fromkeys(names))
@@ -329,7 +332,7 @@ class Engine:
         return np.zeros(core.n, dtype=bool)
 
     def text(self, core: CoreIndex, node: lucene.Term) -> np.ndarray:
-        """Free text: case-insensitive words of any indexed value, title or description."""
+        """Free text: case-insensitive words of any indexed value, title, description or id."""
         n = core.n
         mask = np.zeros(n, dtype=bool)
         if node.wildcard:
@@ -656,4 +659,4 @@ def _fts_query(words: list[str], wildcard: bool) -> str | None:
     return '"' + " ".join(safe) + '"'
 
 
-__all__ = ["Engine", "SearchResult", "facet_profile", "resolve_date", "kind_of"]
+__all__ = ["Engine", "SearchResult", "resolve_date", "kind_of"]

@@ -70,48 +70,6 @@ CORE_QUERY_FIELDS = frozenset(
         "download_emptypath",
     ]
 )
-# Facet names of the projects we serve, accepted even before a record carries them, so that an
-# empty index answers `project=CMIP6` with no hits rather than an error.
-KNOWN_FACETS = frozenset(
-    [
-        "project",
-        "mip_era",
-        "activity_id",
-        "activity_drs",
-        "institution_id",
-        "source_id",
-        "experiment_id",
-        "member_id",
-        "sub_experiment_id",
-        "variant_label",
-        "table_id",
-        "variable_id",
-        "variable",
-        "grid_label",
-        "frequency",
-        "realm",
-        "nominal_resolution",
-        "source_type",
-        "product",
-        "cf_standard_name",
-        "variable_long_name",
-        "data_specs_version",
-        "experiment_title",
-        "model_cohort",
-        "institute",
-        "model",
-        "experiment",
-        "experiment_family",
-        "time_frequency",
-        "cmor_table",
-        "ensemble",
-        "forcing",
-        "format",
-        "cf_standard_name",
-        "short_description",
-        "grid",
-    ]
-)
 UNSUPPORTED = frozenset({"lat", "lon", "location", "radius", "polygon"})
 FORMATS = {"application/solr+xml": "xml", "application/solr+json": "json"}
 MAX_LIMIT = 10_000
@@ -188,7 +146,8 @@ def parse_search(
     *,
     wget: bool = False,
 ) -> SearchRequest:
-    allowed = KEYWORDS | CORE_QUERY_FIELDS | KNOWN_FACETS | set(known_fields)
+    # known_fields: the configured facets and every field a record holds (esg-search's profile)
+    allowed = KEYWORDS | CORE_QUERY_FIELDS | set(known_fields)
     req = SearchRequest()
     if wget:
         req.limit = 1000

@@ -20,6 +20,7 @@ from esgf_ha.common.rwlock import RWLock
 from esgf_ha.index import publish, snapshot
 from esgf_ha.index.columns import CoreIndex
 from esgf_ha.index.engine import Engine, SearchResult
+from esgf_ha.index.facets import FacetProfile
 from esgf_ha.index.params import SearchRequest
 from esgf_ha.index.store import Prepared, Store, Transaction
 from esgf_ha.records.schema import CORES, normalize_record
@@ -45,11 +46,13 @@ class IndexService:
         cores: dict[str, CoreIndex],
         opened_in: float,
         from_snapshot: bool,
+        facets: FacetProfile | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.store = store
         self.cores = cores
-        self.engine = Engine(store, cores)
+        self.facets = facets if facets is not None else FacetProfile.builtin()
+        self.engine = Engine(store, cores, self.facets)
         self.lock = RWLock()
         self.opened_in = opened_in
         self.seq = store.last_seq()
@@ -59,7 +62,9 @@ class IndexService:
         self.listeners: list[Callable[[int], None]] = []
 
     @classmethod
-    def open(cls, state_dir: Path, *, durable: bool = True) -> IndexService:
+    def open(
+        cls, state_dir: Path, *, durable: bool = True, facets: FacetProfile | None = None
+    ) -> IndexService:
         """Open (or create) the index in a state directory and load its facet index."""
         began = time.monotonic()
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +81,7 @@ class IndexService:
                 "from_snapshot": loaded is not None,
             },
         )
-        return cls(state_dir, store, cores, opened, from_snapshot=loaded is not None)
+        return cls(state_dir, store, cores, opened, from_snapshot=loaded is not None, facets=facets)
 
     def save_snapshot(self) -> None:
         """Write the facet index next to the store (skipped when nothing changed)."""
@@ -121,7 +126,7 @@ class IndexService:
                 (incoming / "facets").replace(self.state_dir / SNAPSHOT_DIR)
             self.store = Store(target, durable=self.store.durable)
             self.cores = cores
-            self.engine = Engine(self.store, cores)
+            self.engine = Engine(self.store, cores, self.facets)
             self.seq = self.store.last_seq()
             self._saved_seq = self.seq if shipped else -1
         shutil.rmtree(incoming, ignore_errors=True)
@@ -195,7 +200,8 @@ class IndexService:
             return operation(self.store)
 
     def known_fields(self) -> set[str]:
-        names: set[str] = set()
+        """Names a search may constrain: the configured facets, and every field a record has."""
+        names: set[str] = set(self.facets.names())
         for core in self.cores.values():
             names |= core.field_names
         return names

@@ -28,6 +28,11 @@ class IndexSettings(BaseSettings):
         "esgcet 5.5.3 sends neither a token nor a client certificate",
     )
     max_body_bytes: int = Field(64 * 1024 * 1024, description="largest publish body accepted")
+    facets_file: Path | None = Field(
+        None,
+        description="TOML file naming each project's facets (added to the built-in lists); "
+        "they may be searched before any record has them, and `facets=*` lists them",
+    )
     search_timeout: float = Field(30.0, description="seconds a search may take")
     upstream: str | None = Field(None, description="replica: URL of the index it follows")
     upstream_token: str | None = Field(

@@ -1,14 +1,15 @@
 """The durable record store: SQLite in WAL mode, one writer, read-only readers.
 
 One table per core holds every record as JSON at a slot (its rowid, never reused), with the
-identifier fields as indexed columns; an FTS5 table holds title and description words for
-free-text search; `changes` is the ordered change log written in the same transaction as the
-records it describes, which replicas follow.
+identifier fields as indexed columns; an FTS5 table holds title, description and identifier
+words for free-text search; `changes` is the ordered change log written in the same transaction
+as the records it describes, which replicas follow.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import threading
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+
+log = logging.getLogger("esgf_ha.index")
 
 TABLES = {"Dataset": "datasets", "File": "files", "Aggregation": "aggregations"}
 # Identifier fields kept as columns (first value for lists). Only the ones searched often are
@@ -32,7 +35,8 @@ INDEXED_KEYS = {
 # Single-valued identifiers live only in their column, not again in the stored document.
 SCALAR_KEYS = ("id", "dataset_id", "master_id", "instance_id", "title")
 DOC_COLUMNS = "slot, id, dataset_id, master_id, instance_id, title, doc"
-SCHEMA_VERSION = 1
+# 2: identifiers in the free-text body (stores of version 1 have theirs rebuilt on open)
+SCHEMA_VERSION = 2
 PAGE_SIZE = 16384
 
 
@@ -59,11 +63,29 @@ def _key(record: dict[str, object], name: str) -> str | None:
     return None if value is None else str(value)
 
 
+# Identifiers free text finds, as esg-search's catch-all field does (a versioned dataset id as
+# `query=` is a common habit). Facet values are searched in memory (columns.text_codes); the
+# checksum and tracking_id are not worded (one unique word each would double the word index of a
+# large file core): they are searched by name.
+TEXT_IDS = ("id", "dataset_id", "instance_id", "master_id")
+
+
 def _text(record: dict[str, object]) -> str:
+    """The free-text body of a record: its title, description and identifiers. An identifier
+    whose text another part already holds (`instance_id` inside `id`, `master_id` inside a
+    CMIP6 title) adds no words a phrase could need, so it is left out."""
     parts = [str(record.get("title", ""))]
     desc = record.get("description")
     if isinstance(desc, list):
         parts.extend(str(d) for d in desc)
+    elif isinstance(desc, str):
+        parts.append(desc)
+    held = " ".join(parts).lower()
+    for name in TEXT_IDS:
+        value = _key(record, name)
+        if value and value.lower() not in held:
+            parts.append(value)
+            held += " " + value.lower()
     return " ".join(parts)
 
 
@@ -290,6 +312,8 @@ class Store:
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is not None and int(row[0]) > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} was written by a newer esgf-ha (schema {row[0]})")
+        if row is not None and int(row[0]) < 2:
+            self._rebuild_text()
         conn.executescript(
             "BEGIN;"
             + "".join(_schema(t) for t in TABLES.values())
@@ -302,6 +326,27 @@ class Store:
         )
         # (re)creates what a bulk load killed half-way left dropped
         self._create_indexes()
+
+    def _rebuild_text(self) -> None:
+        """Recompute every free-text body (schema 1 held no identifiers), in one transaction."""
+        conn = self._writer
+        began = time.monotonic()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in TABLES.values():
+                conn.execute(f"DELETE FROM {table}_text")
+                rows = conn.execute(f"SELECT {DOC_COLUMNS} FROM {table}")
+                while batch := rows.fetchmany(10_000):
+                    bodies = [(slot, _text(record)) for slot, record in map(unpack, batch)]
+                    conn.executemany(
+                        f"INSERT INTO {table}_text (rowid, body) VALUES (?, ?)", bodies
+                    )
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', '2')")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("free-text words rebuilt", extra={"seconds": round(time.monotonic() - began, 1)})
 
     def _create_indexes(self) -> None:
         conn = self._writer

@@ -16,6 +16,7 @@ from importlib import resources
 TEMPLATE_VERSION = "esgf-ha 1"
 _BAD_CHARS = re.compile(r"['<>?*\"\n\t\r\0]")
 _SEPARATORS = re.compile(r"[ /\\|:;]+")
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
 @dataclass
@@ -92,11 +93,15 @@ def render_script(
         )
     messages.append(f"Script created for {len(files)} file(s)")
     message = "\n".join(f"# {m}" for m in messages)
-    return (
-        template.replace("{{hostName}}", host)
-        .replace("{{date}}", time.strftime("%Y/%m/%d %H:%M:%S", time.gmtime()))
-        .replace("{{searchUrl}}", search_url.replace("\n", " "))
-        .replace("{{templateVersion}}", TEMPLATE_VERSION)
-        .replace("{{message}}", message)
-        .replace("{{files}}", lines)
-    )
+    one_line = re.sub(r"[\r\n]", " ", search_url)
+    values = {
+        "hostName": host,
+        "date": time.strftime("%Y/%m/%d %H:%M:%S", time.gmtime()),
+        "searchUrl": one_line,
+        "searchUrlQuoted": _sh_quote(one_line),
+        "templateVersion": TEMPLATE_VERSION,
+        "message": message,
+        "files": lines,
+    }
+    # one pass, so that a value holding `{{...}}` is never substituted again
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
