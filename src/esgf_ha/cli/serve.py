@@ -62,18 +62,27 @@ def server_tls(
     tls_cert: Path | None,
     tls_key: Path | None,
     hostnames: tuple[str, ...],
+    client_ca: Path | None = None,
 ) -> TLSFiles | None:
-    """The certificate to serve: the operator's, or one made (once) in the state dir."""
+    """The certificate to serve: the operator's, or one made (once) in the state dir.
+
+    Client certificates are verified against `client_ca` if given, else against the
+    federation CA of the state dir (the one `esgf-ha cert issue` signs with), never against
+    the served chain."""
     from esgf_ha.common.server import parse_listen
-    from esgf_ha.common.tls import TLSFiles, ensure_server_tls
+    from esgf_ha.common.tls import TLSFiles, ensure_ca, ensure_server_tls
 
     if not tls:
         return None
     if tls_cert:
         if not tls_key:
             raise click.BadParameter("--tls-cert needs --tls-key", param_hint="--tls-key")
-        return TLSFiles(ca=tls_cert, cert=tls_cert, key=tls_key)
-    return ensure_server_tls(state_dir, [parse_listen(listen)[0], *hostnames])
+        trusted = client_ca or ensure_ca(state_dir / "tls")
+        return TLSFiles(ca=tls_cert, cert=tls_cert, key=tls_key, client_ca=trusted)
+    files = ensure_server_tls(state_dir, [parse_listen(listen)[0], *hostnames])
+    if client_ca is not None:
+        files.client_ca = client_ca
+    return files
 
 
 @serve.command(
@@ -113,6 +122,12 @@ The chosen address (useful with port 0) is logged and written to
     help="HOST:PORT to listen on; port 0 picks a free one",
 )
 @tls_options
+@click.option(
+    "--client-ca",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="CA certificate(s) (PEM) whose client certificates may publish "
+    "[default: the federation CA, <state-dir>/tls/ca.pem]",
+)
 @click.option("--jwks-url", help="verify tokens against this external issuer's JWKS as well")
 @click.option(
     "--ws-anonymous-from",
@@ -161,6 +176,7 @@ def serve_index(
     tls_cert: Path | None,
     tls_key: Path | None,
     hostnames: tuple[str, ...],
+    client_ca: Path | None,
     jwks_url: str | None,
     ws_anonymous_from: tuple[str, ...],
     upstream: str | None,
@@ -202,6 +218,7 @@ def serve_index(
         tls=tls or bool(tls_cert),
         tls_cert=tls_cert,
         tls_key=tls_key,
+        client_ca=client_ca,
         hostnames=list(hostnames),
         jwks_url=jwks_url,
         ws_anonymous_from=list(ws_anonymous_from),
@@ -222,7 +239,9 @@ def serve_index(
     # a replica can re-fetch what a power cut loses, so it need not sync every commit
     service = IndexService.open(state_dir, durable=settings.role == "master", facets=facets)
     verifier = TokenVerifier.from_state_dir(state_dir, jwks_url=jwks_url)
-    tls_files = server_tls(settings.tls, state_dir, listen, tls_cert, tls_key, hostnames)
+    tls_files = server_tls(
+        settings.tls, state_dir, listen, tls_cert, tls_key, hostnames, settings.client_ca
+    )
     follower = None
     if settings.role == "replica":
         import ssl

@@ -27,6 +27,12 @@ Examples:
   esgf-ha token issue --state-dir state/master --scope esgf:publish
   TOKEN=$(esgf-ha token issue --state-dir state/master --scope esgf:publish --ttl 3600)
   curl -H "Authorization: Bearer $TOKEN" -d @batch.json http://127.0.0.1:8080/api/v1/publish
+  # a publisher's token: writes only records of its data node (and, here, of CMIP6)
+  esgf-ha token issue --state-dir state/master --scope esgf:publish \\
+      --data-node esgf-data.example.org --project CMIP6 --subject publisher@example.org
+
+A token without --data-node is unbound: it may write any data node's records (keep such
+tokens for operators). --project narrows a bound token further.
 """,
 )
 @click.option(
@@ -45,6 +51,39 @@ Examples:
 )
 @click.option("--subject", default="operator", show_default=True, help="who the token is for")
 @click.option("--ttl", default=86400.0, show_default=True, type=float, help="lifetime in seconds")
-def issue(state_dir: Path, scopes: tuple[str, ...], subject: str, ttl: float) -> None:
+@click.option(
+    "--data-node",
+    "data_nodes",
+    multiple=True,
+    metavar="HOST",
+    help="bind the token to this data node: it writes only records whose data_node is one "
+    "of these (repeatable)",
+)
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    metavar="NAME",
+    help="with --data-node: also only records of this project (repeatable)",
+)
+def issue(
+    state_dir: Path,
+    scopes: tuple[str, ...],
+    subject: str,
+    ttl: float,
+    data_nodes: tuple[str, ...],
+    projects: tuple[str, ...],
+) -> None:
     """Print a bearer token on stdout."""
-    click.echo(issue_token(state_dir, list(scopes), subject=subject, ttl=ttl))
+    if projects and not data_nodes:
+        raise click.UsageError("--project narrows a --data-node binding: give --data-node too")
+    click.echo(
+        issue_token(
+            state_dir,
+            list(scopes),
+            subject=subject,
+            ttl=ttl,
+            data_nodes=list(data_nodes) or None,
+            projects=list(projects) or None,
+        )
+    )

@@ -2,7 +2,10 @@
 
 The embedded default signs tokens with an Ed25519 key kept in the service's state directory
 (`esgf-ha token issue` prints one); production points services at an external issuer's JWKS
-URL instead. A token carries its scopes in the standard `scope` claim, space separated.
+URL instead. A token carries its scopes in the standard `scope` claim, space separated, and may be bound to
+data nodes (`data_nodes`, a list of host names) and projects (`projects`): a bound token writes
+only records of those data nodes (and projects). A token without the claim is unbound, an
+operator's, and writes any record.
 
     AuthError
      ├── MissingCredentials  401  no Authorization header or client certificate
@@ -72,14 +75,22 @@ def load_or_create_signing_key(state_dir: Path) -> Ed25519PrivateKey:
 
 
 def issue_token(
-    state_dir: Path, scopes: list[str], subject: str = "operator", ttl: float = 86400.0
+    state_dir: Path,
+    scopes: list[str],
+    subject: str = "operator",
+    ttl: float = 86400.0,
+    *,
+    data_nodes: list[str] | None = None,
+    projects: list[str] | None = None,
 ) -> str:
     for scope in scopes:
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
+    if projects and not data_nodes:
+        raise ValueError("a token bound to projects must be bound to data nodes too")
     key = load_or_create_signing_key(state_dir)
     now = int(time.time())
-    claims = {
+    claims: dict[str, object] = {
         "iss": ISSUER,
         "sub": subject,
         "scope": " ".join(scopes),
@@ -87,6 +98,10 @@ def issue_token(
         "exp": now + int(ttl),
         "jti": uuid.uuid4().hex,
     }
+    if data_nodes:
+        claims["data_nodes"] = sorted(set(data_nodes))
+    if projects:
+        claims["projects"] = sorted(set(projects))
     return jwt.encode(claims, key, algorithm="EdDSA")
 
 
@@ -94,7 +109,20 @@ def issue_token(
 class Principal:
     subject: str
     scopes: frozenset[str]
-    via: str  # "token" or "certificate"
+    via: str  # "token", "certificate" or "network"
+    # None: unbound (an operator's credential); otherwise the only data nodes / projects
+    # whose records this principal may write
+    data_nodes: frozenset[str] | None = None
+    projects: frozenset[str] | None = None
+
+
+def _claim_set(claims: dict[str, object], name: str) -> frozenset[str] | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise InvalidToken(f"the token's {name} claim must be a non-empty list of names")
+    return frozenset(value)
 
 
 class TokenVerifier:
@@ -127,7 +155,13 @@ class TokenVerifier:
         scopes = frozenset(str(claims.get("scope", "")).split())
         if scope not in scopes:
             raise InsufficientScope(f"the token lacks the scope {scope}")
-        return Principal(str(claims.get("sub", "")), scopes, "token")
+        return Principal(
+            str(claims.get("sub", "")),
+            scopes,
+            "token",
+            data_nodes=_claim_set(claims, "data_nodes"),
+            projects=_claim_set(claims, "projects"),
+        )
 
     def _decode(self, token: str) -> dict[str, object]:
         options: Any = {"require": ["exp"], "verify_aud": self.audience is not None}

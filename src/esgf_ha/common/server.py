@@ -102,8 +102,8 @@ def uvicorn_config(
         timeout_keep_alive=30,
         ssl_certfile=str(tls.cert) if tls else None,
         ssl_keyfile=str(tls.key) if tls else None,
-        ssl_ca_certs=str(tls.ca) if tls else None,
-        ssl_cert_reqs=ssl.CERT_OPTIONAL if tls else ssl.CERT_NONE,
+        ssl_ca_certs=str(tls.client_ca) if tls and tls.client_ca else None,
+        ssl_cert_reqs=ssl.CERT_OPTIONAL if tls and tls.client_ca else ssl.CERT_NONE,
     )
 
 

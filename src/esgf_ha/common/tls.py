@@ -21,9 +21,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 @dataclass
 class TLSFiles:
-    ca: Path
+    ca: Path  # what clients verify this server with
     cert: Path
     key: Path
+    # the only CA whose client certificates are accepted (None: client certificates are not
+    # asked for). Never the served chain: that may lead to a public root, and every holder of
+    # a certificate from that root would then be a publisher.
+    client_ca: Path | None = None
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -142,7 +146,7 @@ def issue_server_cert(
         except x509.ExtensionNotFound:
             have = set()
         if set(wanted) <= have and _signed_by(cert, ca_cert):
-            return TLSFiles(ca_dir / "ca.pem", cert_path, key_path)
+            return TLSFiles(ca_dir / "ca.pem", cert_path, key_path, ca_dir / "ca.pem")
     cert, key = _leaf(ca_cert, ca_key, wanted[0], wanted, ExtendedKeyUsageOID.SERVER_AUTH)
     cert_path.parent.mkdir(parents=True, exist_ok=True)
     _write_key(key_path, key)
@@ -150,7 +154,7 @@ def issue_server_cert(
         cert.public_bytes(serialization.Encoding.PEM)
         + ca_cert.public_bytes(serialization.Encoding.PEM)
     )
-    return TLSFiles(ca_dir / "ca.pem", cert_path, key_path)
+    return TLSFiles(ca_dir / "ca.pem", cert_path, key_path, ca_dir / "ca.pem")
 
 
 def _signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:

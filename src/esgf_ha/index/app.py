@@ -33,6 +33,7 @@ from starlette.routing import Route
 from esgf_ha import __version__
 from esgf_ha.common.auth import AuthError, Principal, TokenVerifier
 from esgf_ha.index import openapi, wget, ws_xml
+from esgf_ha.index.binding import Binding
 from esgf_ha.index.bootstrap import SEQ_HEADER, make_snapshot
 from esgf_ha.index.changes import MAX_LIMIT, MAX_WAIT, ChangeFeed, ChangesQuery, encode_changes
 from esgf_ha.index.errors import (
@@ -42,7 +43,9 @@ from esgf_ha.index.errors import (
     PayloadTooLarge,
 )
 from esgf_ha.index.follower import Follower
+from esgf_ha.index.limits import WriteLimits, read_capped
 from esgf_ha.index.params import SearchRequest, parse_search
+from esgf_ha.index.publish import Outcome
 from esgf_ha.index.render import JSON_TYPE, XML_TYPE, render_json, render_xml
 from esgf_ha.index.service import IndexService
 from esgf_ha.index.settings import IndexSettings
@@ -206,6 +209,28 @@ def create_app(
         return wrapped
 
     trusted = [ipaddress.ip_network(n, strict=False) for n in settings.ws_anonymous_from]
+    limits = WriteLimits(
+        settings.max_body_bytes,
+        settings.max_ws_body_bytes,
+        settings.max_batch_records,
+        settings.max_record_fields,
+        settings.max_field_values,
+        settings.max_value_chars,
+    )
+
+    async def write_body(request: Request, *, ws: bool = False) -> bytes:
+        limit, setting = (
+            (limits.max_ws_body_bytes, "max_ws_body_bytes")
+            if ws
+            else (limits.max_body_bytes, "max_body_bytes")
+        )
+        return await read_capped(
+            request.stream(), request.headers.get("content-length"), limit, setting
+        )
+
+    def writer(request: Request, *, legacy: bool = False) -> Binding | None:
+        """Authorise a publication write; the records it may touch (None: any)."""
+        return Binding.of(authorize(request, "esgf:publish", legacy=legacy))
 
     def authorize(request: Request, scope: str, *, legacy: bool = False) -> Principal:
         if settings.role != "master":
@@ -305,29 +330,29 @@ def create_app(
         )
 
     async def ws_publish(request: Request) -> Response:
-        authorize(request, "esgf:publish", legacy=True)
-        record = ws_xml.parse_record(await read_body(request, settings.max_body_bytes))
-        outcome = await run_in_threadpool(service.publish_record, record)
+        binding = writer(request, legacy=True)
+        record = ws_xml.parse_record(await write_body(request, ws=True))
+        limits.check_record(record, "record")
+        outcome = await run_in_threadpool(service.publish_record, record, binding)
         return ws_response(outcome.messages)
 
     async def ws_unpublish(request: Request) -> Response:
-        authorize(request, "esgf:publish", legacy=True)
-        record = ws_xml.parse_record(await read_body(request, settings.max_body_bytes))
+        binding = writer(request, legacy=True)
+        record = ws_xml.parse_record(await write_body(request, ws=True))
         if "id" not in record:
             raise BadRequest("the document lacks an id field")
-        outcome = await run_in_threadpool(service.delete, [str(record["id"])])
+        outcome = await run_in_threadpool(service.delete, [str(record["id"])], binding)
         return ws_response([f"Unpublished record: {i}" for i in outcome.deleted])
 
     async def ws_update(request: Request) -> Response:
-        authorize(request, "esgf:publish", legacy=True)
-        core, action, updates = ws_xml.parse_updates(
-            await read_body(request, settings.max_body_bytes)
-        )
-        outcome = await run_in_threadpool(service.update, core, action, updates)
+        binding = writer(request, legacy=True)
+        core, action, updates = ws_xml.parse_updates(await write_body(request, ws=True))
+        limits.check_updates(updates)  # type: ignore[arg-type]
+        outcome = await run_in_threadpool(service.update, core, action, updates, binding)
         return ws_response(outcome.messages)
 
     async def form_ids(request: Request) -> list[str]:
-        body = await read_body(request, settings.max_body_bytes)
+        body = await write_body(request, ws=True)
         pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=False)
         pairs += list(request.query_params.multi_items())
         ids = [v for k, v in pairs if k == "id"]
@@ -336,26 +361,31 @@ def create_app(
         return ids
 
     async def ws_retract(request: Request) -> Response:
-        authorize(request, "esgf:publish", legacy=True)
-        outcome = await run_in_threadpool(service.retract, await form_ids(request))
+        binding = writer(request, legacy=True)
+        outcome = await run_in_threadpool(service.retract, await form_ids(request), binding)
         return ws_response(outcome.messages)
 
     async def ws_delete(request: Request) -> Response:
-        authorize(request, "esgf:publish", legacy=True)
-        outcome = await run_in_threadpool(service.delete, await form_ids(request))
+        binding = writer(request, legacy=True)
+        outcome = await run_in_threadpool(service.delete, await form_ids(request), binding)
         return ws_response(outcome.messages)
 
     async def json_body(request: Request) -> object:
-        body = await read_body(request, settings.max_body_bytes)
+        body = await write_body(request)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"invalid JSON: {exc}") from None
 
     async def api_publish(request: Request) -> Response:
-        authorize(request, "esgf:publish")
+        binding = writer(request)
         batch = await json_body(request)
-        outcome = await run_in_threadpool(service.publish_batch, batch)
+
+        def publish() -> Outcome:
+            limits.check_batch(batch)
+            return service.publish_batch(batch, binding)
+
+        outcome = await run_in_threadpool(publish)
         return JSONResponse(
             {
                 "ok": True,
@@ -376,13 +406,15 @@ def create_app(
         return list(body["ids"])
 
     async def api_retract(request: Request) -> Response:
-        authorize(request, "esgf:publish")
-        outcome = await run_in_threadpool(service.retract, ids_from(await json_body(request)))
+        binding = writer(request)
+        ids = ids_from(await json_body(request))
+        outcome = await run_in_threadpool(service.retract, ids, binding)
         return JSONResponse({"ok": True, "retracted": outcome.retracted, "seq": service.seq})
 
     async def api_delete(request: Request) -> Response:
-        authorize(request, "esgf:publish")
-        outcome = await run_in_threadpool(service.delete, ids_from(await json_body(request)))
+        binding = writer(request)
+        ids = ids_from(await json_body(request))
+        outcome = await run_in_threadpool(service.delete, ids, binding)
         return JSONResponse({"ok": True, "deleted": outcome.deleted, "seq": service.seq})
 
     async def api_status(request: Request) -> Response:

@@ -9,7 +9,11 @@ Rules (spec: data-node-and-publication §2.6-2.7):
 - republishing an existing version with different files or checksums is refused (409);
   republishing it unchanged changes nothing;
 - retraction keeps the dataset record with `retracted=true, latest=false` and removes its files
-  and aggregations; deletion removes the record and its children.
+  and aggregations; deletion removes the record and its children;
+- a file or aggregation id belongs to one dataset: a record that would move it to another is
+  refused (409), as is a `/ws/publish` that would change a published dataset version;
+- a credential bound to data nodes (and projects) writes only their records (403, see
+  `binding.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from esgf_ha.index.binding import Binding, check
 from esgf_ha.index.errors import BadRequest, Conflict, NotFound
 from esgf_ha.index.store import Transaction
 from esgf_ha.records.errors import InvalidRecord
@@ -107,7 +112,30 @@ def _file_signature(records: Iterable[dict[str, object]]) -> dict[str, tuple[str
     return {str(r["id"]): tuple(str(c) for c in _as_list(r.get("checksum"))) for r in records}
 
 
-def publish_batch(txn: Transaction, batch: object) -> Outcome:
+VOLATILE = frozenset({"_timestamp", "_version_", "latest"})
+
+
+def _same_content(old: dict[str, object], new: dict[str, object]) -> bool:
+    """Equal but for what the index itself stamps on every write."""
+    return {k: v for k, v in old.items() if k not in VOLATILE} == {
+        k: v for k, v in new.items() if k not in VOLATILE
+    }
+
+
+def _owned_elsewhere(
+    txn: Transaction, core: str, child: dict[str, object]
+) -> tuple[int, dict[str, object]] | None:
+    """The stored record with this child's id; Conflict if it belongs to another dataset."""
+    prior = txn.get(core, str(child["id"]))
+    if prior is not None and prior[1].get("dataset_id") != child.get("dataset_id"):
+        raise Conflict(
+            f"{core.lower()} {child['id']} belongs to dataset {prior[1].get('dataset_id')}, "
+            f"not {child.get('dataset_id')}: a record id cannot move between datasets"
+        )
+    return prior
+
+
+def publish_batch(txn: Transaction, batch: object, binding: Binding | None = None) -> Outcome:
     """Our publisher's JSON batch: `{"datasets": [{"dataset": {...}, "files": [...],
     "aggregations": [...]}]}`. All or nothing."""
     if not isinstance(batch, dict) or not isinstance(batch.get("datasets"), list):
@@ -148,10 +176,14 @@ def publish_batch(txn: Transaction, batch: object) -> Outcome:
         ids = [str(c["id"]) for _, c in children]
         if len(set(ids)) != len(ids):
             raise BadRequest(f"{where}: two files share an id")
+        check(binding, dataset, "publish")
+        for _, child in children:
+            check(binding, child, "publish")
         dataset_id = str(dataset["id"])
         existing = txn.get("Dataset", dataset_id)
         if existing is not None:
             _, old = existing
+            check(binding, old, "republish")
             if old.get("retracted"):
                 raise Conflict(f"dataset {dataset_id} was retracted; publish it as a new version")
             old_files = [rec for core, _, rec in _children(txn, dataset_id) if core == "File"]
@@ -166,8 +198,9 @@ def publish_batch(txn: Transaction, batch: object) -> Outcome:
         latest = _resolve_latest(txn, dataset)
         stamped = _stamp({**dataset, "latest": latest})
         for core, child in children:
-            prior = txn.get(core, str(child["id"]))
+            prior = _owned_elsewhere(txn, core, child)
             if prior is not None:
+                check(binding, prior[1], "replace")
                 txn.delete(core, prior[0])
             record = _stamp({**child, "latest": latest})
             txn.insert(core, record)
@@ -180,23 +213,48 @@ def publish_batch(txn: Transaction, batch: object) -> Outcome:
     return outcome
 
 
-def publish_record(txn: Transaction, raw: dict[str, object]) -> Outcome:
-    """One record from esgcet's `/ws/publish`: files first, the dataset last."""
+def publish_record(
+    txn: Transaction, raw: dict[str, object], binding: Binding | None = None
+) -> Outcome:
+    """One record from esgcet's `/ws/publish`: files first, the dataset last.
+
+    The version rules are those of `publish_batch`: once a dataset version is published its
+    record and its files change only through a new version (409 otherwise); sending the same
+    record again changes nothing."""
     record = _normalize(raw, "record")
     core = str(record["type"])
     record_id = str(record["id"])
-    prior = txn.get(core, record_id)
+    check(binding, record, "publish")
+    prior = _owned_elsewhere(txn, core, record) if core != "Dataset" else txn.get(core, record_id)
+    if prior is not None:
+        check(binding, prior[1], "replace")
+    unchanged = Outcome(unchanged=[record_id], messages=[f"Published record: {record_id}"])
     if core == "Dataset":
         if prior is not None and prior[1].get("retracted"):
             raise Conflict(f"dataset {record_id} was retracted; publish it as a new version")
+        if prior is not None:
+            if _same_content(prior[1], record):
+                return unchanged
+            raise Conflict(
+                f"dataset {record_id} is already published with other content; "
+                "publish a new version instead"
+            )
         latest = _resolve_latest(txn, record)
         record["latest"] = latest
         if not latest:
             for child_core, slot, child in _children(txn, record_id):
                 if child.get("latest"):
                     txn.replace(child_core, slot, _stamp({**child, "latest": False}))
-    elif prior is not None:
-        old_sum = prior[1].get("checksum")
+    else:
+        parent = txn.get("Dataset", str(record["dataset_id"]))
+        if parent is not None and not parent[1].get("retracted"):
+            if prior is not None and _same_content(prior[1], record):
+                return unchanged
+            raise Conflict(
+                f"dataset {record['dataset_id']} is already published: its {core.lower()} "
+                f"{record_id} cannot be added or changed; publish a new version instead"
+            )
+        old_sum = prior[1].get("checksum") if prior is not None else None
         if core == "File" and old_sum and record.get("checksum") and old_sum != record["checksum"]:
             raise Conflict(f"file {record_id} is already published with another checksum")
     if prior is not None:
@@ -206,17 +264,21 @@ def publish_record(txn: Transaction, raw: dict[str, object]) -> Outcome:
     return Outcome(published=[record_id], messages=[f"Published record: {record_id}"])
 
 
-def retract(txn: Transaction, ids: list[str]) -> Outcome:
+def retract(txn: Transaction, ids: list[str], binding: Binding | None = None) -> Outcome:
     outcome = Outcome()
     for record_id in ids:
         found = txn.get("Dataset", record_id)
+        if found is not None:
+            check(binding, found[1], "retract")
         removed = False
         for core in CHILD_CORES:
-            for slot, _ in txn.find(core, "dataset_id", record_id):
+            for slot, child in txn.find(core, "dataset_id", record_id):
+                check(binding, child, "retract")
                 txn.delete(core, slot)
                 removed = True
             prior = txn.get(core, record_id)
             if prior is not None:
+                check(binding, prior[1], "retract")
                 txn.delete(core, prior[0])
                 removed = True
         if found is not None:
@@ -230,17 +292,19 @@ def retract(txn: Transaction, ids: list[str]) -> Outcome:
     return outcome
 
 
-def delete(txn: Transaction, ids: list[str]) -> Outcome:
+def delete(txn: Transaction, ids: list[str], binding: Binding | None = None) -> Outcome:
     outcome = Outcome()
     for record_id in ids:
         hit = False
         for core in ("Dataset", *CHILD_CORES):
             prior = txn.get(core, record_id)
             if prior is not None:
+                check(binding, prior[1], "delete")
                 txn.delete(core, prior[0])
                 hit = True
             if core != "Dataset":
-                for slot, _ in txn.find(core, "dataset_id", record_id):
+                for slot, child in txn.find(core, "dataset_id", record_id):
+                    check(binding, child, "delete")
                     txn.delete(core, slot)
                     hit = True
         if not hit:
@@ -259,6 +323,7 @@ def update(
     core_name: str,
     action: str,
     updates: list[tuple[list[tuple[str, str]], dict[str, list[str]]]],
+    binding: Binding | None = None,
 ) -> Outcome:
     """esg-search `/ws/update`: set/add/remove field values on every record matching a query."""
     core = UPDATE_CORES.get(core_name) or (
@@ -274,9 +339,10 @@ def update(
             raise BadRequest("an update needs a <query> such as id=<record id>")
         matches = _match(txn, core, query)
         for slot, rec in matches:
+            check(binding, rec, "update")
             new = dict(rec)
             for name, values in fields.items():
-                if name in ("id", "type"):
+                if name in ("id", "type", "dataset_id"):
                     raise BadRequest(f"field {name} cannot be updated")
                 if action == "set":
                     if values:
@@ -296,6 +362,7 @@ def update(
                     else:
                         new.pop(name, None)
             record = _normalize(new, f"update of {rec.get('id')}")
+            check(binding, record, "update")
             txn.replace(core, slot, record if "_timestamp" in fields else _stamp(record))
             count += 1
     txn.log("update", {"core": core, "count": count})

@@ -8,6 +8,7 @@ fields keep Solr typing: multi-valued fields are arrays, single-valued ones scal
 from __future__ import annotations
 
 import json
+import math
 from xml.sax.saxutils import escape, quoteattr
 
 import orjson
@@ -15,6 +16,7 @@ import orjson
 from esgf_ha.index.engine import SearchResult
 from esgf_ha.index.params import SearchRequest
 from esgf_ha.records.schema import Kind, is_multi, kind_of
+from esgf_ha.records.validate import xml_safe
 
 CORE_NAMES = {"Dataset": "datasets", "File": "files", "Aggregation": "aggregations"}
 JSON_TYPE = "text/json;charset=UTF-8"
@@ -117,35 +119,46 @@ def render_json(
     return raw
 
 
-def _xml_value(kind: Kind, value: object) -> tuple[str, str]:
+def _xml_value(kind: Kind, value: object) -> tuple[str, str] | None:
+    """The element and text of one value; None for a value its type cannot show (a number
+    stored as null or text by a version that did not check), which is then left out."""
     if kind is Kind.BOOL:
         return "bool", "true" if value else "false"
-    if kind is Kind.INT:
-        return "int", str(value)
-    if kind is Kind.LONG:
-        return "long", str(value)
+    if kind in (Kind.INT, Kind.LONG):
+        if type(value) is not int:
+            return None
+        return ("int" if kind is Kind.INT else "long"), str(value)
     if kind is Kind.FLOAT:
+        if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+            return None
         return "float", repr(float(value))  # type: ignore[arg-type]
+    if value is None:
+        return None
     if kind is Kind.DATE:
-        return "date", str(value)
-    return "str", str(value)
+        return "date", xml_safe(str(value))
+    return "str", xml_safe(str(value))
 
 
 def _xml_field(name: str, value: object) -> str:
     kind = Kind.FLOAT if name == "score" else kind_of(name)
+    label = quoteattr(xml_safe(name))
     if is_multi(name) and name != "score":
         items = value if isinstance(value, list) else [value]
-        inner = "".join(f"<{t}>{escape(v)}</{t}>" for t, v in (_xml_value(kind, i) for i in items))
-        return f"<arr name={quoteattr(name)}>{inner}</arr>"
-    tag, text = _xml_value(kind, value)
-    return f"<{tag} name={quoteattr(name)}>{escape(text)}</{tag}>"
+        shown = [v for v in (_xml_value(kind, i) for i in items) if v is not None]
+        inner = "".join(f"<{t}>{escape(v)}</{t}>" for t, v in shown)
+        return f"<arr name={label}>{inner}</arr>"
+    got = _xml_value(kind, value)
+    if got is None:
+        return ""
+    tag, text = got
+    return f"<{tag} name={label}>{escape(text)}</{tag}>"
 
 
 def _xml_param(name: str, value: object) -> str:
     if isinstance(value, list):
-        inner = "".join(f"<str>{escape(str(v))}</str>" for v in value)
+        inner = "".join(f"<str>{escape(xml_safe(str(v)))}</str>" for v in value)
         return f"<arr name={quoteattr(name)}>{inner}</arr>"
-    return f"<str name={quoteattr(name)}>{escape(str(value))}</str>"
+    return f"<str name={quoteattr(name)}>{escape(xml_safe(str(value)))}</str>"
 
 
 def render_xml(
@@ -165,9 +178,9 @@ def render_xml(
     parts.append('<lst name="facet_fields">')
     for name in result.facet_names:
         counts = "".join(
-            f"<int name={quoteattr(v)}>{c}</int>" for v, c in result.facets.get(name, [])
+            f"<int name={quoteattr(xml_safe(v))}>{c}</int>" for v, c in result.facets.get(name, [])
         )
-        parts.append(f"<lst name={quoteattr(name)}>{counts}</lst>")
+        parts.append(f"<lst name={quoteattr(xml_safe(name))}>{counts}</lst>")
     parts.append(
         '</lst><lst name="facet_ranges"/><lst name="facet_intervals"/>'
         '<lst name="facet_heatmaps"/></lst>\n</response>\n'

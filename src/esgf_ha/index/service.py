@@ -18,6 +18,7 @@ import orjson
 
 from esgf_ha.common.rwlock import RWLock
 from esgf_ha.index import publish, snapshot
+from esgf_ha.index.binding import Binding
 from esgf_ha.index.columns import CoreIndex
 from esgf_ha.index.engine import Engine, SearchResult
 from esgf_ha.index.facets import FacetProfile
@@ -210,20 +211,25 @@ class IndexService:
         return IndexStats({c: self.cores[c].live_count for c in CORES}, self.seq, self.opened_in)
 
     # -- writes -------------------------------------------------------------------------------
-    def publish_batch(self, batch: object) -> publish.Outcome:
-        return self._locked_write(lambda txn: publish.publish_batch(txn, batch))
+    # `binding`: the data nodes (and projects) the writer may touch; None for operators
+    def publish_batch(self, batch: object, binding: Binding | None = None) -> publish.Outcome:
+        return self._locked_write(lambda txn: publish.publish_batch(txn, batch, binding))
 
-    def publish_record(self, record: dict[str, object]) -> publish.Outcome:
-        return self._locked_write(lambda txn: publish.publish_record(txn, record))
+    def publish_record(
+        self, record: dict[str, object], binding: Binding | None = None
+    ) -> publish.Outcome:
+        return self._locked_write(lambda txn: publish.publish_record(txn, record, binding))
 
-    def retract(self, ids: list[str]) -> publish.Outcome:
-        return self._locked_write(lambda txn: publish.retract(txn, ids))
+    def retract(self, ids: list[str], binding: Binding | None = None) -> publish.Outcome:
+        return self._locked_write(lambda txn: publish.retract(txn, ids, binding))
 
-    def delete(self, ids: list[str]) -> publish.Outcome:
-        return self._locked_write(lambda txn: publish.delete(txn, ids))
+    def delete(self, ids: list[str], binding: Binding | None = None) -> publish.Outcome:
+        return self._locked_write(lambda txn: publish.delete(txn, ids, binding))
 
-    def update(self, core: str, action: str, updates: list) -> publish.Outcome:
-        return self._locked_write(lambda txn: publish.update(txn, core, action, updates))
+    def update(
+        self, core: str, action: str, updates: list, binding: Binding | None = None
+    ) -> publish.Outcome:
+        return self._locked_write(lambda txn: publish.update(txn, core, action, updates, binding))
 
     def _locked_write(self, operation: Callable[[Transaction], T]) -> T:
         """Run a write; its commit and the facet-index update are one step for searches.

@@ -18,6 +18,11 @@ class IndexSettings(BaseSettings):
     tls: bool = Field(False, description="serve HTTPS with a certificate from the state dir")
     tls_cert: Path | None = Field(None, description="certificate chain (PEM) instead of ours")
     tls_key: Path | None = Field(None, description="private key (PEM) for --tls-cert")
+    client_ca: Path | None = Field(
+        None,
+        description="CA (PEM) whose client certificates may publish; default: the federation "
+        "CA in the state dir, never the --tls-cert chain",
+    )
     hostnames: list[str] = Field(default_factory=list, description="names for our certificate")
     jwks_url: str | None = Field(None, description="external token issuer's JWKS URL")
     token_issuer: str | None = Field(None, description="required `iss` of external tokens")
@@ -27,7 +32,22 @@ class IndexSettings(BaseSettings):
         description="networks (CIDR) whose unauthenticated /ws/* publications are accepted: "
         "esgcet 5.5.3 sends neither a token nor a client certificate",
     )
-    max_body_bytes: int = Field(64 * 1024 * 1024, description="largest publish body accepted")
+    # publication limits (413 above them): sized for a dataset version of ~9,000 files as our
+    # publisher sends it (~2.5 KB a file record) and for esgcet's one-record /ws/* bodies
+    max_body_bytes: int = Field(
+        24 * 1024 * 1024, gt=0, description="largest /api/v1 write body accepted (bytes)"
+    )
+    max_ws_body_bytes: int = Field(
+        4 * 1024 * 1024, gt=0, description="largest /esg-search/ws/* body accepted (bytes)"
+    )
+    max_batch_records: int = Field(
+        25_000, gt=0, description="most records (datasets, files, aggregations) in one batch"
+    )
+    max_record_fields: int = Field(1_000, gt=0, description="most fields in one record")
+    max_field_values: int = Field(10_000, gt=0, description="most values of one field")
+    max_value_chars: int = Field(
+        65_536, gt=0, description="longest single field value accepted (characters)"
+    )
     facets_file: Path | None = Field(
         None,
         description="TOML file naming each project's facets (added to the built-in lists); "

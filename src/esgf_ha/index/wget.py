@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from importlib import resources
 
 TEMPLATE_VERSION = "esgf-ha 1"
-_BAD_CHARS = re.compile(r"['<>?*\"\n\t\r\0]")
+_BAD_CHARS = re.compile(r"['<>?*\"\x00-\x1f\x7f-\x9f]")
+# a line break in a URL or checksum would end the script's here-document early: such a file
+# (stored before records were checked) is left out rather than written
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SEPARATORS = re.compile(r"[ /\\|:;]+")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
@@ -45,7 +48,7 @@ def files_for_script(
             parts = str(entry).split("|")
             if len(parts) == 3 and parts[2].lower() == "httpserver":
                 url = parts[0]  # esg-search keeps the last HTTPServer URL
-        if url is None:
+        if url is None or _CONTROL.search(url):
             skipped += 1
             continue
         name = str(doc.get("title") or url.rsplit("/", 1)[-1])
@@ -63,7 +66,11 @@ def files_for_script(
         if path in seen:
             continue
         seen.add(path)
-        out.append(ScriptFile(path, url, _first(doc, "checksum_type"), _first(doc, "checksum")))
+        checksum_type, checksum = _first(doc, "checksum_type"), _first(doc, "checksum")
+        if _CONTROL.search(checksum_type + checksum):
+            skipped += 1
+            continue
+        out.append(ScriptFile(path, url, checksum_type, checksum))
     return out, skipped
 
 

@@ -8,11 +8,13 @@ typing: `project[0]` on a bare string silently yields its first character.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from esgf_ha.records.errors import InvalidRecord
+from esgf_ha.records.validate import check_field_name, check_float, check_int, check_text
 
 
 class Kind(enum.Enum):
@@ -174,10 +176,30 @@ def parse_date(value: object, field: str = "date") -> str:
             raise InvalidRecord(f"field {field!r}: {value!r} is not an ISO 8601 date") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    dt = dt.astimezone(UTC)
+    try:
+        dt = dt.astimezone(UTC)
+    except OverflowError:
+        raise InvalidRecord(
+            f"field {field!r}: {value!r} is outside years 0001-9999 once converted to UTC"
+        ) from None
+    # by hand: strftime writes year 500 as "500", which is no longer a Solr date
+    stamp = (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+    )
     if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{stamp}.{dt.microsecond // 1000:03d}Z"
+    return stamp + "Z"
+
+
+def _is_solr_date(value: str) -> bool:
+    """Already in Solr's form and a real calendar date (the pattern alone allows month 13)."""
+    if not _SOLR_DATE.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value[:-1])
+    except ValueError:
+        return False
+    return value[:4] != "0000"
 
 
 def date_to_epoch(value: str) -> float:
@@ -193,11 +215,14 @@ def normalize_value(name: str, value: object) -> object:
     kind = kind_of(name)
     if is_multi(name):
         if isinstance(value, list) and all(type(v) is str for v in value):
-            return value
+            return [check_text(name, v) for v in value]
         items = value if isinstance(value, list | tuple) else [value]
-        return [str(v) if not isinstance(v, bool) else ("true" if v else "false") for v in items]
+        return [
+            check_text(name, str(v)) if not isinstance(v, bool) else ("true" if v else "false")
+            for v in items
+        ]
     if kind is Kind.STRING and type(value) is str:
-        return value
+        return check_text(name, value)
     if isinstance(value, list | tuple):
         if len(value) != 1:
             raise InvalidRecord(f"field {name!r} is single-valued but has {len(value)} values")
@@ -205,25 +230,30 @@ def normalize_value(name: str, value: object) -> object:
     if kind is Kind.BOOL:
         return parse_bool(value)
     if kind in (Kind.INT, Kind.LONG):
+        long = kind is Kind.LONG
         if type(value) is int and value >= 0:
-            return value
+            return check_int(name, value, long=long)
+        text = str(value).strip()
+        if len(text) > 24:  # int() of a huge digit string is slow; no valid value is longer
+            raise InvalidRecord(f"field {name!r}: {text[:30]!r}... is too large for an integer")
         try:
-            number = int(str(value).strip())
+            number = int(text)
         except ValueError:
             raise InvalidRecord(f"field {name!r}: {value!r} is not an integer") from None
         if number < 0 and name in ("size", "number_of_files", "number_of_aggregations"):
             raise InvalidRecord(f"field {name!r} must not be negative")
-        return number
+        return check_int(name, number, long=long)
     if kind is Kind.FLOAT:
         try:
-            return float(str(value).strip())
+            real = float(str(value).strip())
         except ValueError:
             raise InvalidRecord(f"field {name!r}: {value!r} is not a number") from None
+        return check_float(name, real)
     if kind is Kind.DATE:
-        if type(value) is str and _SOLR_DATE.fullmatch(value):
+        if type(value) is str and _is_solr_date(value):
             return value
         return parse_date(value, name)
-    return str(value)
+    return check_text(name, str(value))
 
 
 def _skip(value: object) -> object:
@@ -248,7 +278,7 @@ def _normalizer(name: str) -> Callable[[object], object]:
         def fast(value: object) -> object:
             if type(value) is list:
                 for item in value:
-                    if type(item) is not str:
+                    if type(item) is not str or not item.isprintable():
                         return slow(value)
                 return value
             return slow(value)
@@ -256,7 +286,7 @@ def _normalizer(name: str) -> Callable[[object], object]:
     elif kind is Kind.STRING:
 
         def fast(value: object) -> object:
-            return value if type(value) is str else slow(value)
+            return value if type(value) is str and value.isprintable() else slow(value)
 
     elif kind is Kind.BOOL:
 
@@ -266,17 +296,18 @@ def _normalizer(name: str) -> Callable[[object], object]:
     elif kind is Kind.FLOAT:
 
         def fast(value: object) -> object:
-            return value if type(value) is float else slow(value)
+            return value if type(value) is float and math.isfinite(value) else slow(value)
 
     elif kind in (Kind.INT, Kind.LONG):
+        high = 2**63 if kind is Kind.LONG else 2**31
 
         def fast(value: object) -> object:
-            return value if type(value) is int and value >= 0 else slow(value)
+            return value if type(value) is int and 0 <= value < high else slow(value)
 
     elif kind is Kind.DATE:
 
         def fast(value: object) -> object:
-            return value if type(value) is str and _SOLR_DATE.fullmatch(value) else slow(value)
+            return value if type(value) is str and _is_solr_date(value) else slow(value)
 
     else:
         fast = slow
@@ -300,6 +331,7 @@ def normalize_record(raw: dict[str, object]) -> dict[str, object]:
         if normalize is None:
             if not isinstance(name, str) or not name or len(name) > 200:
                 raise InvalidRecord(f"invalid field name {name!r}")
+            check_field_name(name)
             normalize = _normalizer(name)
         if normalize is _SKIP or value is None or value == [] or value == "":
             continue
