@@ -17,7 +17,10 @@ log = logging.getLogger("esgf_ha.balancer.dns")
 
 Responder = Callable[[dns.message.Message, str], dns.message.Message]  # (query, "udp"|"tcp")
 UDP_DEFAULT_SIZE = 512
+# a TCP client must send each query within this time (idle and slow clients are closed)
 TCP_IDLE_SECONDS = 10.0
+# TCP clients served at once; more are closed at once (resolvers retry, and UDP is unaffected)
+MAX_TCP_CLIENTS = 256
 
 
 def respond_to_wire(
@@ -117,5 +120,25 @@ async def start_dns(
     transport, _ = await loop.create_datagram_endpoint(
         lambda: UdpProtocol(responder), sock=udp_sock
     )
-    server = await asyncio.start_server(lambda r, w: _tcp_client(r, w, responder), sock=tcp_sock)
+    clients = _TcpClients(responder, MAX_TCP_CLIENTS)
+    server = await asyncio.start_server(clients.serve, sock=tcp_sock)
     return udp_sock.getsockname()[1], transport, server
+
+
+class _TcpClients:
+    """Serves TCP clients up to a cap, each under the idle time limit of `_tcp_client`."""
+
+    def __init__(self, responder: Responder, cap: int) -> None:
+        self.responder = responder
+        self.cap = cap
+        self.open = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open >= self.cap:
+            writer.close()
+            return
+        self.open += 1
+        try:
+            await _tcp_client(reader, writer, self.responder)
+        finally:
+            self.open -= 1

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from esgf_ha.index import deadline
+
 TABLES = {"Dataset": "datasets", "File": "files", "Aggregation": "aggregations"}
 # Identifier fields kept as columns (first value for lists). Only the ones searched often are
 # indexed per core: an index on every identifier doubled the size of a 10M-file store.
@@ -281,6 +283,8 @@ class Store:
                 check_same_thread=False,
             )
             conn.execute("PRAGMA cache_size=-65536")
+            # a search past its time limit is stopped inside SQLite too (index/deadline.py)
+            conn.set_progress_handler(deadline.sqlite_progress, deadline.SQLITE_PROGRESS_STEPS)
         conn.execute("PRAGMA busy_timeout=10000")
         return conn
 
@@ -511,7 +515,9 @@ class Store:
     def slots_containing(self, core: str, field: str, value: str) -> np.ndarray:
         """Slots whose stored-only field holds `value` exactly (a scan; rare queries only)."""
         out = []
-        for row in self.reader().execute(f"SELECT {DOC_COLUMNS} FROM {TABLES[core]}"):
+        for i, row in enumerate(self.reader().execute(f"SELECT {DOC_COLUMNS} FROM {TABLES[core]}")):
+            if i % 4096 == 0:
+                deadline.check()
             slot, record = unpack(row)
             got = record.get(field)
             if got == value or (isinstance(got, list) and value in got):
