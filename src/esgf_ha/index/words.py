@@ -60,10 +60,13 @@ class WordIndex:
         if self._done >= len(values):
             return
         with self._lock:
+            since_check = 0
             for code in range(self._done, len(values)):
-                if code % _CHECK_EVERY == 0:
-                    deadline.check()
                 value = values[code]
+                since_check += 1 + len(value) // 64
+                if since_check >= _CHECK_EVERY:
+                    deadline.check()  # a value can hold millions of words: counted by size
+                    since_check = 0
                 words = set(tokenize(value))
                 # the whole value too, so that `query=*foo bar*`-like patterns see it
                 words.add(value.lower())
