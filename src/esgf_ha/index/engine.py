@@ -221,12 +221,7 @@ class Engine:
         if name in KEYED_FIELDS:
             return self._slots_to_mask(core, self.store.slots_equal(core.core, name, values))
         if name in STORED_ONLY_FIELDS:
-            mask = np.zeros(n, dtype=bool)
-            for value in values:
-                mask |= self._slots_to_mask(
-                    core, self.store.slots_containing(core.core, name, value)
-                )
-            return mask
+            return self._slots_to_mask(core, self.store.slots_containing(core.core, name, values))
         col = core.strings.get(name)
         if col is not None:
             return col.exact(values, n)
