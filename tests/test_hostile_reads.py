@@ -4,17 +4,22 @@ and idle or slow connections are closed without locking out real clients (issue 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.message
+import dns.query
 import httpx
 import netCDF4
 import numpy as np
 import pytest
 
+from esgf_ha.balancer.server import start_dns
 from esgf_ha.index import deadline
 from esgf_ha.index.errors import SearchTimeout
 from esgf_ha.index.store import Store
@@ -378,3 +383,44 @@ def test_a_kept_alive_connection_that_stalls_is_closed(service_url: str) -> None
         s.settimeout(HEADER_TIMEOUT + 5)
         assert s.recv(65536) == b""
         assert time.monotonic() - began < HEADER_TIMEOUT + 3
+
+
+def test_dns_tcp_connections_are_capped_oldest_first() -> None:
+    """Idle TCP connections to our DNS server beyond its cap close the oldest ones, and a real
+    TCP query is still answered while they are open."""
+    loop = asyncio.new_event_loop()
+    started: list[tuple[int, object, object]] = []
+    ready = threading.Event()
+
+    async def run() -> None:
+        started.append(
+            await start_dns("127.0.0.1", 0, lambda q, _t: dns.message.make_response(q), 8)
+        )
+        ready.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(run(), loop).result(10)
+    assert ready.wait(10)
+    port, udp, tcp = started[0]
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(20)]
+    try:
+        query = dns.message.make_query("esgf.example.org", "A")
+        answer = dns.query.tcp(query, "127.0.0.1", port=port, timeout=5)
+        assert answer.id == query.id
+        time.sleep(0.5)
+        closed = [s for s in idle if _closed(s)]
+        assert len(closed) >= len(idle) - 8
+        assert all(_closed(s) for s in idle[:8]), "the oldest connections were not the ones shed"
+    finally:
+        for s in idle:
+            s.close()
+
+        async def stop() -> None:
+            udp.close()  # type: ignore[attr-defined]
+            tcp.close()  # type: ignore[attr-defined]
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
