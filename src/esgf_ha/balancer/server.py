@@ -17,7 +17,10 @@ log = logging.getLogger("esgf_ha.balancer.dns")
 
 Responder = Callable[[dns.message.Message, str], dns.message.Message]  # (query, "udp"|"tcp")
 UDP_DEFAULT_SIZE = 512
+# a TCP client must send each query within this time (idle and slow clients are closed)
 TCP_IDLE_SECONDS = 10.0
+# TCP clients open at once; over it the oldest is closed (resolvers retry; UDP is unaffected)
+MAX_TCP_CLIENTS = 256
 
 
 def respond_to_wire(
@@ -110,12 +113,35 @@ def bind_pair(address: str, port: int) -> tuple[socket.socket, socket.socket]:
 
 
 async def start_dns(
-    address: str, port: int, responder: Responder
+    address: str, port: int, responder: Responder, max_tcp_clients: int = MAX_TCP_CLIENTS
 ) -> tuple[int, asyncio.DatagramTransport, asyncio.Server]:
     udp_sock, tcp_sock = bind_pair(address, port)
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
         lambda: UdpProtocol(responder), sock=udp_sock
     )
-    server = await asyncio.start_server(lambda r, w: _tcp_client(r, w, responder), sock=tcp_sock)
+    clients = _TcpClients(responder, max_tcp_clients)
+    server = await asyncio.start_server(clients.serve, sock=tcp_sock)
     return udp_sock.getsockname()[1], transport, server
+
+
+class _TcpClients:
+    """Serves TCP clients, each under the idle time limit of `_tcp_client`, at most `cap` at
+    once: over the cap the oldest connection is closed, so idle connections can delay a new
+    client by nothing, where refusing new ones would let them lock every client out."""
+
+    def __init__(self, responder: Responder, cap: int) -> None:
+        self.responder = responder
+        self.cap = cap
+        self.open: dict[asyncio.StreamWriter, None] = {}  # oldest first
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open[writer] = None
+        if len(self.open) > self.cap:
+            oldest = next(iter(self.open))
+            self.open.pop(oldest)
+            oldest.close()
+        try:
+            await _tcp_client(reader, writer, self.responder)
+        finally:
+            self.open.pop(writer, None)

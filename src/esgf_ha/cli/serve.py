@@ -55,6 +55,33 @@ def tls_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--header-timeout and --max-connections, as every HTTP service takes them (unset: the
+    settings' default or its environment variable)."""
+    for option in reversed(
+        [
+            click.option(
+                "--header-timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                help="close a connection that has not sent a request's headers within this "
+                "many seconds [default: 20]",
+            ),
+            click.option(
+                "--max-connections",
+                type=click.IntRange(min=1),
+                help="open connections at most; over it the oldest idle one is closed "
+                "[default: 1000]",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def server_tls(
     tls: bool,
     state_dir: Path,
@@ -167,6 +194,13 @@ The chosen address (useful with port 0) is logged and written to
     help="TOML file naming each project's facets, added to the built-in lists "
     "(see docs/index-node.md)",
 )
+@click.option(
+    "--search-timeout",
+    type=click.FloatRange(min=0),
+    help="stop a search after this many seconds with 503 and Retry-After (0: no limit) "
+    "[default: 30]",
+)
+@connection_options
 @click.option("--log-level", default="info", show_default=True)
 def serve_index(
     role: str,
@@ -185,10 +219,14 @@ def serve_index(
     upstream_ca: Path | None,
     max_lag: float,
     facets_file: Path | None,
+    search_timeout: float | None,
+    header_timeout: float | None,
+    max_connections: int | None,
     log_level: str,
 ) -> None:
     """Serve the ESGF search API (and, on the master, publication)."""
     from esgf_ha.common.auth import TokenVerifier
+    from esgf_ha.common.connections import ConnectionLimits
     from esgf_ha.common.server import parse_listen
     from esgf_ha.common.server import serve as run
     from esgf_ha.index.app import create_app
@@ -227,6 +265,11 @@ def serve_index(
         upstream_ca=upstream_ca,
         max_lag=max_lag,
         facets_file=facets_file,
+        **_given(
+            search_timeout=search_timeout,
+            header_timeout=header_timeout,
+            max_connections=max_connections,
+        ),
     )
     try:
         facets = load_facet_profile(settings.facets_file)
@@ -258,7 +301,14 @@ def serve_index(
     if follower is not None:
         follower.start()
     try:
-        run(app, listen, name="index", state_dir=state_dir, tls=tls_files)
+        run(
+            app,
+            listen,
+            name="index",
+            state_dir=state_dir,
+            tls=tls_files,
+            limits=ConnectionLimits(settings.header_timeout, settings.max_connections),
+        )
     finally:
         if follower is not None:
             follower.stop()
@@ -366,6 +416,7 @@ written to <state-dir>/data.endpoint.json.
     help="directory for nginx's pid file, temporary files and error log "
     "(with --write-nginx-config; default: system locations)",
 )
+@connection_options
 @click.option("--log-level", default="info", show_default=True)
 def serve_data(
     state_dir: Path,
@@ -385,11 +436,14 @@ def serve_data(
     write_nginx_config: Path | None,
     nginx_listen: str,
     nginx_dir: Path | None,
+    header_timeout: float | None,
+    max_connections: int | None,
     log_level: str,
 ) -> None:
     """Serve data files, THREDDS catalogs and OPeNDAP from DRS directory trees."""
     from pydantic import ValidationError
 
+    from esgf_ha.common.connections import ConnectionLimits
     from esgf_ha.common.server import parse_listen
     from esgf_ha.common.server import serve as run
     from esgf_ha.datanode.app import create_app
@@ -423,6 +477,7 @@ def serve_data(
             token_public_keys=list(token_keys),
             jwks_url=jwks_url,
             accel_prefix=accel_prefix,
+            **_given(header_timeout=header_timeout, max_connections=max_connections),
         )
     except ValidationError as exc:
         raise click.UsageError("; ".join(e["msg"] for e in exc.errors())) from None
@@ -458,4 +513,12 @@ def serve_data(
         )
     node = DataNode(settings, index)
     app = create_app(node, verifier_for(settings))
-    run(app, listen, name="data", state_dir=state_dir, tls=tls_files, protocol=SendfileProtocol)
+    run(
+        app,
+        listen,
+        name="data",
+        state_dir=state_dir,
+        tls=tls_files,
+        protocol=SendfileProtocol,
+        limits=ConnectionLimits(settings.header_timeout, settings.max_connections),
+    )

@@ -18,12 +18,13 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from esgf_ha.common.connections import ConnectionLimits, GuardedProtocol
 from esgf_ha.common.tls import TLSFiles
 
 log = logging.getLogger("esgf_ha.server")
 
 
-class PeerCertProtocol(H11Protocol):
+class PeerCertProtocol(GuardedProtocol):
     """Hands the verified TLS client certificate (if any) to the app as `request.state`."""
 
     def connection_made(self, transport: Any) -> None:
@@ -90,9 +91,12 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(
-    app: Any, tls: TLSFiles | None = None, protocol: type[H11Protocol] = PeerCertProtocol
+    app: Any,
+    tls: TLSFiles | None = None,
+    protocol: type[H11Protocol] = PeerCertProtocol,
+    limits: ConnectionLimits | None = None,
 ) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         log_config=None,
         access_log=False,
@@ -105,6 +109,9 @@ def uvicorn_config(
         ssl_ca_certs=str(tls.client_ca) if tls and tls.client_ca else None,
         ssl_cert_reqs=ssl.CERT_OPTIONAL if tls and tls.client_ca else ssl.CERT_NONE,
     )
+    # read by GuardedProtocol (common/connections.py)
+    config.connection_limits = limits or ConnectionLimits()  # type: ignore[attr-defined]
+    return config
 
 
 def url_of(sock: socket.socket, tls: bool = False) -> str:
@@ -145,11 +152,12 @@ def serve(
     state_dir: Path,
     tls: TLSFiles | None = None,
     protocol: type[H11Protocol] = PeerCertProtocol,
+    limits: ConnectionLimits | None = None,
 ) -> None:
     host, port = parse_listen(listen)
     sock = bind(host, port)
     url = url_of(sock, tls is not None)
-    server = uvicorn.Server(uvicorn_config(app, tls, protocol))
+    server = uvicorn.Server(uvicorn_config(app, tls, protocol, limits))
     add_exit_hooks(server, app)
     write_endpoint(state_dir, name, {"url": url, "ca": str(tls.ca) if tls else None})
     log.info("listening", extra={"service": name, "url": url})

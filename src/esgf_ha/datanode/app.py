@@ -9,8 +9,9 @@ import logging
 import mimetypes
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -50,6 +51,48 @@ log = logging.getLogger("esgf_ha.datanode.http")
 Handler = Callable[[Request], Awaitable[Response]]
 # netCDF-C is not thread-safe: one OPeNDAP read at a time per process
 _NETCDF_LOCK = threading.Lock()
+
+
+class OpendapPieces:
+    """A `.dods` answer being made: the open file and its pieces, each read under the netCDF
+    lock in a worker thread, so a large answer is never whole in memory and a slow client
+    holds neither the lock nor a thread between pieces."""
+
+    def __init__(self, f: opendap.OpendapFile, pieces: Iterator[bytes]) -> None:
+        self.file = f
+        self.pieces = pieces
+
+    def next(self) -> bytes | None:
+        with _NETCDF_LOCK:
+            return next(self.pieces, None)
+
+    def close(self) -> None:
+        with _NETCDF_LOCK:
+            self.file.close()
+
+
+def opendap_pieces(path: Path, query: str, max_bytes: int) -> OpendapPieces:
+    """Open, parse the projection and check the size (errors before any byte is sent)."""
+    with _NETCDF_LOCK:
+        f = opendap.OpendapFile(path, path.name)
+        try:
+            projections = opendap.parse_constraint(query, f.variables)
+            return OpendapPieces(f, f.dods_chunks(projections, max_bytes))
+        except BaseException:
+            f.close()
+            raise
+
+
+async def _counted(pieces: OpendapPieces, metrics: Metrics) -> AsyncIterator[bytes]:
+    try:
+        while (piece := await anyio.to_thread.run_sync(pieces.next)) is not None:
+            metrics.bytes.labels("dodsC").inc(len(piece))
+            yield piece
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(pieces.close)
+
+
 VISITED = "esgf_from"  # query parameter naming the nodes a redirected request has seen
 MAX_HOPS = 16
 
@@ -292,16 +335,19 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
                 if suffix == ".html":
                     url = str(request.url.replace(query="")).removesuffix(".html")
                     return opendap.html_page(f, url).encode(), "text/html; charset=utf-8"
-                projections = opendap.parse_constraint(query, f.variables)
-                return f.dods(projections, max_bytes), "application/octet-stream"
+                raise NotFound("OPeNDAP URLs end with .dds, .das, .dods or .html")
 
+        headers = {"XDODS-Server": "dods/2.0", "XDAP": "2.0"}
+        if suffix == ".dods":
+            headers["Content-Description"] = "dods-data"
+            pieces = await anyio.to_thread.run_sync(opendap_pieces, loc.path, query, max_bytes)
+            return StreamingResponse(
+                _counted(pieces, metrics), media_type="application/octet-stream", headers=headers
+            )
         body, media = await anyio.to_thread.run_sync(answer)
         metrics.bytes.labels("dodsC").inc(len(body))
-        headers = {"XDODS-Server": "dods/2.0", "XDAP": "2.0"}
         if suffix in (".dds", ".das"):
             headers["Content-Description"] = f"dods-{suffix[1:]}"
-        elif suffix == ".dods":
-            headers["Content-Description"] = "dods-data"
         return Response(body, media_type=media, headers=headers)
 
     async def livez(request: Request) -> Response:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -28,6 +28,10 @@ import numpy as np
 from esgf_ha.datanode.errors import BadRequest, NotFound, PayloadTooLarge
 
 SUFFIXES = (".dds", ".das", ".dods", ".html", ".ver")
+# more names than any real file has variables; parsing is bounded before they are looked up
+MAX_PROJECTIONS = 1024
+# a data response is read, encoded and sent this many bytes at a time
+CHUNK_BYTES = 4 * 1024 * 1024
 _NAME_OK = re.compile(r"[A-Za-z0-9_.+\-]")
 _SLICE = re.compile(r"\[([^\[\]]*)\]")
 _PROJ = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
@@ -83,7 +87,11 @@ class Projection:
 
 
 def parse_constraint(query: str, variables: dict[str, Any]) -> list[Projection]:
-    """`a,b[0:1:3][2]` → projections; every variable when the projection is empty."""
+    """`a,b[0:1:3][2]` → projections; every variable when the projection is empty.
+
+    A variable named twice with the same hyperslab is sent once; named twice with different
+    hyperslabs it is refused (a DAP2 response holds each variable once). Without this, one
+    unauthenticated URL repeating a variable thousands of times grew a node by 1.4 GB."""
     text = unquote(query)
     if "&" in text:
         raise BadRequest("OPeNDAP selections (&...) are not supported, only projections")
@@ -91,8 +99,21 @@ def parse_constraint(query: str, variables: dict[str, Any]) -> list[Projection]:
     items = [t.strip() for t in text.split(",") if t.strip()] if text.strip() else []
     if not items:
         items = list(variables)
+    if len(items) > MAX_PROJECTIONS:
+        raise BadRequest(
+            f"the projection names {len(items)} variables; at most {MAX_PROJECTIONS} are accepted"
+        )
+    seen: dict[str, str] = {}
     for item in items:
         m = _PROJ.match(item)
+        if m and m.group(1) in seen:
+            if seen[m.group(1)] != m.group(2):
+                raise BadRequest(
+                    f"variable {m.group(1)[:80]!r} is projected twice with different hyperslabs"
+                )
+            continue
+        if m:
+            seen[m.group(1)] = m.group(2)
         if not m:
             raise BadRequest(f"malformed projection {item[:80]!r}")
         name = m.group(1)
@@ -201,14 +222,42 @@ class OpendapFile:
         return total
 
     def dods(self, projections: list[Projection], max_bytes: int) -> bytes:
+        return b"".join(self.dods_chunks(projections, max_bytes))
+
+    def dods_chunks(
+        self, projections: list[Projection], max_bytes: int, chunk_bytes: int = CHUNK_BYTES
+    ) -> Iterator[bytes]:
+        """The data response in pieces of about `chunk_bytes`, so that memory stays bounded by
+        the piece, not by the response (up to `max_bytes`, 413 above). The size is checked
+        before the first piece is made."""
         if self.dods_size(projections) > max_bytes:
             raise PayloadTooLarge(
                 f"the subset is larger than {max_bytes} bytes: ask for a smaller hyperslab"
             )
-        chunks = [self.dds(projections).encode(), b"\nData:\n"]
+        return self._pieces(projections, chunk_bytes)
+
+    def _pieces(self, projections: list[Projection], chunk_bytes: int) -> Iterator[bytes]:
+        yield self.dds(projections).encode() + b"\nData:\n"
         for p in projections:
-            chunks.append(self._xdr(p))
-        return b"".join(chunks)
+            var = self.variables[p.name]
+            _, xdr = _type_of(var)
+            if not p.slices or xdr in ("str", "u1") or var.dtype == np.dtype("S1"):
+                yield self._xdr(p)  # scalars, strings and bytes: small, or padded as a whole
+                continue
+            count = 1
+            for s in p.slices:
+                count *= _sliced_len(s)
+            yield struct.pack(">II", count, count)
+            first, rest = p.slices[0], p.slices[1:]
+            row_bytes = np.dtype(xdr).itemsize
+            for s in rest:
+                row_bytes *= _sliced_len(s)
+            per_piece = max(1, chunk_bytes // max(row_bytes, 1))
+            rows = range(first.start, first.stop, first.step)
+            for begin in range(0, len(rows), per_piece):
+                block = rows[begin : begin + per_piece]
+                sl = slice(block.start, block[-1] + 1, first.step)
+                yield np.asarray(var[(sl, *rest)]).astype(xdr).ravel().tobytes()
 
     def _xdr(self, p: Projection) -> bytes:
         var = self.variables[p.name]

@@ -52,6 +52,12 @@ class DataSettings(BaseSettings):
     opendap_max_bytes: int = Field(
         512 * 1024 * 1024, description="largest OPeNDAP data response (413 above)"
     )
+    header_timeout: float = Field(
+        20.0, gt=0, description="seconds a connection may take to send a request's headers"
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="open connections; over it the oldest idle one is closed"
+    )
     accel_prefix: str | None = Field(
         None,
         description="nginx mode: answer authorised file requests with X-Accel-Redirect to "

@@ -41,12 +41,14 @@ from esgf_ha.index.errors import (
     Forbidden,
     IndexServiceError,
     PayloadTooLarge,
+    SearchTimeout,
 )
 from esgf_ha.index.follower import Follower
 from esgf_ha.index.limits import WriteLimits, read_capped
 from esgf_ha.index.params import SearchRequest, parse_search
 from esgf_ha.index.publish import Outcome
 from esgf_ha.index.render import JSON_TYPE, XML_TYPE, render_json, render_xml
+from esgf_ha.index.search_errors import error_response
 from esgf_ha.index.service import IndexService
 from esgf_ha.index.settings import IndexSettings
 
@@ -192,6 +194,8 @@ def create_app(
                 response = await handler(request)
             except IndexServiceError as exc:
                 response = errors(exc.status, exc.message)
+                if isinstance(exc, SearchTimeout):
+                    response.headers["Retry-After"] = str(exc.retry_after)
             except AuthError as exc:
                 response = errors(exc.status, str(exc))
                 if exc.status == 401:
@@ -268,7 +272,10 @@ def create_app(
     async def search(request: Request) -> Response:
         began = time.perf_counter()
         req = await search_request(request, wget_mode=False)
-        result, docs = await run_in_threadpool(service.search, req)
+        try:
+            result, docs = await run_in_threadpool(service.search, req, settings.search_timeout)
+        except SearchTimeout as exc:
+            return error_response(req.format, exc)
         elapsed = time.perf_counter() - began
         qtime = int(elapsed * 1000)
         timing = {"Server-Timing": f"search;dur={elapsed * 1000:.3f}"}
@@ -287,7 +294,7 @@ def create_app(
                 str(request.url.include_query_params(limit=1, distrib="false")), 302
             )
         req = await search_request(request, wget_mode=True)
-        result, docs = await run_in_threadpool(service.search, req)
+        result, docs = await run_in_threadpool(service.search, req, settings.search_timeout)
         if result.total == 0:
             return PlainTextResponse("No files were found that matched the query")
         files, no_url = wget.files_for_script(docs, req.download_structure, req.download_emptypath)

@@ -18,13 +18,13 @@ since are found by scanning only the tail.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from esgf_ha.index import deadline
+from esgf_ha.index.words import WordIndex, glob_regex, tokenize
 from esgf_ha.records.schema import Kind, date_to_epoch, is_multi, kind_of
 
 # Identifier-like fields with about one value per record: dictionary-encoding them would cost
@@ -49,14 +49,6 @@ STORED_ONLY_FIELDS = frozenset(
     }
 )
 
-_TOKEN_SPLIT = re.compile(r"[^0-9a-z]+")
-
-
-def tokenize(text: str) -> list[str]:
-    """Words of a value as the catch-all `text` field sees them: lower case, split on
-    anything that is not a letter or a digit."""
-    return [t for t in _TOKEN_SPLIT.split(text.lower()) if t]
-
 
 def _grow(arr: np.ndarray, size: int, fill: float | int) -> np.ndarray:
     if size <= len(arr):
@@ -80,8 +72,7 @@ class StrColumn:
         self.xcodes = np.zeros(0, dtype=np.int32)
         self.nx = 0
         self.totals = np.zeros(0, dtype=np.int64)  # live records per value
-        self._tokens: dict[str, list[int]] = {}
-        self._tokenized = 0
+        self._words = WordIndex()
         self._lex: np.ndarray | None = None
         self._postings: _Postings | None = None
         self._postings_lock = threading.Lock()
@@ -232,41 +223,30 @@ class StrColumn:
         col = self.codes[:n] if n <= len(self.codes) else _grow(self.codes, n, -1)[:n]
         return col >= 0
 
-    def codes_where(self, predicate) -> list[int]:
-        return [code for code, value in enumerate(self.values) if predicate(value)]
+    def codes_where(self, predicate: Callable[[str], bool]) -> list[int]:
+        out = []
+        for code, value in enumerate(self.values):
+            if code % 4096 == 0:
+                deadline.check()  # the values can be many and long
+            if predicate(value):
+                out.append(code)
+        return out
 
     def wildcard(self, pattern: str, n: int) -> np.ndarray:
-        rx = re.compile(fnmatch.translate(pattern), re.DOTALL)
+        rx = glob_regex(pattern, multiline=False)
         return self.match_codes(self.codes_where(lambda v: rx.match(v) is not None), n)
 
     def text_codes(self, words: Sequence[str], wildcard: bool) -> list[int]:
         """Codes of values containing the given word (or word sequence, for a phrase)."""
-        self._index_tokens()
+        self._words.update(self.values)
         if len(words) == 1:
-            word = words[0]
             if wildcard:
-                rx = re.compile(fnmatch.translate(word), re.DOTALL)
-                out: set[int] = set()
-                for token, codes in self._tokens.items():
-                    if rx.match(token):
-                        out.update(codes)
-                whole = [c for c, v in enumerate(self.values) if rx.match(v.lower())]
-                out.update(whole)
-                return sorted(out)
-            return list(self._tokens.get(word, ()))
-        candidates = set(self._tokens.get(words[0], ()))
+                return sorted(self._words.glob(words[0]))
+            return list(self._words.codes(words[0]))
+        candidates = set(self._words.codes(words[0]))
         for word in words[1:]:
-            candidates &= set(self._tokens.get(word, ()))
+            candidates &= set(self._words.codes(word))
         return [c for c in candidates if _contains_run(tokenize(self.values[c]), words)]
-
-    def _index_tokens(self) -> None:
-        for code in range(self._tokenized, len(self.values)):
-            value = self.values[code]
-            words = set(tokenize(value))
-            words.add(value.lower())
-            for word in words:
-                self._tokens.setdefault(word, []).append(code)
-        self._tokenized = len(self.values)
 
     # -- counting ---------------------------------------------------------------------------
     def count(self, rows: np.ndarray, rows_mask: np.ndarray | None, n: int) -> np.ndarray:

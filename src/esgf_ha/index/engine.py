@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from esgf_ha.index import deadline
 from esgf_ha.index import query as lucene
 from esgf_ha.index.columns import (
     KEYED_FIELDS,
@@ -70,6 +71,7 @@ class Engine:
             if missing:
                 selection = _Selection.of(core, mask, rows, total)
                 for name in missing:
+                    deadline.check()
                     cached.facets[name] = self._count(core, name, mask, rows, total, selection)
             facets = {name: cached.facets[name] for name in names}
         slots = self._page(req, core, mask, rows, total) if req.limit else []
@@ -125,6 +127,7 @@ class Engine:
         # once few slots remain, the rest are checked on those slots only
         rows: np.ndarray | None = None
         for i, check in enumerate(checks):
+            deadline.check()
             if rows is None:
                 mask &= check.dense(n)
                 if i + 1 < len(checks) and np.count_nonzero(mask) * 16 < n:
@@ -221,12 +224,7 @@ class Engine:
         if name in KEYED_FIELDS:
             return self._slots_to_mask(core, self.store.slots_equal(core.core, name, values))
         if name in STORED_ONLY_FIELDS:
-            mask = np.zeros(n, dtype=bool)
-            for value in values:
-                mask |= self._slots_to_mask(
-                    core, self.store.slots_containing(core.core, name, value)
-                )
-            return mask
+            return self._slots_to_mask(core, self.store.slots_containing(core.core, name, values))
         col = core.strings.get(name)
         if col is not None:
             return col.exact(values, n)
@@ -289,6 +287,7 @@ class Engine:
 
     # -- the Lucene query ---------------------------------------------------------------------
     def evaluate(self, core: CoreIndex, node: lucene.Node) -> np.ndarray:
+        deadline.check()
         n = core.n
         if isinstance(node, lucene.MatchAll):
             return np.ones(n, dtype=bool)
@@ -343,6 +342,7 @@ class Engine:
                 return mask
         limit = _sparse_limit(core)
         for col in core.strings.values():
+            deadline.check()
             codes = col.text_codes(words, node.wildcard)
             if not codes:
                 continue

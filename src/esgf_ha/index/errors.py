@@ -11,6 +11,7 @@ IndexServiceError
  ├── PayloadTooLarge       413
  ├── UnsupportedFormat     501  esg-search answers an unknown `format` with 501
  └── NotReady              503
+      └── SearchTimeout     503  a search ran past its time limit (with Retry-After)
 """
 
 from __future__ import annotations
@@ -64,3 +65,9 @@ class UnsupportedFormat(IndexServiceError):
 
 class NotReady(IndexServiceError):
     status = 503
+
+
+class SearchTimeout(NotReady):
+    """A search stopped at its time limit; clients may retry after `retry_after` seconds."""
+
+    retry_after = 5

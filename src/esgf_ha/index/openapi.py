@@ -25,22 +25,43 @@ def _errors(*codes: int) -> dict[str, Any]:
     }
 
 
+# Values at the edges of what a date parameter can hold: the fuzzer tries these examples
+_DATE_EXAMPLES = [
+    "2020-01-01T00:00:00Z",
+    "NOW-1DAY",
+    "NOW+10000YEARS",
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+]
+
+
 def _search_params() -> list[dict[str, Any]]:
-    def p(name: str, schema: dict[str, Any], desc: str) -> dict[str, Any]:
-        return {
+    def p(
+        name: str, schema: dict[str, Any], desc: str, examples: list[str] | None = None
+    ) -> dict[str, Any]:
+        param = {
             "name": name,
             "in": "query",
             "required": False,
             "schema": schema,
             "description": desc,
         }
+        if examples:
+            param["examples"] = {f"e{i}": {"value": v} for i, v in enumerate(examples)}
+        return param
 
     text = {"type": "string", "minLength": 1}
+    date = {"type": "string", "minLength": 1}
     return [
         p("type", {"type": "string", "enum": ["Dataset", "File", "Aggregation"]}, "record type"),
         p("format", {"type": "string", "enum": ["application/solr+json"]}, "response format"),
-        p("query", text, "Lucene query"),
-        p("offset", {"type": "integer", "minimum": 0}, "first record"),
+        p(
+            "query",
+            text,
+            "Lucene query",
+            ["datetime_start:[0001-01-01T00:00:00+01:00 TO *]", "*a*b*c*", "tas OR pr"],
+        ),
+        p("offset", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, "first record"),
         p("limit", {"type": "integer", "minimum": 0, "maximum": 10000}, "page size"),
         p("facets", text, "comma list of facets, or *"),
         p("fields", text, "comma list of fields, or *"),
@@ -52,10 +73,10 @@ def _search_params() -> list[dict[str, Any]]:
         p("variable_id", text, "facet constraint"),
         p("min_version", text, "lowest version"),
         p("max_version", text, "highest version"),
-        p("start", text, "data coverage ends after (ISO date)"),
-        p("end", text, "data coverage starts before (ISO date)"),
-        p("from", text, "indexed after (ISO date or NOW-1DAY)"),
-        p("to", text, "indexed before"),
+        p("start", date, "data coverage ends after (ISO date)", _DATE_EXAMPLES),
+        p("end", date, "data coverage starts before (ISO date)", _DATE_EXAMPLES),
+        p("from", date, "indexed after (ISO date or NOW-1DAY)", _DATE_EXAMPLES),
+        p("to", date, "indexed before", _DATE_EXAMPLES),
         p("bbox", text, "[west,south,east,north]"),
         p("sort", {"type": "boolean"}, "newest first"),
     ]
@@ -96,6 +117,10 @@ def document(version: str) -> dict[str, Any]:
                             "content": {"text/json": {"schema": {"type": "object"}}},
                         },
                         "400": {"description": "bad parameter", "content": {"text/html": {}}},
+                        "503": {
+                            "description": "the search ran past its time limit (Retry-After)",
+                            "content": {"text/json": {"schema": {"type": "object"}}},
+                        },
                         "501": {"description": "unknown format", "content": {"text/html": {}}},
                     },
                 }

@@ -74,6 +74,10 @@ UNSUPPORTED = frozenset({"lat", "lon", "location", "radius", "polygon"})
 FORMATS = {"application/solr+xml": "xml", "application/solr+json": "json"}
 MAX_LIMIT = 10_000
 MAX_VALUES = 10_000
+# Solr's `start` is a 32-bit int; beyond it no index holds records anyway
+MAX_OFFSET = 2**31 - 1
+# an integer parameter longer than this is refused before it is converted
+_MAX_INT_DIGITS = 19
 
 _BOOL_WORDS = {"true", "false", "on", "off", "yes", "no", "1", "0"}
 
@@ -122,15 +126,20 @@ def _unbalanced(text: str) -> bool:
     return any(text.count(o) > text.count(c) for o, c in ("()", "[]", "{}"))
 
 
-def _int(name: str, value: str) -> int:
+def _int(name: str, value: str, high: int) -> int:
+    text = value.strip()
+    if len(text.lstrip("+-").lstrip("0")) > _MAX_INT_DIGITS:
+        raise BadRequest(f"Invalid value for parameter={name}: must be at most {high}")
     try:
-        number = int(value.strip())
+        number = int(text)
     except ValueError:
         raise BadRequest(
             f"Invalid value for parameter={name}: {value!r} is not an integer"
         ) from None
     if number < 0:
         raise BadRequest(f"Invalid value for parameter={name}: must not be negative")
+    if number > high:
+        raise BadRequest(f"Invalid value for parameter={name}: must be at most {high}")
     return number
 
 
@@ -168,9 +177,9 @@ def parse_search(
         if base in UNSUPPORTED:
             raise BadRequest(f"Unsupported parameter: {base}")
         if base == "offset":
-            req.offset = _int(base, value)
+            req.offset = _int(base, value, MAX_OFFSET)
         elif base == "limit":
-            req.limit = _int(base, value)
+            req.limit = _int(base, value, MAX_OFFSET)
             if req.limit > MAX_LIMIT:
                 raise BadRequest(
                     f"Too many records requested, maximum allowed value is limit={MAX_LIMIT}"
@@ -252,9 +261,11 @@ def _date_param(name: str, value: str) -> str:
         resolve_date(value)
     except InvalidRecord:
         raise BadRequest(
-            f"Invalid value for parameter={name}: {value!r} is not an ISO 8601 date "
+            f"Invalid value for parameter={name}: {value[:80]!r} is not an ISO 8601 date "
             "(YYYY-MM-DDTHH:MM:SSZ) or date math such as NOW-1DAY"
         ) from None
+    except BadRequest as exc:
+        raise BadRequest(f"Invalid value for parameter={name}: {exc.message}") from None
     return value
 
 
@@ -272,8 +283,23 @@ _UNITS = {
 
 
 def resolve_date(value: str) -> str:
-    """An ISO date, or Solr date math relative to NOW (`NOW-1DAY`, `NOW/DAY`)."""
+    """An ISO date, or Solr date math relative to NOW (`NOW-1DAY`, `NOW/DAY`).
+
+    A date that falls outside years 1..9999 once moved to UTC (date math far from NOW, or
+    `0001-01-01T00:00:00+01:00`) is a BadRequest: Python's datetime cannot hold it."""
     text = value.strip()
+    if len(text) > _MAX_DATE_LENGTH:
+        raise BadRequest(f"date {text[:40]!r}… is longer than {_MAX_DATE_LENGTH} characters")
+    try:
+        return _resolve(text)
+    except (OverflowError, ValueError):
+        raise BadRequest(f"date {text[:80]!r} falls outside the years 1 to 9999 (UTC)") from None
+
+
+_MAX_DATE_LENGTH = 200
+
+
+def _resolve(text: str) -> str:
     m = _DATEMATH.match(text)
     if not m:
         return parse_date(text)

@@ -15,6 +15,13 @@ from esgf_ha.index.errors import QuerySyntaxError
 
 MAX_QUERY_LENGTH = 20_000
 MAX_DEPTH = 50
+# Each term is at least one pass over a core (a wildcard term one pass over every dictionary
+# word), so the work of a query grows with its terms: bounded as Lucene bounds BooleanQuery
+# clauses (its maxClauseCount is 1024), and wildcard terms, the costly ones, far lower.
+MAX_TERMS = 1024
+MAX_WILDCARD_TERMS = 16
+MAX_PATTERN_LENGTH = 256
+MAX_STARS = 16
 
 
 @dataclass(frozen=True)
@@ -263,8 +270,36 @@ def parse(text: str) -> Node:
     toks = _tokenize(stripped)
     # `*:*` inside a larger query
     parser = _Parser(toks)
-    node = parser.parse_query(None, 0, closing=False)
-    return _simplify(node)
+    node = _simplify(parser.parse_query(None, 0, closing=False))
+    _check_bounds(node)
+    return node
+
+
+def _terms(node: Node) -> list[Term | Range]:
+    if isinstance(node, Bool):
+        return [t for child in (*node.must, *node.should, *node.must_not) for t in _terms(child)]
+    return [node] if isinstance(node, Term | Range) else []
+
+
+def _check_bounds(node: Node) -> None:
+    """Refuse queries whose work would be unbounded: too many terms or wildcard patterns."""
+    terms = _terms(node)
+    if len(terms) > MAX_TERMS:
+        raise QuerySyntaxError(f"query has {len(terms)} terms; at most {MAX_TERMS} are accepted")
+    patterns = [t.value for t in terms if isinstance(t, Term) and t.wildcard]
+    if len(patterns) > MAX_WILDCARD_TERMS:
+        raise QuerySyntaxError(
+            f"query has {len(patterns)} wildcard terms; at most {MAX_WILDCARD_TERMS} are accepted"
+        )
+    for pattern in patterns:
+        if len(pattern) > MAX_PATTERN_LENGTH:
+            raise QuerySyntaxError(
+                f"wildcard pattern {pattern[:40]!r}… is longer than {MAX_PATTERN_LENGTH} characters"
+            )
+        if pattern.count("*") > MAX_STARS:
+            raise QuerySyntaxError(
+                f"wildcard pattern {pattern[:40]!r} has more than {MAX_STARS} '*'"
+            )
 
 
 def _simplify(node: Node) -> Node:

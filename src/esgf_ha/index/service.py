@@ -17,7 +17,7 @@ from typing import TypeVar
 import orjson
 
 from esgf_ha.common.rwlock import RWLock
-from esgf_ha.index import publish, snapshot
+from esgf_ha.index import deadline, publish, snapshot
 from esgf_ha.index.binding import Binding
 from esgf_ha.index.columns import CoreIndex
 from esgf_ha.index.engine import Engine, SearchResult
@@ -189,8 +189,11 @@ class IndexService:
         self.store.close()
 
     # -- reads --------------------------------------------------------------------------------
-    def search(self, req: SearchRequest) -> tuple[SearchResult, list[dict[str, object]]]:
-        with self.lock.read():
+    def search(
+        self, req: SearchRequest, timeout: float | None = None
+    ) -> tuple[SearchResult, list[dict[str, object]]]:
+        """Run a search; past `timeout` seconds (None: no limit) it stops with SearchTimeout."""
+        with self.lock.read(), deadline.limit(timeout):
             result = self.engine.search(req)
             docs = self.store.fetch(req.type, result.slots)
         return result, [docs[s] for s in result.slots if s in docs]

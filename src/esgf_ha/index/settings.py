@@ -53,7 +53,15 @@ class IndexSettings(BaseSettings):
         description="TOML file naming each project's facets (added to the built-in lists); "
         "they may be searched before any record has them, and `facets=*` lists them",
     )
-    search_timeout: float = Field(30.0, description="seconds a search may take")
+    search_timeout: float = Field(
+        30.0, ge=0, description="seconds a search may take before it is stopped (503; 0: none)"
+    )
+    header_timeout: float = Field(
+        20.0, gt=0, description="seconds a connection may take to send a request's headers"
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="open connections; over it the oldest idle one is closed"
+    )
     upstream: str | None = Field(None, description="replica: URL of the index it follows")
     upstream_token: str | None = Field(
         None, description="replica: bearer token with scope esgf:replicate for the upstream"

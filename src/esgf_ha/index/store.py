@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from esgf_ha.index import deadline
+
 log = logging.getLogger("esgf_ha.index")
 
 TABLES = {"Dataset": "datasets", "File": "files", "Aggregation": "aggregations"}
@@ -303,6 +305,8 @@ class Store:
                 check_same_thread=False,
             )
             conn.execute("PRAGMA cache_size=-65536")
+            # a search past its time limit is stopped inside SQLite too (index/deadline.py)
+            conn.set_progress_handler(deadline.sqlite_progress, deadline.SQLITE_PROGRESS_STEPS)
         conn.execute("PRAGMA busy_timeout=10000")
         return conn
 
@@ -553,13 +557,20 @@ class Store:
             return np.zeros(0, dtype=np.int64)
         return np.asarray(orjson.loads(found), dtype=np.int64)
 
-    def slots_containing(self, core: str, field: str, value: str) -> np.ndarray:
-        """Slots whose stored-only field holds `value` exactly (a scan; rare queries only)."""
+    def slots_containing(self, core: str, field: str, values: Sequence[str]) -> np.ndarray:
+        """Slots whose stored-only field holds any of `values` exactly (one scan for all of
+        them; rare queries only)."""
+        wanted = set(values)
         out = []
-        for row in self.reader().execute(f"SELECT {DOC_COLUMNS} FROM {TABLES[core]}"):
+        for i, row in enumerate(self.reader().execute(f"SELECT {DOC_COLUMNS} FROM {TABLES[core]}")):
+            if i % 4096 == 0:
+                deadline.check()
             slot, record = unpack(row)
             got = record.get(field)
-            if got == value or (isinstance(got, list) and value in got):
+            if isinstance(got, list):
+                if not wanted.isdisjoint(v for v in got if isinstance(v, str)):
+                    out.append(slot)
+            elif isinstance(got, str) and got in wanted:
                 out.append(slot)
         return np.asarray(out, dtype=np.int64)
 
