@@ -2,7 +2,7 @@
 their resolver and most sites live, and a site behind a veth pair whose link a test can cut.
 
 Every name starts with `esgfdns`; every address is inside these namespaces (10.214.14.0/24 on
-the veth, 10.214.15.0/24 on a dummy interface), so nothing reaches the machine's own network.
+the veth, 10.214.15.x on the world's loopback), so nothing reaches the machine's own network.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
-WORLD_NET = "10.214.15"  # the world's dummy interface: master, sites, resolver
+WORLD_NET = "10.214.15"  # on the world's loopback: master, sites, resolver
 LINK_NET = "10.214.14"  # the veth between the world and the cut-off site
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -80,8 +80,8 @@ class World:
 
 @contextlib.contextmanager
 def world(addresses: list[str]) -> Iterator[World]:
-    """Two namespaces joined by a veth pair; `addresses` (in WORLD_NET) on the world's dummy
-    interface. Everything started in them is killed when the block ends."""
+    """Two namespaces joined by a veth pair; `addresses` (in WORLD_NET) on the world's
+    loopback. Everything started in them is killed when the block ends."""
     tag = uuid.uuid4().hex[:6]
     w, c = f"esgfdns-{tag}-w", f"esgfdns-{tag}-c"
     conf = Path("/etc/netns") / w
@@ -91,11 +91,8 @@ def world(addresses: list[str]) -> Iterator[World]:
             ip("netns", "add", name)
             made.append(name)
             ip("-n", name, "link", "set", "lo", "up")
-        ip("-n", w, "link", "add", "d0", "type", "dummy")
-        ip("-n", w, "link", "set", "d0", "up")
-        for address in addresses:
-            ip("-n", w, "addr", "add", f"{address}/32", "dev", "d0")
-        ip("-n", w, "route", "add", f"{WORLD_NET}.0/24", "dev", "d0")
+        for address in addresses:  # the world's own loopback: reachable from the veth too
+            ip("-n", w, "addr", "add", f"{address}/32", "dev", "lo")
         ip("-n", w, "link", "add", "vw", "type", "veth", "peer", "name", "vc", "netns", c)
         ip("-n", w, "addr", "add", f"{LINK_NET}.1/24", "dev", "vw")
         ip("-n", w, "link", "set", "vw", "up")
@@ -104,9 +101,7 @@ def world(addresses: list[str]) -> Iterator[World]:
         ip("-n", c, "route", "add", f"{WORLD_NET}.0/24", "via", f"{LINK_NET}.1")
         resolver = f"{WORLD_NET}.53"
         conf.mkdir(parents=True, exist_ok=True)
-        (conf / "resolv.conf").write_text(
-            f"nameserver {resolver}\noptions timeout:1 attempts:3\n"
-        )
+        (conf / "resolv.conf").write_text(f"nameserver {resolver}\noptions timeout:1 attempts:3\n")
         yield World(w, c, resolver)
     finally:
         for name in made:
