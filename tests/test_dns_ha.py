@@ -101,7 +101,7 @@ def _unbound(tmp: Path, w: World) -> subprocess.Popen[bytes]:
         f"  interface: {w.resolver}\n  port: 53\n  do-ip6: no\n"
         "  access-control: 10.214.0.0/16 allow\n"
         f'  username: ""\n  chroot: ""\n  directory: "{tmp}"\n  pidfile: "{tmp}/unbound.pid"\n'
-        '  use-syslog: no\n  logfile: ""\n  verbosity: 1\n  num-threads: 1\n'
+        '  use-syslog: no\n  logfile: ""\n  verbosity: 1\n  num-threads: 1\n  log-servfail: yes\n'
         '  module-config: "iterator"\n  qname-minimisation: no\n'
         # the test world has no Internet: only our zone is resolved, the rest is refused
         '  local-zone: "." refuse\n'
@@ -216,7 +216,7 @@ class Tally:
         self.retried += attempts > 1
         self.slowest = max(self.slowest, seconds)
         if not ok:
-            self.errors.append(f"at {at:.1f}: {error[-400:]}")
+            self.errors.append(f"at {at:.1f}, for {seconds:.1f} s: {error[-400:]}")
 
     def as_json(self) -> dict[str, Any]:
         return {"requests": self.requests, "failed": self.failed, "retried": self.retried,
@@ -253,7 +253,7 @@ class Users:
         while not self.stop.is_set():
             path, size = self.fed.files[i % len(self.fed.files)]
             i += 1
-            began = time.monotonic()
+            began, at = time.monotonic(), time.time()
             run = subprocess.run(self.fed.w.exec(
                 "wget", "-O", "-", "--no-verbose", "--timeout=2", "--tries=6", "--waitretry=0",
                 "--retry-connrefused", "--no-dns-cache", f"http://{DATA}:{DATA_PORT}{path}"),
@@ -261,13 +261,13 @@ class Users:
             ok = run.returncode == 0 and len(run.stdout) == size
             attempts = 1 + run.stderr.count(b"Retrying")
             self.tallies["wget"].add(ok, attempts, time.monotonic() - began,
-                                     run.stderr.decode(errors="replace"))  # fmt: skip
+                                     run.stderr.decode(errors="replace"), at)  # fmt: skip
 
     def _curl(self) -> None:
         url = (f"http://{SEARCH}:{INDEX_PORT}/esg-search/search?project=CMIP6&latest=true"
                "&limit=0&format=application%2Fsolr%2Bjson")  # fmt: skip
         while not self.stop.is_set():
-            began = time.monotonic()
+            began, at = time.monotonic(), time.time()
             error = ""
             for attempt in range(1, 6):  # noqa: B007 - read after the loop
                 run = subprocess.run(self.fed.w.exec(
@@ -280,7 +280,7 @@ class Users:
                 if ok:
                     break
                 error = run.stderr
-            self.tallies["curl"].add(ok, attempt, time.monotonic() - began, error)
+            self.tallies["curl"].add(ok, attempt, time.monotonic() - began, error, at)
             time.sleep(0.05)
 
     def finish(self) -> dict[str, Any]:
@@ -293,7 +293,8 @@ class Users:
         for line in out.splitlines():
             record = json.loads(line)
             ok = record.get("hits") == self.fed.hits
-            self.tallies["pyesgf"].add(ok, 1, float(record["s"]), str(record.get("error", "")),
+            error = f"{record.get('error', '')} (resolves now: {record.get('resolves_now')})"
+            self.tallies["pyesgf"].add(ok, 1, float(record["s"]), error,
                                        float(record["t"]))  # fmt: skip
         return {name: t.as_json() for name, t in self.tallies.items()}
 

@@ -15,12 +15,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import time
+from urllib.parse import urlsplit
 
 os.environ.setdefault("ESGF_PYCLIENT_NO_FACETS_STAR_WARNING", "1")
 
 from pyesgf.search import SearchConnection  # noqa: E402
+
+
+def _addresses(url: str) -> list[str] | str:
+    host = urlsplit(url)
+    try:
+        found = socket.getaddrinfo(host.hostname, host.port, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as exc:
+        return str(exc)
+    return [str(a[4][0]) for a in found]
 
 
 def main() -> None:
@@ -38,6 +49,7 @@ def main() -> None:
             record["hits"] = conn.new_context(project="CMIP6", latest=True).hit_count
         except Exception as exc:  # noqa: BLE001 - reported, the test decides
             record["error"] = f"{type(exc).__name__}: {exc}"[-400:]
+            record["resolves_now"] = _addresses(args.url)
         record["s"] = round(time.time() - began, 3)
         sys.stdout.write(json.dumps(record) + "\n")
         sys.stdout.flush()
