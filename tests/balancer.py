@@ -30,10 +30,10 @@ def dig(port: int, name: str, rdtype: str = "A", *extra: str, server: str = "127
     return out.stdout
 
 
-def answers(port: int, name: str, rounds: int = 1) -> set[str]:
+def answers(port: int, name: str, rounds: int = 1, server: str = "127.0.0.1") -> set[str]:
     seen: set[str] = set()
     for _ in range(rounds):
-        seen |= {line for line in dig(port, name).split() if line}
+        seen |= {line for line in dig(port, name, server=server).split() if line}
     return seen
 
 
@@ -51,6 +51,7 @@ def wait_for(predicate, timeout: float, step: float = 0.05) -> float:  # type: i
 class Balancer:
     config_path: Path
     state_dir: Path
+    server: str | None = None  # which of `dns.servers`, when there are several
     proc: subprocess.Popen | None = None
     url: str = ""
     dns_port: int = 0
@@ -62,7 +63,8 @@ class Balancer:
         log = open(self.state_dir / "dns.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "esgf_ha", "serve", "dns", "-c", str(self.config_path),
-             "--state-dir", str(self.state_dir)],
+             "--state-dir", str(self.state_dir),
+             *(["--server", self.server] if self.server else [])],
             stdout=log, stderr=log,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
@@ -105,6 +107,7 @@ class Bind:
     workdir: Path
     zone: str
     key_name: str = "esgf-ha-update"
+    address: str = "127.0.0.1"
     port: int = 0
     proc: subprocess.Popen | None = None
 
@@ -116,15 +119,15 @@ class Bind:
         assert Path(named).exists(), "named is installed by `make system-deps` (bind9)"
         self.workdir.mkdir(parents=True, exist_ok=True)
         zone = self.zone.rstrip(".")
-        self.port = free_port()
+        self.port = free_port(self.address)
         (self.workdir / "zone.db").write_text(
             f"$ORIGIN {zone}.\n$TTL 5\n"
             f"@ IN SOA ns1.{zone}. hostmaster.{zone}. 1 3600 600 86400 5\n"
-            f"@ IN NS ns1.{zone}.\nns1 IN A 127.0.0.1\n"
+            f"@ IN NS ns1.{zone}.\nns1 IN A {self.address}\n"
         )
         (self.workdir / "named.conf").write_text(
             f'options {{ directory "{self.workdir}"; pid-file "{self.workdir}/named.pid";\n'
-            f"  listen-on port {self.port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }};\n"
+            f"  listen-on port {self.port} {{ {self.address}; }}; listen-on-v6 {{ none; }};\n"
             "  recursion no; dnssec-validation no; notify no; };\n"
             f'key "{self.key_name}" {{ algorithm hmac-sha256; secret "{self.secret}"; }};\n'
             f'zone "{zone}" {{ type primary; file "{self.workdir}/zone.db";\n'
@@ -135,7 +138,11 @@ class Bind:
         self.proc = subprocess.Popen(
             [named, "-g", "-c", str(self.workdir / "named.conf")], stdout=log, stderr=log
         )
-        wait_for(lambda: "SOA" in dig(self.port, zone, "SOA", "+noall", "+answer"), 30, 0.1)
+        wait_for(
+            lambda: "SOA" in dig(self.port, zone, "SOA", "+noall", "+answer", server=self.address),
+            30,
+            0.1,
+        )
         return self
 
     def stop(self) -> None:

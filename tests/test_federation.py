@@ -175,7 +175,9 @@ def netns() -> Iterator[str]:
     subprocess.run([ip, "netns", "exec", name, ip, "link", "set", "lo", "up"], check=True)
     conf = Path("/etc/netns") / name
     conf.mkdir(parents=True, exist_ok=True)
-    (conf / "resolv.conf").write_text("nameserver 127.0.1.1\noptions timeout:1 attempts:2\n")
+    # the demo's DNS servers, one per site, as a stub resolver would list them
+    servers = "".join(f"nameserver 127.0.1.{i}\n" for i in (2, 3, 4))
+    (conf / "resolv.conf").write_text(servers + "options timeout:1 attempts:2\n")
     try:
         yield name
     finally:

@@ -6,9 +6,9 @@ Pure functions over dnspython messages, so the rules can be tested without socke
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,11 +21,24 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from esgf_ha.federation.config import DnsConfig, SiteConfig
+from esgf_ha.federation.config import DnsConfig, NameServer, SiteConfig
 
 KINDS = ("search", "data")
-NS_LABEL = "ns1"
-SOA_TIMERS = (3600, 600, 86400)  # refresh, retry, expire: we are the only server of the zone
+# refresh, retry, expire: for secondaries, which our servers do not need (each one answers from
+# its own health checks); a secondary that copies the zone from one of them still works
+SOA_TIMERS = (3600, 600, 86400)
+
+
+def zone_serial(dns_config: DnsConfig, sites: Sequence[SiteConfig]) -> int:
+    """The SOA serial every server of the zone gives: derived from what the zone is made of
+    (servers, names, sites, TTL), so servers started at different times agree, and a changed
+    config changes it. The per-site answers are not in it: they change every few seconds and
+    each server decides them by itself, so no serial could be common to all servers."""
+    parts = [dns_config.zone, str(dns_config.ttl), dns_config.search_name, dns_config.data_name]
+    parts += [f"{s.ns_fqdn}={s.address}" for s in dns_config.name_servers()]
+    parts += [f"{s.name}={s.address}:{','.join(s.services())}" for s in sites]
+    digest = hashlib.sha256("\n".join(parts).encode()).digest()
+    return 1 + int.from_bytes(digest[:4], "big") % (2**31 - 2)
 
 
 @dataclass
@@ -36,10 +49,10 @@ class Zone:
     services: dict[dns.name.Name, str]  # name → "search" | "data"
     ttl: int
     max_records: int
-    ns_address: str
+    servers: list[NameServer]
+    serial: int
     every: dict[str, list[str]] = field(default_factory=dict)  # service → site addresses
     healthy: dict[str, list[str]] = field(default_factory=dict)
-    serial: int = field(default_factory=lambda: int(time.time()))
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -54,21 +67,19 @@ class Zone:
             services=services,
             ttl=dns_config.ttl,
             max_records=dns_config.max_records,
-            ns_address=dns_config.address,
+            servers=dns_config.name_servers(),
+            serial=zone_serial(dns_config, sites),
             every={kind: [s.address for s in sites if kind in s.services()] for kind in KINDS},
         )
 
     @property
-    def ns_name(self) -> dns.name.Name:
-        return dns.name.Name((NS_LABEL, *self.origin.labels))
+    def ns_names(self) -> list[dns.name.Name]:
+        return [dns.name.from_text(s.ns_fqdn) for s in self.servers]
 
     def set_healthy(self, healthy_sites: Sequence[SiteConfig]) -> None:
-        healthy = {
+        self.healthy = {
             kind: [s.address for s in healthy_sites if kind in s.services()] for kind in KINDS
         }
-        if healthy != self.healthy:
-            self.healthy = healthy
-            self.serial = max(self.serial + 1, int(time.time()))
 
     def candidates(self, kind: str) -> list[str]:
         """Healthy sites offering the service; all of them when none is (fail open, as
@@ -83,15 +94,29 @@ class Zone:
     def soa(self) -> dns.rrset.RRset:
         hostmaster = dns.name.Name(("hostmaster", *self.origin.labels))
         refresh, retry, expire = SOA_TIMERS
-        text = f"{self.ns_name} {hostmaster} {self.serial} {refresh} {retry} {expire} {self.ttl}"
+        text = (
+            f"{self.ns_names[0]} {hostmaster} {self.serial} {refresh} {retry} {expire} {self.ttl}"
+        )
         return dns.rrset.from_text(self.origin, self.ttl, "IN", "SOA", text)
 
     def ns(self) -> dns.rrset.RRset:
-        return dns.rrset.from_text(self.origin, self.ttl, "IN", "NS", self.ns_name.to_text())
+        return dns.rrset.from_text(
+            self.origin, self.ttl, "IN", "NS", *(n.to_text() for n in self.ns_names)
+        )
 
-    def ns_glue(self) -> dns.rrset.RRset:
-        kind = "A" if ipaddress.ip_address(self.ns_address).version == 4 else "AAAA"
-        return dns.rrset.from_text(self.ns_name, self.ttl, "IN", kind, self.ns_address)
+    def glue(self, name: dns.name.Name | None = None) -> list[dns.rrset.RRset]:
+        """Address records of the servers named inside the zone (of one of them, with name);
+        a server named in another zone gets its addresses from that zone."""
+        out: dict[tuple[dns.name.Name, str], list[str]] = {}
+        for server, ns_name in zip(self.servers, self.ns_names, strict=True):
+            if not ns_name.is_subdomain(self.origin) or (name is not None and ns_name != name):
+                continue
+            kind = "A" if ipaddress.ip_address(server.address).version == 4 else "AAAA"
+            out.setdefault((ns_name, kind), []).append(server.address)
+        return [
+            dns.rrset.from_text(ns_name, self.ttl, "IN", kind, *addresses)
+            for (ns_name, kind), addresses in out.items()
+        ]
 
 
 def answer(query: dns.message.Message, zone: Zone) -> dns.message.Message:
@@ -118,11 +143,11 @@ def answer(query: dns.message.Message, zone: Zone) -> dns.message.Message:
             response.answer.append(zone.soa())
         if rdtype == dns.rdatatype.NS or any_type:
             response.answer.append(zone.ns())
-            response.additional.append(zone.ns_glue())
-    elif qname == zone.ns_name:
-        glue = zone.ns_glue()
-        if glue.rdtype == rdtype or any_type:
-            response.answer.append(glue)
+            response.additional.extend(zone.glue())
+    elif qname in zone.ns_names:
+        for glue in zone.glue(qname):
+            if glue.rdtype == rdtype or any_type:
+                response.answer.append(glue)
     elif qname in zone.services:
         kinds = (dns.rdatatype.A, dns.rdatatype.AAAA) if any_type else (rdtype,)
         for kind in kinds:

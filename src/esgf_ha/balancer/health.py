@@ -3,6 +3,12 @@ with failure and recovery thresholds so one lost probe does not flap the DNS ans
 
 A site is healthy only when both its services are ready: a stale replica index and a data node
 with an unreadable root each make the site a bad place to send a user.
+
+Every site is checked by its own task, and every check has a deadline for the whole of it
+(connect, request, reading the answer): a hung site (its processes stopped, so the kernel still
+accepts connections that nobody answers) or one cut off from the network (no answer at all)
+fails its check after `health.timeout` seconds, as fast as a dead one, and never delays the
+checks of the other sites.
 """
 
 from __future__ import annotations
@@ -54,9 +60,8 @@ class HealthChecker:
         self.policy = config.health
         self.sites = [SiteHealth(site) for site in config.sites]
         self.on_change = on_change
-        self.rounds = 0
         self._client = httpx.AsyncClient(
-            timeout=self.policy.timeout,
+            timeout=self.policy.timeout,  # each phase; `probe` bounds the whole check
             verify=verify,
             # a fresh connection per probe: a reused one could hide a site that stopped accepting
             limits=httpx.Limits(max_keepalive_connections=0),
@@ -65,18 +70,25 @@ class HealthChecker:
     def healthy(self) -> list[SiteConfig]:
         return [h.site for h in self.sites if h.healthy]
 
-    async def probe(self, site: SiteConfig) -> str | None:
-        """None when the site is ready, otherwise why not."""
-        for what, url in (("index", site.index_url), ("data", site.data_url)):
-            if url is None:
-                continue
-            try:
-                r = await self._client.get(url + "/readyz")
-            except httpx.HTTPError as exc:
-                return f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")
-            if r.status_code != 200:
-                return f"{what}: /readyz answered {r.status_code}: {r.text[:200]}"
+    async def _ready(self, what: str, url: str) -> str | None:
+        try:
+            r = await self._client.get(url + "/readyz")
+        except httpx.HTTPError as exc:
+            return f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")
+        if r.status_code != 200:
+            return f"{what}: /readyz answered {r.status_code}: {r.text[:200]}"
         return None
+
+    async def probe(self, site: SiteConfig) -> str | None:
+        """None when the site is ready, otherwise why not. Its services are asked at once,
+        and the whole check ends at the deadline whatever the peer does."""
+        urls = [(w, u) for w, u in (("index", site.index_url), ("data", site.data_url)) if u]
+        try:
+            async with asyncio.timeout(self.policy.timeout):
+                problems = await asyncio.gather(*(self._ready(w, u) for w, u in urls))
+        except TimeoutError:
+            return f"no answer within {self.policy.timeout:g} s"
+        return next((p for p in problems if p is not None), None)
 
     def record(self, health: SiteHealth, problem: str | None) -> bool:
         """Apply one probe result to the thresholds; True when the site changed state."""
@@ -104,24 +116,35 @@ class HealthChecker:
             )
         return turn
 
-    async def check_once(self) -> bool:
-        results = await asyncio.gather(*(self.probe(h.site) for h in self.sites))
-        changed = False
-        for health, problem in zip(self.sites, results, strict=True):
-            changed |= self.record(health, problem)
-        self.rounds += 1
-        if (changed or self.rounds == 1) and self.on_change is not None:
+    @property
+    def rounds(self) -> int:
+        """Completed rounds: how many times every site has been checked."""
+        return min((h.checks for h in self.sites), default=0)
+
+    async def check_site(self, health: SiteHealth) -> bool:
+        rounds = self.rounds
+        changed = self.record(health, await self.probe(health.site))
+        # the first complete round decides the first answers, whatever changed
+        if (changed or (rounds == 0 and self.rounds == 1)) and self.on_change is not None:
             self.on_change(self.sites)
         return changed
 
-    async def run(self) -> None:
+    async def check_once(self) -> bool:
+        changed = await asyncio.gather(*(self.check_site(h) for h in self.sites))
+        return any(changed)
+
+    async def _run_site(self, health: SiteHealth) -> None:
         while True:
             began = time.monotonic()
             try:
-                await self.check_once()
+                await self.check_site(health)
             except Exception:  # a checker that dies silently would freeze the answers
-                log.exception("health check round failed")
+                log.exception("health check failed", extra={"site": health.site.name})
             await asyncio.sleep(max(0.0, self.policy.interval - (time.monotonic() - began)))
+
+    async def run(self) -> None:
+        """Check every site on its own schedule, until cancelled."""
+        await asyncio.gather(*(self._run_site(h) for h in self.sites))
 
     async def aclose(self) -> None:
         await self._client.aclose()

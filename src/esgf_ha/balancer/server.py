@@ -1,4 +1,5 @@
-"""The DNS wire: UDP and TCP listeners on one port, handing each query to `answers.answer`."""
+"""The DNS wire: UDP and TCP listeners on one port, handing each query to `answers.answer`,
+with an optional per-client rate limit."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
+
+from esgf_ha.balancer.ratelimit import RateLimiter
 
 log = logging.getLogger("esgf_ha.balancer.dns")
 
@@ -48,6 +51,19 @@ def respond_to_wire(
         return response.to_wire()
 
 
+def _truncated(wire: bytes) -> bytes | None:
+    """An empty answer with TC set: "ask again over TCP"."""
+    try:
+        query = dns.message.from_wire(wire)
+    except dns.exception.DNSException:
+        return None
+    if query.flags & dns.flags.QR:
+        return None
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.TC
+    return response.to_wire()
+
+
 def _formerr(wire: bytes) -> bytes:
     # echo the id with QR and FORMERR; the rest of the packet could not be trusted
     (query_id,) = struct.unpack("!H", wire[:2])
@@ -56,15 +72,19 @@ def _formerr(wire: bytes) -> bytes:
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, responder: Responder) -> None:
+    def __init__(self, responder: Responder, limiter: RateLimiter | None = None) -> None:
         self.responder = responder
+        self.limiter = limiter
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        out = respond_to_wire(data, self.responder, "udp", UDP_DEFAULT_SIZE)
+        if self.limiter is not None and not self.limiter.allow(str(addr[0])):
+            out = _truncated(data) if self.limiter.slip() else None
+        else:
+            out = respond_to_wire(data, self.responder, "udp", UDP_DEFAULT_SIZE)
         if out is not None and self.transport is not None:
             self.transport.sendto(out, addr)
 
@@ -73,12 +93,18 @@ async def _tcp_client(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     responder: Responder,
+    limiter: RateLimiter | None,
 ) -> None:
+    peer = writer.get_extra_info("peername")
+    # a bucket of its own: a client sent here by a truncated UDP answer must get through
+    client = "tcp " + (str(peer[0]) if peer else "")
     try:
         while True:
             header = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_SECONDS)
             (length,) = struct.unpack("!H", header)
             wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_SECONDS)
+            if limiter is not None and not limiter.allow(client):
+                break  # over TCP the source is real: hanging up is the answer
             out = respond_to_wire(wire, responder, "tcp", None)
             if out is None:
                 break
@@ -113,14 +139,18 @@ def bind_pair(address: str, port: int) -> tuple[socket.socket, socket.socket]:
 
 
 async def start_dns(
-    address: str, port: int, responder: Responder, max_tcp_clients: int = MAX_TCP_CLIENTS
+    address: str,
+    port: int,
+    responder: Responder,
+    limiter: RateLimiter | None = None,
+    max_tcp_clients: int = MAX_TCP_CLIENTS,
 ) -> tuple[int, asyncio.DatagramTransport, asyncio.Server]:
     udp_sock, tcp_sock = bind_pair(address, port)
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
-        lambda: UdpProtocol(responder), sock=udp_sock
+        lambda: UdpProtocol(responder, limiter), sock=udp_sock
     )
-    clients = _TcpClients(responder, max_tcp_clients)
+    clients = _TcpClients(responder, limiter, max_tcp_clients)
     server = await asyncio.start_server(clients.serve, sock=tcp_sock)
     return udp_sock.getsockname()[1], transport, server
 
@@ -130,8 +160,9 @@ class _TcpClients:
     once: over the cap the oldest connection is closed, so idle connections can delay a new
     client by nothing, where refusing new ones would let them lock every client out."""
 
-    def __init__(self, responder: Responder, cap: int) -> None:
+    def __init__(self, responder: Responder, limiter: RateLimiter | None, cap: int) -> None:
         self.responder = responder
+        self.limiter = limiter
         self.cap = cap
         self.open: dict[asyncio.StreamWriter, None] = {}  # oldest first
 
@@ -142,6 +173,6 @@ class _TcpClients:
             self.open.pop(oldest)
             oldest.close()
         try:
-            await _tcp_client(reader, writer, self.responder)
+            await _tcp_client(reader, writer, self.responder, self.limiter)
         finally:
             self.open.pop(writer, None)

@@ -1,11 +1,14 @@
-"""The DNS load balancer as one process: the health checker, then either our authoritative DNS
-server or the RFC 2136 updater, plus a small HTTP side (`/livez`, `/readyz`, `/metrics`,
-`/api/v1/status`) for supervisors, `esgf-ha status` and Prometheus."""
+"""The DNS load balancer as one process: the health checker, then either one of the zone's
+authoritative DNS servers or the RFC 2136 updater, plus a small HTTP side (`/livez`, `/readyz`,
+`/metrics`, `/api/v1/status`) for supervisors, `esgf-ha status` and Prometheus.
+
+Several of these run at once, one per configured DNS server; each checks every site itself and
+shares nothing with the others, so losing one (its site, its machine) leaves the rest answering.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -23,10 +26,11 @@ from starlette.routing import Route
 from esgf_ha import __version__
 from esgf_ha.balancer.answers import KINDS, Zone, answer
 from esgf_ha.balancer.health import HealthChecker, SiteHealth
+from esgf_ha.balancer.ratelimit import RateLimiter
 from esgf_ha.balancer.rfc2136 import DynamicUpdater, UpdateFailed
 from esgf_ha.balancer.server import start_dns
 from esgf_ha.common.server import bind, url_of, uvicorn_config, write_endpoint
-from esgf_ha.federation.config import FederationConfig
+from esgf_ha.federation.config import FederationConfig, NameServer
 
 log = logging.getLogger("esgf_ha.balancer")
 RESYNC_SECONDS = 30.0
@@ -56,12 +60,30 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.limited = Gauge(
+            "esgf_ha_dns_rate_limited",
+            "queries over the per-client rate limit (dropped or answered truncated)",
+            registry=self.registry,
+        )
 
 
 class Balancer:
-    def __init__(self, config: FederationConfig, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self,
+        config: FederationConfig,
+        verify: ssl.SSLContext | bool = True,
+        server: NameServer | None = None,
+    ) -> None:
         self.config = config
+        self.server = server or config.dns.name_server(None)
         self.metrics = Metrics()
+        self.limiter = (
+            RateLimiter(config.dns.rate_limit, config.dns.rate_burst)
+            if config.dns.rate_limit > 0
+            else None
+        )
+        limiter = self.limiter
+        self.metrics.limited.set_function(lambda: limiter.limited if limiter else 0)
         self.zone = Zone.from_config(config.dns, config.sites)
         self.checker = HealthChecker(config, self._health_changed, verify=verify)
         self.updater = (
@@ -88,13 +110,18 @@ class Balancer:
     async def _updates(self) -> None:
         assert self.updater is not None
         while True:
-            with contextlib.suppress(TimeoutError):
+            resync = False
+            try:
                 await asyncio.wait_for(self._push.wait(), RESYNC_SECONDS)
+            except TimeoutError:
+                resync = True
             self._push.clear()
             if self.checker.rounds == 0:
                 continue
             try:
-                await self.updater.push({k: self.zone.candidates(k) for k in KINDS})
+                await self.updater.push(
+                    {k: self.zone.candidates(k) for k in KINDS}, self.zone.every, resync
+                )
                 self.metrics.updates.labels("ok").inc()
             except UpdateFailed as exc:
                 self.metrics.updates.labels("failed").inc()
@@ -108,7 +135,12 @@ class Balancer:
             "version": __version__,
             "mode": self.config.dns.mode,
             "zone": self.config.dns.zone,
-            "dns": {"address": self.config.dns.address, "port": self.dns_port},
+            "dns": {
+                "name": self.server.ns_fqdn,
+                "address": self.server.address,
+                "port": self.dns_port,
+            },
+            "serial": self.zone.serial,
             "ttl": self.config.dns.ttl,
             "rounds": self.checker.rounds,
             "sites": [h.as_json() for h in self.checker.sites],
@@ -118,6 +150,7 @@ class Balancer:
                 for kind in KINDS
                 if self.zone.every.get(kind) and not self.zone.healthy.get(kind)
             ],
+            "rate_limited": None if self.limiter is None else self.limiter.limited,
             "rfc2136": None
             if self.updater is None
             else {
@@ -161,13 +194,17 @@ class Balancer:
         info: dict[str, object] = {}
         if self.updater is None:
             self.dns_port, udp, tcp = await start_dns(
-                self.config.dns.address, self.config.dns.port, self.respond
+                self.server.address, self.server.port, self.respond, self.limiter
             )
-            info = {"dns_address": self.config.dns.address, "dns_port": self.dns_port}
+            info = {
+                "dns_name": self.server.ns_fqdn,
+                "dns_address": self.server.address,
+                "dns_port": self.dns_port,
+            }
             log.info("answering DNS", extra={"zone": self.config.dns.zone, **info})
         else:
             tasks.append(asyncio.create_task(self._updates(), name="rfc2136"))
-        sock = bind(self.config.dns.address, self.config.dns.http_port)
+        sock = bind(self.server.address, self.server.http_port)
         server = uvicorn.Server(uvicorn_config(self.app()))
         url = url_of(sock)
         write_endpoint(state_dir, "dns", {"url": url, **info})

@@ -21,8 +21,8 @@ Examples:
   esgf-ha demo --check               # the scenario unattended: exit 0 only if all is well
   esgf-ha demo --state-dir demo      # keep the state (sample data, stores) between runs
 
-Uses 127.0.1.1 (master :8000, DNS :8053, DNS status :8054) and 127.0.1.2-4 (each site's
-index :8080 and data node :8081); Linux routes all of 127.0.0.0/8 to loopback.
+Uses 127.0.1.1 (master :8000) and 127.0.1.2-4 (each site's index :8080, data node :8081
+and its own DNS server :8053, status :8054); Linux routes all of 127.0.0.0/8 to loopback.
 """,
 )
 @click.option(
@@ -35,17 +35,19 @@ index :8080 and data node :8081); Linux routes all of 127.0.0.0/8 to loopback.
     "--check",
     is_flag=True,
     help="verify that every site answers the same searches and serves the same files, then "
-    "kill a site under load and check the DNS failover; exit 0 only if all held",
+    "kill a whole site (its DNS server too) under load and check the DNS failover; exit 0 "
+    "only if all held",
 )
 @click.option("--json", "as_json", is_flag=True, help="with --check: print the figures as JSON")
 @click.option(
     "--dns-port",
     default=8053,
     show_default=True,
-    help="port of the demo's DNS on 127.0.1.1 (53 lets a system resolver use it)",
+    help="port of the DNS server at every site (53 lets a system resolver use them)",
 )
 def demo(state_dir: Path | None, datasets: int, check: bool, as_json: bool, dns_port: int) -> None:
-    """Three sites, a master and a health-checked DNS on loopback, with sample data."""
+    """Three sites, each with its own health-checked DNS server, and a master on loopback,
+    with sample data."""
     from esgf_ha.common.logs import setup_logging
     from esgf_ha.federation.demo import Demo, DemoFailed, summary_line
     from esgf_ha.federation.demo import check as run_check

@@ -46,7 +46,8 @@ Examples:
 @federation_config
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON")
 def status(config: FederationConfig, config_path: Path, as_json: bool) -> None:
-    """Each site's readiness, replication lag and DNS health, and what the DNS answers now.
+    """Each site's readiness, replication lag and DNS health, and what the DNS answers now;
+    with several DNS servers, each one's view and where they disagree.
 
     Exits 0 when the master and every site are ready, 1 otherwise."""
     from rich.console import Console
@@ -91,4 +92,17 @@ def status(config: FederationConfig, config_path: Path, as_json: bool) -> None:
     for name, addresses in state.answers.items():
         fqdn = config.dns.fqdn(name)
         console.print(f"DNS {fqdn} → {', '.join(addresses) if addresses else '[red]no answer[/]'}")
+    if len(state.dns_servers) > 1 or state.dns_disagreements:
+        servers = Table(title="DNS servers (each checks every site itself)")
+        for column in ("server", "address", "answering", "sites out", "answers"):
+            servers.add_column(column)
+        for d in state.dns_servers:
+            answering = None if d.status is None else d.status.ready
+            out = [site for site, healthy in d.healthy.items() if not healthy]
+            said = "; ".join(f"{n}: {', '.join(a) or '-'}" for n, a in d.answers.items())
+            servers.add_row(d.name, f"{d.address}:{d.port}", _yes(answering),
+                            ", ".join(out) or "-", said)  # fmt: skip
+        console.print(servers)
+        for problem in state.dns_disagreements:
+            console.print(f"[red]DNS servers disagree:[/] {problem}")
     sys.exit(0 if all_ready else 1)

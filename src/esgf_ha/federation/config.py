@@ -8,6 +8,7 @@ a config by hand needs to know where to look, not a pydantic traceback.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -95,11 +96,37 @@ class Rfc2136Config(_Strict):
     _check_server = field_validator("server")(_address)
 
 
+class DnsServerConfig(_Strict):
+    """One of the zone's authoritative servers (typically one per site). Each checks every
+    site by itself and answers for the whole zone; the NS set names them all."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,250}[a-z0-9.])?$",
+        description="its name in the NS set: a label in the zone (ns-a) or an absolute name",
+    )
+    address: str = Field(description="address it listens on, and its glue record")
+    port: int | None = Field(None, ge=0, le=65535, description="default: dns.port")
+    http_port: int | None = Field(None, ge=0, le=65535, description="default: dns.http_port")
+
+    _check_address = field_validator("address")(_address)
+
+
 class DnsConfig(_Strict):
     zone: str = Field("esgf.test.", description="the zone we are authoritative for")
-    address: str = Field("127.0.0.1", description="address our DNS server listens on")
+    address: str = Field(
+        "127.0.0.1", description="address of the one DNS server, when `servers` is not given"
+    )
     port: int = Field(53, ge=0, le=65535)
     http_port: int = Field(0, ge=0, le=65535, description="health/metrics/status HTTP port")
+    servers: list[DnsServerConfig] = Field(
+        default_factory=list,
+        description="several authoritative servers, one per site typically (default: one, ns1, "
+        "at `address`)",
+    )
+    rate_limit: float = Field(
+        0, ge=0, le=1e6, description="DNS queries per second per client address (0: no limit)"
+    )
+    rate_burst: int = Field(50, ge=1, le=100000, description="queries a client may send at once")
     search_name: str = Field("search", description="service name for the search API")
     data_name: str = Field("data", description="service name for downloads (may equal search)")
     ttl: int = Field(5, ge=0, le=86400)
@@ -123,8 +150,60 @@ class DnsConfig(_Strict):
             raise ValueError("mode rfc2136 needs an rfc2136 section (server, tsig key)")
         return self
 
+    @model_validator(mode="after")
+    def _distinct_servers(self) -> DnsConfig:
+        names = [s.ns_fqdn for s in self.name_servers()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"DNS server names must be distinct: {names}")
+        endpoints = [(s.address, s.port) for s in self.name_servers() if s.port]
+        if len(set(endpoints)) != len(endpoints):
+            raise ValueError("two DNS servers share an address and port")
+        return self
+
     def fqdn(self, name: str) -> str:
         return name.lower().rstrip(".") + "." + self.zone
+
+    def name_servers(self) -> list[NameServer]:
+        """Every authoritative server of the zone, with defaults filled in. Without `servers`,
+        the single server of the older form: `ns1` at `address`."""
+        configured = self.servers or [DnsServerConfig(name="ns1", address=self.address)]
+        return [
+            NameServer(
+                name=s.name,
+                ns_fqdn=s.name if s.name.endswith(".") else self.fqdn(s.name),
+                address=s.address,
+                port=self.port if s.port is None else s.port,
+                http_port=self.http_port if s.http_port is None else s.http_port,
+            )
+            for s in configured
+        ]
+
+    def name_server(self, name: str | None) -> NameServer:
+        servers = self.name_servers()
+        if name is None:
+            if len(servers) > 1:
+                raise ConfigError(
+                    "several DNS servers are configured; say which one this process is "
+                    f"(--server {' | '.join(s.name for s in servers)})"
+                )
+            return servers[0]
+        for server in servers:
+            if name in (server.name, server.ns_fqdn):
+                return server
+        raise ConfigError(
+            f"no DNS server named {name!r} (servers: {', '.join(s.name for s in servers)})"
+        )
+
+
+@dataclass(frozen=True)
+class NameServer:
+    """A DNS server of the zone as it runs: its NS name, where it listens."""
+
+    name: str
+    ns_fqdn: str
+    address: str
+    port: int
+    http_port: int
 
 
 class HealthConfig(_Strict):

@@ -1,8 +1,9 @@
 """`esgf-ha demo`: a three-site federation on this machine, each site on its own loopback
-address (127.0.1.2-4), the master and the DNS on 127.0.1.1. Sample CMIP6 and CMIP5 data is
-published at site-a; site-b and site-c replicate it. With `check`, the scenario verifies that
-every site answers the same searches and serves the same files, then kills site-b and
-measures how the DNS and a retrying client get through it."""
+address (127.0.1.2-4) with its own authoritative DNS server, the master on 127.0.1.1. Sample
+CMIP6 and CMIP5 data is published at site-a; site-b and site-c replicate it. With `check`, the
+scenario verifies that every site answers the same searches and serves the same files, then
+kills the whole of site-b (its DNS server too) and measures how the other DNS servers and a
+retrying client get through it."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from esgf_ha.federation.supervisor import Supervisor
 
 MASTER_ADDRESS = "127.0.1.1"
 SITES = {"site-a": "127.0.1.2", "site-b": "127.0.1.3", "site-c": "127.0.1.4"}
+NAME_SERVERS = {f"ns-{site.removeprefix('site-')}": address for site, address in SITES.items()}
 INDEX_PORT, DATA_PORT, MASTER_PORT, DNS_PORT, DNS_HTTP_PORT = 8080, 8081, 8000, 8053, 8054
 ZONE = "esgf.test."
 ROOT = "esg_dataroot"
@@ -68,7 +70,8 @@ def write_config(state_dir: Path, dns_port: int = DNS_PORT) -> Path:
         ],  # fmt: skip
         "dns": {
             "zone": ZONE,
-            "address": MASTER_ADDRESS,
+            # one server per site, on the site's address: losing a site loses its server only
+            "servers": [{"name": n, "address": a} for n, a in NAME_SERVERS.items()],
             "port": dns_port,
             "http_port": DNS_HTTP_PORT,
             "ttl": 2,
@@ -98,6 +101,10 @@ def _wait(what: str, predicate: Callable[[], bool], timeout: float) -> float:
             pass
         time.sleep(0.2)
     raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _ready(url: str) -> bool:
+    return httpx.get(url, timeout=2).status_code == 200
 
 
 def _json(url: str, **params: str) -> Any:
@@ -132,8 +139,9 @@ class Demo:
         self.say(f"starting the federation ({config_path}) ...")
         self.supervisor = federation_supervisor(self.config, config_path)
         self.supervisor.start_all()
-        _wait("the DNS", lambda: httpx.get(f"http://{MASTER_ADDRESS}:{DNS_HTTP_PORT}/readyz")
-              .status_code == 200, 60)  # fmt: skip
+        for address in NAME_SERVERS.values():
+            ready = partial(_ready, f"http://{address}:{DNS_HTTP_PORT}/readyz")
+            _wait(f"the DNS server on {address}", ready, 60)
 
     def publish(self) -> None:
         site_a = self.config.sites[0]
@@ -200,24 +208,30 @@ class Demo:
                         problems.append(f"{site.name} {path}: wrong bytes")
         return problems
 
+    def dns_servers(self) -> list[tuple[str, int]]:
+        return [(address, self.dns_port) for address in NAME_SERVERS.values()]
+
     def tour(self) -> str:
         cmip6 = httpx.URL(f"http://search.esgf.test:{INDEX_PORT}/esg-search/search",
                           params={"project": "CMIP6", "facets": "source_id",
                                   "format": "application/solr+json", "limit": "1"})  # fmt: skip
         path = self.files[0][0] if self.files else "/thredds/fileServer/..."
         a, b, c = SITES.values()
+        ns = ", ".join(f"{n} {addr}:{self.dns_port}" for n, addr in NAME_SERVERS.items())
         return f"""
-The federation is up: master {master_url(self.config)}, DNS {MASTER_ADDRESS}:{self.dns_port}
-(zone {ZONE}), sites {", ".join(f"{n} {addr}" for n, addr in SITES.items())}.
+The federation is up: master {master_url(self.config)}, sites
+{", ".join(f"{n} {addr}" for n, addr in SITES.items())}, and a DNS server at every site
+({ns}; zone {ZONE}): each checks every site itself, any of them answers.
 
-Ask our DNS which sites serve you (the healthy ones in random order, TTL 2 s):
-  dig @{MASTER_ADDRESS} -p {self.dns_port} search.esgf.test A +short
-  dig @{MASTER_ADDRESS} -p {self.dns_port} data.esgf.test A +short
+Ask any DNS server which sites serve you (the healthy ones in random order, TTL 2 s):
+  dig @{a} -p {self.dns_port} search.esgf.test A +short
+  dig @{c} -p {self.dns_port} data.esgf.test A +short
+  dig @{b} -p {self.dns_port} esgf.test NS        # every server, with glue
 
 Search and download through the service names (curl resolves them with our DNS's answer):
-  IP=$(dig @{MASTER_ADDRESS} -p {self.dns_port} search.esgf.test A +short | head -1)
+  IP=$(dig @{a} -p {self.dns_port} search.esgf.test A +short | head -1)
   curl --resolve search.esgf.test:{INDEX_PORT}:$IP '{cmip6}'
-  IP=$(dig @{MASTER_ADDRESS} -p {self.dns_port} data.esgf.test A +short | head -1)
+  IP=$(dig @{a} -p {self.dns_port} data.esgf.test A +short | head -1)
   curl --resolve data.esgf.test:{DATA_PORT}:$IP -O 'http://data.esgf.test:{DATA_PORT}{path}'
 
 The same search at each site (every site holds the same records and files):
@@ -231,19 +245,21 @@ esgf-pyclient:
   ctx = conn.new_context(project='CMIP6')
   print(ctx.hit_count, ctx.facet_counts['source_id'])
 
-The federation at a glance:
+The federation at a glance (each DNS server's view, and whether they agree):
   esgf-ha status -c {self.state_dir / "federation.yaml"}
 
 Watch failover: kill site-b's index (the supervisor restarts it a second later), and ask the DNS:
-  pkill -9 -f 'listen {b}:{INDEX_PORT}'; for i in $(seq 10); do dig @{MASTER_ADDRESS} -p {self.dns_port} search.esgf.test +short; sleep 0.5; done
+  pkill -9 -f 'listen {b}:{INDEX_PORT}'; for i in $(seq 10); do dig @{a} -p {self.dns_port} search.esgf.test +short; sleep 0.5; done
 """
 
     # -- failover under load -------------------------------------------------------------------
     def failover(self) -> dict[str, Any]:
-        """Kill site-b, keep searching and downloading through the service names with a
-        retrying client, bring it back, and time what the DNS does."""
+        """Kill the whole of site-b (index, data node and DNS server), keep searching and
+        downloading through the service names with a retrying client, bring it back, and time
+        what the DNS servers do."""
         victim = self.config.site(VICTIM)
-        resolver = ServiceClient(MASTER_ADDRESS, self.dns_port)
+        victim_ns = f"ns-{VICTIM.removeprefix('site-')}"
+        resolver = ServiceClient(self.dns_servers())
         stop = threading.Event()
         counts = {"requests": 0, "failed": 0, "wrong": 0}
         search = "/esg-search/search?project=CMIP6&limit=1&format=application%2Fsolr%2Bjson"
@@ -268,34 +284,47 @@ Watch failover: kill site-b's index (the supervisor restarts it a second later),
                         counts["requests"] += 1
                         counts["failed"] += 1
 
-        # its own cache: the load honours TTLs
-        prober = ServiceClient(MASTER_ADDRESS, self.dns_port)
+        # one prober per server, with its own cache (the load honours TTLs)
+        probers = {
+            name: ServiceClient([(address, self.dns_port)])
+            for name, address in NAME_SERVERS.items()
+        }
 
-        def answered() -> set[str]:
-            return prober.all_addresses(f"search.{ZONE}".rstrip("."), rounds=4)
+        def answered(name: str) -> set[str]:
+            return probers[name].all_addresses(f"search.{ZONE}".rstrip("."), rounds=4)
+
+        def every_server(want: bool, servers: list[str]) -> bool:
+            return all((victim.address in answered(n)) == want for n in servers)
+
+        live = [n for n in NAME_SERVERS if n != victim_ns]
 
         worker = threading.Thread(target=load, daemon=True)
         worker.start()
         time.sleep(2.0)
 
+        everyone = set(SITES.values())
         try:
-            _wait("every site in the DNS answers", lambda: answered() == set(SITES.values()), 30)
+            _wait("every site in every DNS server's answers",
+                  lambda: all(answered(n) == everyone for n in NAME_SERVERS), 30)  # fmt: skip
         except DemoFailed:
-            status = httpx.get(f"http://{MASTER_ADDRESS}:{DNS_HTTP_PORT}/api/v1/status").json()
+            first = next(iter(NAME_SERVERS.values()))
+            status = httpx.get(f"http://{first}:{DNS_HTTP_PORT}/api/v1/status").json()
             raise DemoFailed(f"not every site is healthy: {status['sites']}") from None
+        services = [f"{VICTIM}/index", f"{VICTIM}/data", f"dns/{victim_ns}"]
         killed_at = time.monotonic()
-        for service in ("index", "data"):
-            self.supervisor.kill(f"{VICTIM}/{service}")
-        _wait("the DNS to drop site-b", lambda: victim.address not in answered(), 30)
+        for service in services:
+            self.supervisor.kill(service)
+        _wait("the other DNS servers to drop site-b", lambda: every_server(False, live), 30)
         gone_after = time.monotonic() - killed_at
         time.sleep(2.0)
-        for service in ("index", "data"):
-            self.supervisor.release(f"{VICTIM}/{service}")
+        for service in services:
+            self.supervisor.release(service)
         urls = [victim.index_url, str(victim.data_url)]
         _wait("site-b to be ready again", lambda: all(
             httpx.get(u + "/readyz", timeout=1).status_code == 200 for u in urls), 120)  # fmt: skip
         ready_at = time.monotonic()
-        _wait("the DNS to answer site-b again", lambda: victim.address in answered(), 30)
+        _wait("the DNS servers to answer site-b again",
+              lambda: every_server(True, list(NAME_SERVERS)), 30)  # fmt: skip
         back_after = time.monotonic() - ready_at
         time.sleep(1.0)
         stop.set()
@@ -307,6 +336,8 @@ Watch failover: kill site-b's index (the supervisor restarts it a second later),
             "failed_requests": counts["failed"],
             "wrong_answers": counts["wrong"],
             "retried_on_next_address": resolver.retries,
+            "dns_servers": len(NAME_SERVERS),
+            "lost_dns_server": victim_ns,
         }
 
     def stop(self) -> None:

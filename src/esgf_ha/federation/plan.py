@@ -1,5 +1,5 @@
 """From a federation config to the processes that run it on this machine: the master index,
-each site's replica index, data node and data replicator, and the DNS load balancer.
+each site's replica index, data node and data replicator, and each of the zone's DNS servers.
 
 Each process is the same `esgf-ha` command a container would run, so `esgf-ha up` exercises
 exactly what a deployment does.
@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from esgf_ha.federation.config import FederationConfig, SiteConfig
+from esgf_ha.federation.config import FederationConfig, NameServer, SiteConfig
 
 REPLICA_SCOPES = ["esgf:replicate"]
 PUBLIC_KEY = "token-signing.pub.pem"  # beside the master's signing key
@@ -45,6 +45,13 @@ def master_state(config: FederationConfig) -> Path:
 
 def site_state(config: FederationConfig, site: SiteConfig) -> Path:
     return config.state_dir / "sites" / site.name
+
+
+def dns_state(config: FederationConfig, server: NameServer) -> Path:
+    """Where a DNS server writes its endpoint: `dns/` for the one server of the older config
+    form (as before), `dns/<name>/` for each of `dns.servers`."""
+    base = config.state_dir / "dns"
+    return base / server.name if config.dns.servers else base
 
 
 def uses_tls(config: FederationConfig) -> bool:
@@ -164,12 +171,16 @@ def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -
                     after=(f"{site.name}/data",),
                 )
             )  # fmt: skip
-    specs.append(
-        ProcessSpec(
-            "dns",
-            [*esgf_ha(), "serve", "dns", "-c", str(config_path)],
-            config.state_dir / "dns",
-            after=tuple(s.name for s in specs),
-        )
-    )
+    sites = tuple(s.name for s in specs)
+    for server in config.dns.name_servers():
+        several = bool(config.dns.servers)
+        specs.append(
+            ProcessSpec(
+                f"dns/{server.name}" if several else "dns",
+                [*esgf_ha(), "serve", "dns", "-c", str(config_path),
+                 *(["--server", server.name] if several else [])],
+                dns_state(config, server),
+                after=sites,
+            )
+        )  # fmt: skip
     return specs

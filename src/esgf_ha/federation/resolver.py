@@ -1,6 +1,7 @@
 """A client that reaches a service name the way a well-behaved user's tool does: it asks the
-federation's DNS, keeps the answer for its TTL, and when a connection to one address fails it
-tries the next one before giving up. The demo check and the failover benchmark use it."""
+federation's DNS servers (the next one when one does not answer, as a stub resolver does), keeps
+the answer for its TTL, and when a connection to one address fails it tries the next one before
+giving up. The demo check and the failover benchmark use it."""
 
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ class Resolved:
 
 @dataclass
 class ServiceClient:
-    dns_address: str
-    dns_port: int
+    servers: list[tuple[str, int]]  # (address, port) of each DNS server, asked in turn
     timeout: float = 5.0
+    dns_timeout: float = 0.5
     cache: dict[str, Resolved] = field(default_factory=dict)
     retries: int = 0  # connection failures that a next address made good
     failures: int = 0  # requests that failed on every address
@@ -36,9 +37,14 @@ class ServiceClient:
         if hit is not None and hit.expires > now:
             return hit.addresses
         query = dns.message.make_query(name, dns.rdatatype.A)
-        try:
-            response = dns.query.udp(query, self.dns_address, port=self.dns_port, timeout=1.0)
-        except (OSError, dns.exception.DNSException):
+        response = None
+        for address, port in self.servers:
+            try:
+                response = dns.query.udp(query, address, port=port, timeout=self.dns_timeout)
+                break
+            except (OSError, dns.exception.DNSException):
+                continue
+        if response is None:
             return hit.addresses if hit else []  # a stale answer beats none
         addresses: list[str] = []
         ttl = 0
