@@ -46,6 +46,7 @@ from esgf_ha.index.params import SearchRequest, parse_search
 from esgf_ha.index.render import JSON_TYPE, XML_TYPE, render_json, render_xml
 from esgf_ha.index.service import IndexService
 from esgf_ha.index.settings import IndexSettings
+from esgf_ha.index.stac import routes as stac_routes
 
 log = logging.getLogger("esgf_ha.index.http")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -566,6 +567,8 @@ def create_app(
     add("/readyz", "readyz", readyz, J, ["GET"])
     add("/metrics", "metrics", prometheus, J, ["GET"])
     add("/openapi.json", "openapi", openapi_doc, J, ["GET"])
+    for path, name, handler, methods in stac_routes.endpoints(service):
+        add(path, name, handler, stac_routes.error_response, methods)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
