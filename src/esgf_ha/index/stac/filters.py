@@ -22,7 +22,7 @@ import orjson
 
 from esgf_ha.index import query as lucene
 from esgf_ha.index.errors import BadRequest
-from esgf_ha.index.stac.vocabulary import FLAGS, field_of
+from esgf_ha.index.stac.vocabulary import ABSENT, FLAGS, field_of
 
 MAX_FILTER_CHARS = 20_000
 MAX_NODES = 2_000
@@ -98,6 +98,8 @@ class _Walker:
         if not isinstance(args, list) or len(args) != 2 or not _is_property(args[0]):
             return False
         name = self.field(args[0])
+        if name.startswith(ABSENT):
+            return False
         values = args[1] if item["op"] == "in" else [args[1]]
         if not isinstance(values, list) or not values:
             return False
@@ -164,6 +166,9 @@ class _Walker:
                 "and the right side literals"
             )
         name = self.field(args[0])
+        if name.startswith(ABSENT):
+            # no item has it: every comparison is unknown (false), IS NULL is true
+            return lucene.MatchAll() if op == "isNull" else lucene.Term(name, "")
         if op == "isNull":
             return lucene.Bool(must_not=(self._exists(name),))
         if len(args) < 2 or any(_is_property(a) for a in args[1:]):

@@ -18,7 +18,7 @@ from esgf_ha.index.stac.vocabulary import (
     prefix,
 )
 
-STAC_VERSION = "1.0.0"
+STAC_VERSION = "1.1.0"  # of items and collections; the API is STAC API 1.0
 FILE_EXT = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 ALTERNATE_EXT = "https://stac-extensions.github.io/alternate-assets/v1.2.0/schema.json"
 CMIP6_EXT = "https://stac-extensions.github.io/cmip6/v1.0.0/schema.json"

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from esgf_ha.index.errors import BadRequest, NotFound, PayloadTooLarge
 from esgf_ha.index.service import IndexService
+from esgf_ha.index.stac import openapi
 from esgf_ha.index.stac.items import STAC_VERSION
 from esgf_ha.index.stac.search import (
     Page,
@@ -100,6 +101,7 @@ def endpoints(service: IndexService) -> list[tuple[str, str, Handler, list[str]]
             {"rel": "self", "type": "application/json", "href": f"{base}/stac"},
             {"rel": "root", "type": "application/json", "href": f"{base}/stac"},
             {"rel": "conformance", "type": "application/json", "href": f"{base}/stac/conformance"},
+            {"rel": "service-desc", "type": openapi.MEDIA_TYPE, "href": f"{base}/stac/api"},
             {"rel": "data", "type": "application/json", "href": f"{base}/stac/collections"},
             {"rel": "search", "type": GEOJSON, "method": "GET", "href": f"{base}/stac/search"},
             {"rel": "search", "type": GEOJSON, "method": "POST", "href": f"{base}/stac/search"},
@@ -121,6 +123,9 @@ def endpoints(service: IndexService) -> list[tuple[str, str, Handler, list[str]]
             "conformsTo": CONFORMANCE,
             "links": links,
         })  # fmt: skip
+
+    async def api_description(request: Request) -> Response:
+        return _json(openapi.document(), media=openapi.MEDIA_TYPE)
 
     async def conformance(request: Request) -> Response:
         return _json({"conformsTo": CONFORMANCE})
@@ -252,7 +257,7 @@ def endpoints(service: IndexService) -> list[tuple[str, str, Handler, list[str]]
             "updated": {"type": "string", "format": "date-time"},
         }  # fmt: skip
         projects = [p for p, _ in searcher.projects() if cid is None or collection_id(p) == cid]
-        names = sorted(service.known_fields() - NOT_PROPERTIES - set(STAC_NAMES))
+        names = sorted(service.cores["Dataset"].field_names - NOT_PROPERTIES - set(STAC_NAMES))
         for project in projects:
             for name in names:
                 kind = {"type": "boolean"} if name in FLAGS else {"type": "string"}
@@ -263,9 +268,10 @@ def endpoints(service: IndexService) -> list[tuple[str, str, Handler, list[str]]
             "$id": f"{here}/queryables",
             "type": "object",
             "title": "Queryables",
-            "description": "Record fields, also accepted without their collection prefix.",
+            "description": "Record fields, also accepted without their collection prefix; "
+            "any other property is absent from every item (compares as null).",
             "properties": props,
-            "additionalProperties": False,
+            "additionalProperties": True,
         }
 
     async def queryables(request: Request) -> Response:
@@ -280,6 +286,7 @@ def endpoints(service: IndexService) -> list[tuple[str, str, Handler, list[str]]
         ("/stac", "stac_landing", landing, ["GET"]),
         ("/stac/", "stac_landing", landing, ["GET"]),
         ("/stac/conformance", "stac_conformance", conformance, ["GET"]),
+        ("/stac/api", "stac_api", api_description, ["GET"]),
         ("/stac/queryables", "stac_queryables", queryables, ["GET"]),
         ("/stac/collections", "stac_collections", collections, ["GET"]),
         ("/stac/collections/{cid}", "stac_collection", one_collection, ["GET"]),

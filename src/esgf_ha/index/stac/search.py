@@ -9,9 +9,12 @@ or an id names a replica record: the counts and ids equal esg-search's for that 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import orjson
 
 from esgf_ha.index import query as lucene
 from esgf_ha.index.errors import BadRequest
@@ -31,6 +34,14 @@ MAX_IDS = 1_000
 class Fields:
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
+    # an explicit empty `include` (POST) starts from the default set rather than the whole item
+    from_default: bool = False
+
+
+# what an empty `fields` asks for
+DEFAULT_FIELDS = ("type", "stac_version", "id", "geometry", "bbox", "links", "assets",
+                  "collection", "properties.datetime", "properties.start_datetime",
+                  "properties.end_datetime")  # fmt: skip
 
 
 @dataclass
@@ -60,8 +71,12 @@ def _list(value: object, name: str) -> list[str]:
     return out
 
 
-def _bbox(value: object) -> tuple[float, float, float, float]:
-    parts: Sequence[object] = value.split(",") if isinstance(value, str) else value  # type: ignore[assignment]
+def _bbox(value: object, *, text: bool) -> tuple[float, float, float, float]:
+    if text != isinstance(value, str) or not isinstance(value, str | list):
+        raise BadRequest(
+            "bbox must be " + ("west,south,east,north" if text else "an array of 4 numbers")
+        )
+    parts: Sequence[object] = value.split(",") if isinstance(value, str) else value
     try:
         nums = [float(p) for p in parts]  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -71,15 +86,65 @@ def _bbox(value: object) -> tuple[float, float, float, float]:
     if len(nums) != 4:
         raise BadRequest("bbox must be four numbers: west,south,east,north")
     west, south, east, north = nums
-    if not (-90 <= south <= north <= 90) or not (-180 <= west <= 180 and -180 <= east <= 180):
-        raise BadRequest("bbox out of range: west,east in [-180,180], south <= north in [-90,90]")
+    if south > north:
+        raise BadRequest("bbox: south is above north")
     return west, south, east, north
+
+
+_GEOMETRIES = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2,
+               "Polygon": 2, "MultiPolygon": 3}  # fmt: skip
+
+
+def _intersects(value: object) -> tuple[float, float, float, float]:
+    """A GeoJSON geometry, answered by its bounding box: a dataset's extent is a box, so a
+    box intersecting the geometry's box is the test esg-search's `bbox` makes."""
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise BadRequest("intersects must be a GeoJSON geometry") from None
+    points: list[list[float]] = []
+    _positions(value, points, 0)
+    lons, lats = [p[0] for p in points], [p[1] for p in points]
+    return min(lons), min(lats), max(lons), max(lats)
+
+
+def _positions(value: object, points: list[list[float]], depth: int) -> None:
+    if not isinstance(value, dict) or value.get("type") not in (*_GEOMETRIES, "GeometryCollection"):
+        raise BadRequest(f"intersects must be a GeoJSON geometry ({', '.join(_GEOMETRIES)})")
+    if value["type"] == "GeometryCollection":
+        members = value.get("geometries")
+        if not isinstance(members, list) or not members or depth > 4:
+            raise BadRequest("intersects: a GeometryCollection needs geometries")
+        for member in members:
+            _positions(member, points, depth + 1)
+        return
+
+    def walk(coords: object, depth: int) -> None:
+        if not isinstance(coords, list) or not coords:
+            raise BadRequest("intersects: invalid coordinates")
+        if depth == 0:
+            if len(coords) < 2 or not all(isinstance(c, int | float) for c in coords):
+                raise BadRequest("intersects: a position is [longitude, latitude]")
+            points.append([float(coords[0]), float(coords[1])])
+            return
+        for inner in coords:
+            walk(inner, depth - 1)
+
+    walk(value.get("coordinates"), _GEOMETRIES[str(value["type"])])
+    if len(points) > 100_000:
+        raise BadRequest("intersects: at most 100000 positions")
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def _instant(text: str) -> str | None:
     if text in ("", ".."):
         return None
     try:
+        if not _RFC3339.fullmatch(text):
+            raise ValueError(text)
         datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise BadRequest(
@@ -126,7 +191,7 @@ def _offset(value: object) -> int:
 
 
 def _fields_text(value: str) -> Fields:
-    out = Fields()
+    out = Fields(from_default=True)
     for part in (p.strip() for p in value.split(",")):
         if part.startswith("-"):
             out.exclude.append(part[1:])
@@ -173,7 +238,9 @@ def from_get(params: Sequence[tuple[str, str]]) -> StacQuery:
         elif name == "ids":
             q.ids = _list(value, name)
         elif name == "bbox":
-            q.bbox = _bbox(value)
+            q.bbox = _bbox(value, text=True)
+        elif name == "intersects":
+            q.bbox = _intersects(value)
         elif name == "datetime":
             q.start, q.end = _datetime(value)
         elif name == "limit":
@@ -197,6 +264,8 @@ def from_get(params: Sequence[tuple[str, str]]) -> StacQuery:
             )
     if raw_filter is not None:
         q.filter = filters.parse(raw_filter, lang)
+    if "bbox" in seen and "intersects" in seen:
+        raise BadRequest("give bbox or intersects, not both")
     return q
 
 
@@ -211,13 +280,17 @@ def from_post(body: object) -> StacQuery:
     q = StacQuery()
     for name, value in body.items():
         if value is None:
+            if name == "fields":
+                raise BadRequest('fields must be {"include": [...], "exclude": [...]}')
             continue
         if name == "collections":
             q.collections = _list(value, name)
         elif name == "ids":
             q.ids = _list(value, name)
         elif name == "bbox":
-            q.bbox = _bbox(value)
+            q.bbox = _bbox(value, text=False)
+        elif name == "intersects":
+            q.bbox = _intersects(value)
         elif name == "datetime":
             q.start, q.end = _datetime(value)
         elif name == "limit":
@@ -232,17 +305,18 @@ def from_post(body: object) -> StacQuery:
             if not isinstance(value, dict):
                 raise BadRequest('fields must be {"include": [...], "exclude": [...]}')
             q.fields = Fields(
-                _list(value.get("include", []), "fields.include"),
-                _list(value.get("exclude", []), "fields.exclude"),
+                _list(value.get("include") or [], "fields.include"),
+                _list(value.get("exclude") or [], "fields.exclude"),
+                from_default="include" in value,
             )
         elif name == "sortby":
             q.sort_newest = _sortby(value)
         elif name == "filter-lang":
             continue
-        elif name == "intersects":
-            raise BadRequest("intersects is not supported: use bbox")
         else:
             raise BadRequest(f"unsupported search field {name!r}")
+    if body.get("bbox") is not None and body.get("intersects") is not None:
+        raise BadRequest("give bbox or intersects, not both")
     return q
 
 
@@ -374,26 +448,26 @@ def _ids_node(ids: list[str]) -> lucene.Node:
 
 
 def apply_fields(feature: dict[str, object], fields: Fields | None) -> dict[str, object]:
-    """The fields extension: `include` adds to the default set, `exclude` removes from the
-    whole item (include wins when a field is in both)."""
-    if fields is None or (not fields.include and not fields.exclude):
+    """The fields extension. Empty: the default set. `include`: only those fields (and the
+    item's id and type). `exclude` alone: the whole item without them (the default set
+    without them when an empty `include` was given). A field both included and excluded
+    stays, and so does an included field inside an excluded one."""
+    if fields is None:
         return feature
-    if fields.include:
-        keep = {"id", "type", "geometry", "bbox", "links", "assets", "stac_version",
-                "stac_extensions", "collection", "properties.datetime", *fields.include}  # fmt: skip
-        out: dict[str, object] = {}
-        for path in keep:
+    include, exclude = fields.include, fields.exclude
+    out: dict[str, object] = {}
+    if include:
+        for path in ("id", "type", "stac_version", "collection", *include):
+            _copy_path(feature, out, path)
+    elif not exclude or fields.from_default:
+        for path in DEFAULT_FIELDS:
             _copy_path(feature, out, path)
     else:
-        out = _deep_copy(feature)
-    for path in fields.exclude:
-        if path not in fields.include:
+        out = copy.deepcopy(feature)
+    for path in exclude:
+        if not any(i == path or i.startswith(path + ".") for i in include):
             _drop_path(out, path)
     return out
-
-
-def _deep_copy(value: dict[str, object]) -> dict[str, object]:
-    return copy.deepcopy(value)
 
 
 def _copy_path(src: Mapping[str, object], dst: dict[str, object], path: str) -> None:

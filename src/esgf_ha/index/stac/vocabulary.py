@@ -7,8 +7,6 @@ them; a few map to STAC's own properties (`start_datetime`, `updated`, `title`).
 
 from __future__ import annotations
 
-from esgf_ha.index.errors import BadRequest
-
 # the facets MetaGrid shows for each project, offered as collection summaries and page panels
 PROJECT_FACETS: dict[str, tuple[str, ...]] = {
     "CMIP6": (
@@ -88,10 +86,14 @@ def facets_of(project: str) -> tuple[str, ...]:
     return PROJECT_FACETS.get(project, DEFAULT_FACETS)
 
 
+ABSENT = "?"  # marks a property no record carries: a name the engine matches nothing on
+
+
 def field_of(prop: str, known: set[str]) -> str:
     """The record field a STAC property name refers to: `properties.cmip6:variable_id`,
     `cmip6:variable_id` and `variable_id` all name `variable_id`; `id` and `collection` are the
-    item's own. Raises BadRequest for a name no record carries."""
+    item's own. A name no record carries is absent from every item, as CQL2 treats a missing
+    property (it then compares as null): `ABSENT` + the name."""
     name = prop[len("properties.") :] if prop.startswith("properties.") else prop
     if name in ("id", "collection"):
         return name
@@ -101,6 +103,4 @@ def field_of(prop: str, known: set[str]) -> str:
         name = name.split(":", 1)[1]
     if name in known and name not in NOT_PROPERTIES:
         return name
-    raise BadRequest(
-        f"unknown property {prop!r}: the queryable properties are listed at /stac/queryables"
-    )
+    return ABSENT + prop
