@@ -101,6 +101,7 @@ async function render(state) {
     renderProjects(state, projectResult);
     renderFacets(state, facetNames, result.facet_counts.facet_fields);
     renderResults(state, result.response);
+    if (!performance.getEntriesByName("first-results").length) performance.mark("first-results");
     $("wget").href = `/esg-search/wget?${wgetQuery(state)}`;
   } catch (err) {
     if (mine !== generation) return;
