@@ -18,13 +18,13 @@ demo: $(STAMP)
 # Debian packages some tests drive for real: wget (the generated download scripts), BIND 9 and
 # dig (the DNS load balancer's RFC 2136 mode and its answers), nginx (the data node's nginx
 # mode and its benchmark), curl (that benchmark), iproute2 (a network namespace whose
-# resolver is our DNS, for an unmodified client) and unbound (a real recursive resolver in
-# front of a DNS server per site).
-SYSTEM_PACKAGES := wget bind9 bind9-dnsutils nginx-light curl iproute2 unbound
+# resolver is our DNS, for an unmodified client), unbound (a real recursive resolver in front of
+# a DNS server per site) and chromium with its driver (the search page's browser tests).
+SYSTEM_PACKAGES := wget bind9 bind9-dnsutils nginx-light curl iproute2 unbound chromium chromium-driver
 system-deps:
 	@command -v wget >/dev/null 2>&1 && command -v dig >/dev/null 2>&1 && test -x /usr/sbin/named && \
 	  test -x /usr/sbin/nginx && command -v curl >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 && \
-	  test -x /usr/sbin/unbound || \
+	  test -x /usr/sbin/unbound && test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; }
 
 clients-setup: $(STAMP)

@@ -290,7 +290,9 @@ _fuzz_text = st.text(alphabet=st.characters(codec="latin-1"), max_size=40)
         ["/thredds/fileServer/", "/thredds/dodsC/", "/thredds/catalog/", "/thredds/catalog/esgcet/"]
     ),
     path=st.lists(_fuzz_text, max_size=5),
-    suffix=st.sampled_from(["", ".nc", ".dds", ".dods", "/catalog.xml", ".xml"]),
+    suffix=st.sampled_from(
+        ["", ".nc", ".dds", ".dods", "/catalog.xml", ".xml", "/catalog.html", ".html"]
+    ),
     query=_fuzz_text,
     range_header=st.text(
         alphabet=st.characters(codec="latin-1", blacklist_categories=("Cc",)), max_size=40

@@ -9,6 +9,7 @@ import subprocess
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import fsspec
 import netCDF4
@@ -213,3 +214,43 @@ def test_wget_script_resumes_a_partial_file(site: Site, wget_script, tmp_path: P
     assert result.returncode == 0, result.stderr
     assert (work / site.public.files[0].name).read_bytes() == body
     assert _metric(site, ranged) == before + 1  # wget -c asked for the rest only
+
+
+def test_catalog_html_views(site: Site) -> None:
+    """catalog.html beside every catalog.xml, linking folders, files and their access URLs."""
+    instance = site.public.instance_id
+    rel = site.public.rels[0]
+    name = rel.rsplit("/", 1)[1]
+    with site.node.client() as c:
+        top = c.get("/thredds/catalog/catalog.html")
+        assert top.status_code == 200 and top.headers["content-type"].startswith("text/html")
+        assert (
+            'href="esgcet/catalog.html"' in top.text and f'href="{ROOT}/catalog.html"' in top.text
+        )
+        master = c.get("/thredds/catalog/esgcet/catalog.html")
+        assert master.status_code == 200
+        dataset_html = catalog_path(instance).removesuffix(".xml") + ".html"
+        assert f'href="{dataset_html.removeprefix("esgcet/")}"' in master.text
+        page = c.get(f"/thredds/catalog/{dataset_html}")
+        assert page.status_code == 200
+        file_id = f"{instance}.{name}"
+        assert f'href="?dataset={quote(file_id, safe="")}"' in page.text
+        assert "Kbytes" in page.text or "bytes" in page.text
+        leaf = c.get(f"/thredds/catalog/{dataset_html}", params={"dataset": file_id})
+        assert leaf.status_code == 200
+        http = f"/thredds/fileServer/{ROOT}/{rel}"
+        dap = f"/thredds/dodsC/{ROOT}/{rel}.html"
+        assert f'href="{http}"' in leaf.text and f'href="{dap}"' in leaf.text
+        assert c.get(http).content == site.public.paths[0].read_bytes()
+        assert c.get(dap).status_code == 200
+        missing = c.get(f"/thredds/catalog/{dataset_html}", params={"dataset": "nope"})
+        assert missing.status_code == 404
+        # directory listings too, down to a file's own page
+        rel_dir = rel.rsplit("/", 1)[0]
+        listing = c.get(f"/thredds/catalog/{ROOT}/{rel_dir}/catalog.html")
+        assert listing.status_code == 200 and name in listing.text
+        one = c.get(
+            f"/thredds/catalog/{ROOT}/{rel_dir}/catalog.html", params={"dataset": f"{ROOT}/{rel}"}
+        )
+        assert one.status_code == 200 and f'href="{http}"' in one.text
+        assert c.get(f"/thredds/catalog/{ROOT}/nowhere/catalog.html").status_code == 404

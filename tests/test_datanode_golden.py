@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from esgf_ha.datanode import catalog
+from esgf_ha.datanode import catalog, catalog_html
 from esgf_ha.records.build import FileInfo, build_records
 from esgf_ha.records.drs import CMIP6
 
@@ -46,8 +46,24 @@ def test_dataset_catalog_golden() -> None:
         index_node="esgf-index.example.org", root_name="esg_dataroot", opendap=True,
         extra={"realm": ["atmos"], "experiment_title": "a & <b> \"quoted\""},
     )  # fmt: skip
-    _check("dataset-catalog.xml", catalog.dataset_catalog(dataset, records, False))
+    xml = catalog.dataset_catalog(dataset, records, False)
+    _check("dataset-catalog.xml", xml)
     _check("file-catalog.xml", catalog.file_catalog(records[1], True))
+    _check("dataset-catalog.html", catalog_html.catalog_page(xml))
+    page = catalog_html.dataset_page(xml, str(records[0]["instance_id"]))
+    assert page is not None
+    _check("file-page.html", page)
+    # a file published without an OPeNDAP URL has no OPeNDAP access
+    _, plain = build_records(
+        CMIP6, FACETS, "20190222", files[:1], data_node="esgf-data.example.org",
+        index_node="esgf-index.example.org", root_name="esg_dataroot", opendap=False,
+    )  # fmt: skip
+    without = catalog.dataset_catalog(dataset, plain, False)
+    assert (
+        'serviceName="HTTPServer" urlPath=' in without and 'OpenDAPServer" urlPath' not in without
+    )
+    leaf = catalog_html.dataset_page(without, str(plain[0]["instance_id"]))
+    assert leaf is not None and "/thredds/fileServer/" in leaf and "/thredds/dodsC/" not in leaf
 
 
 def test_top_and_master_catalogs_golden() -> None:

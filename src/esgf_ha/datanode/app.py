@@ -29,7 +29,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from esgf_ha.common.auth import AuthError, TokenVerifier
-from esgf_ha.datanode import catalog, opendap
+from esgf_ha.datanode import catalog, catalog_html, opendap
 from esgf_ha.datanode.errors import (
     DataNodeError,
     NotFound,
@@ -252,12 +252,17 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
 
     async def catalogs(request: Request) -> Response:
         path: str = request.path_params["path"]
+        if path.endswith(".html"):
+            return await catalog_view(request, path.removesuffix(".html") + ".xml")
         if path == "esgcet/catalog.xml":
             return await master_catalog(request)
         if path.startswith("esgcet/") and path.endswith(".xml"):
             return await dataset_catalog(path, request.query_params.get("dataset"))
         if path == "catalog.xml":
             return await top_catalog(request)
+        return await directory_catalog(path)
+
+    async def directory_catalog(path: str) -> Response:
         if not path.endswith("/catalog.xml"):
             raise NotFound("catalogs end with catalog.xml or <instance_id>.xml")
         dir_path = path.removesuffix("/catalog.xml")
@@ -274,6 +279,47 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
             root in node.restricted,
         )
         return Response(body, media_type=catalog.XML_TYPE)
+
+    async def catalog_view(request: Request, xml_path: str) -> Response:
+        """`catalog.html` (and `<instance_id>.html`): the HTML view of the XML catalog."""
+        only = request.query_params.get("dataset")
+        if xml_path == "esgcet/catalog.xml":
+            if only is not None:
+                raise NotFound("the master catalog lists catalogs, not datasets")
+            return await master_view(request)
+        if xml_path.startswith("esgcet/"):
+            source = await dataset_catalog(xml_path, None)
+        elif xml_path == "catalog.xml":
+            source = await top_catalog(request)
+        else:
+            source = await directory_catalog(xml_path)
+        xml = bytes(source.body)
+        if only is None:
+            body = await anyio.to_thread.run_sync(catalog_html.catalog_page, xml)
+        else:
+            page = await anyio.to_thread.run_sync(catalog_html.dataset_page, xml, only)
+            if page is None:
+                raise NotFound(f"no dataset {only[:200]!r} in this catalog")
+            body = page
+        return Response(body, media_type=catalog_html.HTML_TYPE)
+
+    async def top_view(request: Request) -> Response:
+        return await catalog_view(request, "catalog.xml")
+
+    async def master_view(request: Request) -> Response:
+        if node.index is None:
+            raise NotFound("this data node has no index to list datasets from")
+        pages = node.index.dataset_ids(settings.data_node or request.headers.get("host"))
+        first: list[str] = await anext(pages, [])
+
+        async def body() -> AsyncIterator[str]:
+            yield catalog_html.master_head()
+            yield catalog_html.master_rows(first)
+            async for page in pages:
+                yield catalog_html.master_rows(page)
+            yield catalog_html.master_tail()
+
+        return StreamingResponse(body(), media_type=catalog_html.HTML_TYPE)
 
     async def master_catalog(request: Request) -> Response:
         if node.index is None:
@@ -384,6 +430,7 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
             "/thredds/fileServer/{path:path}", measured("fileServer", file_server), methods=get_head
         ),
         Route("/thredds/catalog/catalog.xml", measured("catalog", top_catalog), methods=get_head),
+        Route("/thredds/catalog/catalog.html", measured("catalog", top_view), methods=get_head),
         Route("/thredds/catalog/{path:path}", measured("catalog", catalogs), methods=get_head),
         Route("/thredds/dodsC/{path:path}", measured("dodsC", dods), methods=get_head),
         Route("/livez", livez, methods=get_head),

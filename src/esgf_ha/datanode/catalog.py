@@ -1,10 +1,13 @@
 """THREDDS catalogs (InvCatalog 1.0), rendered per request from index records or from the
 directory tree — nothing is built at start-up.
 
-Shape (spec §3.3/§3.5): services with name/serviceType/base under one Compound service; a
-`<metadata inherited="true"><serviceName>` on the top dataset so siphon finds both access
-URLs; `urlPath` plus the legacy `serviceName` attribute on file datasets; `name` and `ID` on
-every dataset; `xlink:title` and `xlink:href` on every catalogRef."""
+Shape (spec §3.3/§3.5), as a THREDDS server writes catalogs when it serves them: services with
+name/serviceType/base under one Compound service; a `<metadata inherited="true"><serviceName>`
+on the top dataset; on every file dataset `urlPath` (plus the legacy `serviceName` attribute),
+one `<access serviceName=… urlPath=…>` element per service the file is published with
+(OPeNDAP only for files published with an OPeNDAP URL) and its size in THREDDS units
+(`<dataSize units="Kbytes">40.94</dataSize>`); `name` and `ID` on every dataset; `xlink:title`
+and `xlink:href` on every catalogRef. The HTML views are `catalog_html.py`."""
 
 from __future__ import annotations
 
@@ -121,6 +124,27 @@ def _file_url_path(rec: dict[str, Any]) -> str | None:
     return None
 
 
+_UNITS = ("bytes", "Kbytes", "Mbytes", "Gbytes", "Tbytes")
+
+
+def data_size(size: object) -> str:
+    """`<dataSize>` as THREDDS writes it: decimal units, four significant digits."""
+    try:
+        value = float(str(size))
+    except ValueError:
+        return ""
+    unit = 0
+    while value >= 1000 and unit < len(_UNITS) - 1:
+        value /= 1000
+        unit += 1
+    text = str(int(value)) if unit == 0 else f"{value:.4g}"
+    return f'<dataSize units="{_UNITS[unit]}">{text}</dataSize>'
+
+
+def _has_opendap(rec: dict[str, Any]) -> bool:
+    return any(str(u).endswith("|OPENDAP") for u in rec.get("url") or [])
+
+
 def _file_dataset(rec: dict[str, Any], metadata: str = "") -> list[str]:
     url_path = _file_url_path(rec)
     if url_path is None:
@@ -143,17 +167,26 @@ def _file_dataset(rec: dict[str, Any], metadata: str = "") -> list[str]:
         ("checksum_type", first(rec.get("checksum_type")) or ""),
     ]
     out.extend("  " + _prop(k, v) for k, v in fprops if v != "")
-    out.append(f'      <dataSize units="bytes">{escape(str(size))}</dataSize>\n')
+    out.append(f'      <access serviceName="HTTPServer" urlPath={quoteattr(url_path)}/>\n')
+    if _has_opendap(rec):
+        out.append(f'      <access serviceName="OpenDAPServer" urlPath={quoteattr(url_path)}/>\n')
+    sized = data_size(size)
+    if sized:
+        out.append(f"      {sized}\n")
+    if mod:
+        out.append(f'      <date type="modified">{escape(_iso(mod))}</date>\n')
     out.append("    </dataset>\n")
     return out
+
+
+def _iso(mod: str) -> str:
+    return mod.replace(" ", "T") + ("Z" if mod and not mod.endswith("Z") else "")
 
 
 def file_catalog(rec: dict[str, Any], requires_auth: bool) -> str:
     """One file of a dataset catalog alone (TDS's `?dataset=<ID>` subset, which
     thredds_crawler asks for every leaf)."""
-    metadata = (
-        '      <metadata inherited="true"><serviceName>fileservice</serviceName></metadata>\n'
-    )
+    metadata = '      <metadata inherited="true"><serviceName>HTTPServer</serviceName></metadata>\n'
     out = [_HEAD.format(name=quoteattr(str(rec.get("instance_id", "")))), _services(requires_auth)]
     out.extend(_file_dataset(rec, metadata))
     out.append("</catalog>\n")
@@ -176,7 +209,8 @@ def dataset_catalog(
             continue
         for v in value if isinstance(value, list) else [value]:
             out.append(_prop(key, v))
-    out.append('    <metadata inherited="true">\n      <serviceName>fileservice</serviceName>\n')
+    # files name their services in <access> elements; the inherited one is what they all have
+    out.append('    <metadata inherited="true">\n      <serviceName>HTTPServer</serviceName>\n')
     out.append("      <dataType>Grid</dataType>\n      <dataFormat>NetCDF</dataFormat>\n")
     out.append("    </metadata>\n")
     for rec in sorted(files, key=lambda r: str(r.get("title", ""))):
@@ -216,7 +250,7 @@ def directory_catalog(
             out.append(
                 f"    <dataset name={quoteattr(entry.name)} ID={quoteattr(here + '/' + entry.name)}"
                 f" urlPath={quoteattr(here + '/' + entry.name)}>\n"
-                f'      <dataSize units="bytes">{st.st_size}</dataSize>\n'
+                f"      {data_size(st.st_size)}\n"
                 f'      <date type="modified">{mod}</date>\n'
                 "    </dataset>\n"
             )

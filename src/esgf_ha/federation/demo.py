@@ -239,6 +239,9 @@ The same search at each site (every site holds the same records and files):
   curl 'http://{b}:{INDEX_PORT}/esg-search/search?project=CMIP6&limit=0&format=application/solr%2Bjson'
   curl 'http://{c}:{DATA_PORT}/thredds/catalog/catalog.xml'
 
+In a browser, the search page of any site, and its STAC API (pystac-client: Client.open(URL)):
+  http://{a}:{INDEX_PORT}/    http://{a}:{INDEX_PORT}/stac
+
 esgf-pyclient:
   from pyesgf.search import SearchConnection
   conn = SearchConnection('http://{b}:{INDEX_PORT}/esg-search', distrib=False)

@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from esgf_ha import __version__
 from esgf_ha.common.auth import AuthError, Principal, TokenVerifier
-from esgf_ha.index import openapi, wget, ws_xml
+from esgf_ha.index import openapi, web, wget, ws_xml
 from esgf_ha.index.binding import Binding
 from esgf_ha.index.bootstrap import SEQ_HEADER, make_snapshot
 from esgf_ha.index.changes import MAX_LIMIT, MAX_WAIT, ChangeFeed, ChangesQuery, encode_changes
@@ -51,6 +51,7 @@ from esgf_ha.index.render import JSON_TYPE, XML_TYPE, render_json, render_xml
 from esgf_ha.index.search_errors import error_response
 from esgf_ha.index.service import IndexService
 from esgf_ha.index.settings import IndexSettings
+from esgf_ha.index.stac import routes as stac_routes
 
 log = logging.getLogger("esgf_ha.index.http")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -609,6 +610,10 @@ def create_app(
     add("/readyz", "readyz", readyz, J, ["GET"])
     add("/metrics", "metrics", prometheus, J, ["GET"])
     add("/openapi.json", "openapi", openapi_doc, J, ["GET"])
+    for path, name, handler, methods in stac_routes.endpoints(service):
+        add(path, name, handler, stac_routes.error_response, methods)
+    for path, name, handler, methods in web.endpoints():
+        add(path, name, handler, J, methods)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
