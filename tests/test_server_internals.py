@@ -37,7 +37,7 @@ def test_sendfile_protocol_reaches_the_request_with_h11_state() -> None:
 
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn_config(app, None, SendfileProtocol))
-    assert hasattr(server, "handle_exit"), "uvicorn.Server.handle_exit is gone (add_exit_hooks)"
+    assert hasattr(server, "handle_exit"), "uvicorn.Server.handle_exit is gone (graceful stop)"
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])))
     thread.start()
     try:

@@ -11,6 +11,7 @@ import click
 from esgf_ha.common.logs import setup_logging
 
 if TYPE_CHECKING:
+    from esgf_ha.common.server import Shutdown
     from esgf_ha.common.tls import TLSFiles
 
 
@@ -78,8 +79,42 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def shutdown_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--drain-seconds and --grace-seconds: how the service stops on SIGTERM."""
+    for option in reversed(
+        [
+            click.option(
+                "--drain-seconds",
+                type=click.FloatRange(0, 600),
+                default=0.0,
+                show_default=True,
+                envvar="ESGF_HA_DRAIN_SECONDS",
+                help="on SIGTERM, answer /readyz 503 but keep serving this long, so health "
+                "checks and the DNS move users away first [env ESGF_HA_DRAIN_SECONDS]",
+            ),
+            click.option(
+                "--grace-seconds",
+                type=click.FloatRange(1, 3600),
+                default=20.0,
+                show_default=True,
+                envvar="ESGF_HA_GRACE_SECONDS",
+                help="then wait this long for requests in flight before cancelling them "
+                "[env ESGF_HA_GRACE_SECONDS]",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def shutdown_of(drain_seconds: float, grace_seconds: float) -> Shutdown:
+    from esgf_ha.common.server import Shutdown
+
+    return Shutdown(drain=drain_seconds, grace=grace_seconds)
 
 
 def server_tls(
@@ -201,6 +236,7 @@ The chosen address (useful with port 0) is logged and written to
     "[default: 30]",
 )
 @connection_options
+@shutdown_options
 @click.option("--log-level", default="info", show_default=True)
 def serve_index(
     role: str,
@@ -222,6 +258,8 @@ def serve_index(
     search_timeout: float | None,
     header_timeout: float | None,
     max_connections: int | None,
+    drain_seconds: float,
+    grace_seconds: float,
     log_level: str,
 ) -> None:
     """Serve the ESGF search API (and, on the master, publication)."""
@@ -308,6 +346,7 @@ def serve_index(
             state_dir=state_dir,
             tls=tls_files,
             limits=ConnectionLimits(settings.header_timeout, settings.max_connections),
+            shutdown=shutdown_of(drain_seconds, grace_seconds),
         )
     finally:
         if follower is not None:
@@ -417,6 +456,7 @@ written to <state-dir>/data.endpoint.json.
     "(with --write-nginx-config; default: system locations)",
 )
 @connection_options
+@shutdown_options
 @click.option("--log-level", default="info", show_default=True)
 def serve_data(
     state_dir: Path,
@@ -438,6 +478,8 @@ def serve_data(
     nginx_dir: Path | None,
     header_timeout: float | None,
     max_connections: int | None,
+    drain_seconds: float,
+    grace_seconds: float,
     log_level: str,
 ) -> None:
     """Serve data files, THREDDS catalogs and OPeNDAP from DRS directory trees."""
@@ -521,4 +563,5 @@ def serve_data(
         tls=tls_files,
         protocol=SendfileProtocol,
         limits=ConnectionLimits(settings.header_timeout, settings.max_connections),
+        shutdown=shutdown_of(drain_seconds, grace_seconds),
     )
