@@ -7,16 +7,32 @@ in test_kubernetes_play.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+import dns.exception
+import dns.message
+import dns.query
+import httpx
 import kubernetes_validate
 import pytest
+import yaml
 
 from esgf_ha.cli.main import cli
 from tests.kube_manifests import (
+    KUBERNETES_DIR,
     LONG_RUNNING,
     OVERLAYS,
     VAR_REF,
@@ -29,6 +45,7 @@ from tests.kube_manifests import (
     render,
     workloads,
 )
+from tests.kube_play import PlayPlan
 
 KUBERNETES_VERSION = "1.30"
 MASTER_CLIENT = "esgf-ha/master-client"
@@ -409,6 +426,27 @@ def test_every_referenced_secret_and_config_map_exists(rendered: dict[str, list[
         assert generated <= used, f"{overlay}: unused {sorted(generated - used)}"
 
 
+def test_secret_values_passed_as_arguments_are_single_tokens(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    """A Secret value that reaches an argument (the publisher's --token) keeps no newline or
+    space: it would end up inside an HTTP header."""
+    checked = 0
+    for overlay, obj in all_objects(rendered):
+        if obj["kind"] not in ("Deployment", "StatefulSet", "Job", "CronJob"):
+            continue
+        secrets = {o["metadata"]["name"]: o for o in rendered[overlay] if o["kind"] == "Secret"}
+        for c in containers(pod_spec(obj)):
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref is None:
+                    continue
+                value = base64.b64decode(secrets[ref["name"]]["data"][ref["key"]]).decode()
+                assert value and value == value.strip() and " " not in value, where(overlay, obj)
+                checked += 1
+    assert checked >= 2
+
+
 def test_services_and_ingresses_reach_pods(rendered: dict[str, list[Obj]]) -> None:
     for overlay, objs in rendered.items():
         pods = [o for o in objs if o["kind"] in LONG_RUNNING]
@@ -537,8 +575,282 @@ def test_a_site_joins_the_federation_config_it_carries(
     config = load_config(path)
     (settings,) = [o for o in site if o["kind"] == "ConfigMap" and "SITE_NAME" in o.get("data", {})]
     assert settings["data"]["SITE_NAME"] in {s.name for s in config.sites}
-    dns = find(site, "Deployment", "esgf-ha-dns")
-    ports = {p["containerPort"] for p in pod_spec(dns)["containers"][0]["ports"]}
+    balancer = find(site, "Deployment", "esgf-ha-dns")
+    ports = {p["containerPort"] for p in pod_spec(balancer)["containers"][0]["ports"]}
     assert {config.dns.port, config.dns.http_port} == ports
     # an unprivileged port: the container has no capability to bind below 1024
     assert config.dns.port >= 1024
+
+
+# -- podman kube play: a master and one site ---------------------------------------------------
+
+IMAGE = "localhost/esgf-ha:dev"
+PREFIX = "esgfkt"
+MASTER_IP = "127.0.15.1"
+SITE_IP = "127.0.15.2"
+DNS_IP = "127.0.15.3"
+ZONE = "esgf.example.org."
+
+
+class Podman:
+    """The podman CLI with the project's containers.conf, and what the test made with it."""
+
+    def __init__(self) -> None:
+        conf = KUBERNETES_DIR.parent / "container" / "containers.conf"
+        self.env = dict(os.environ)
+        if conf.exists():
+            self.env["CONTAINERS_CONF"] = str(conf)
+
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["podman", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
+
+    def leftovers(self) -> dict[str, set[str]]:
+        return {
+            "pods": {
+                n
+                for n in self("pod", "ls", "--format", "{{.Name}}").stdout.split()
+                if n.startswith(PREFIX)
+            },
+            "containers": {
+                n
+                for n in self("ps", "-a", "--format", "{{.Names}}").stdout.split()
+                if n.startswith(PREFIX)
+            },
+            "volumes": {
+                n
+                for n in self("volume", "ls", "--format", "{{.Name}}").stdout.split()
+                if n.startswith(PREFIX)
+            },
+            "networks": {
+                n
+                for n in self("network", "ls", "--format", "{{.Name}}").stdout.split()
+                if n.startswith(PREFIX)
+            },
+        }
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, dns.exception.Timeout, ConnectionError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _ready(url: str) -> bool:
+    return httpx.get(url + "/readyz", timeout=3).status_code == 200
+
+
+def _data_volume_tar(tmp: Path, owner: int) -> Path:
+    """Sample netCDF files in the DRS tree, as a tar owned by the pods' fsGroup."""
+    root = tmp / "data"
+    subprocess.run(
+        [sys.executable, "-m", "esgf_ha", "sample-data", str(root), "--project", "CMIP6",
+         "--datasets", "2", "--files-per-version", "1"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    tar = tmp / "data.tar"
+
+    def own(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = owner
+        info.uname = info.gname = ""
+        return info
+
+    with tarfile.open(tar, "w") as out:
+        for child in sorted(root.iterdir()):
+            out.add(child, arcname=child.name, filter=own)
+    return tar
+
+
+def _check_probes(podman: Podman, pod: Obj, workload: Obj, host_ip: str) -> int:
+    """Run every probe of POD's containers the way the kubelet would; return how many."""
+    count = 0
+    for c, rendered in zip(
+        pod["spec"]["containers"], pod_spec(workload)["containers"], strict=True
+    ):
+        ports = {p["name"]: p["containerPort"] for p in rendered.get("ports", [])}
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+            probe = c.get(kind)
+            if probe is None:
+                continue
+            count += 1
+            at = f"{pod['metadata']['name']}/{c['name']} {kind}"
+            if "httpGet" in probe:
+                port = probe["httpGet"]["port"]
+                port = ports[port] if isinstance(port, str) else port
+                r = httpx.get(
+                    f"http://{host_ip}:{port}{probe['httpGet']['path']}",
+                    timeout=probe.get("timeoutSeconds", 1),
+                )
+                assert 200 <= r.status_code < 400, f"{at}: {r.status_code} {r.text}"
+            else:
+                container = f"{pod['metadata']['name']}-{c['name']}"
+                done = podman("exec", container, *probe["exec"]["command"], check=False)
+                assert done.returncode == 0, f"{at}: {done.stdout}{done.stderr}"
+    return count
+
+
+@pytest.mark.containers
+def test_master_and_site_workloads_play_in_podman(tmp_path: Path) -> None:
+    podman = Podman()
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed (make system-deps installs it)")
+    if podman("image", "exists", IMAGE, check=False).returncode != 0:
+        pytest.fail(f"{IMAGE} is not built: run `make image` first")
+    assert not any(podman.leftovers().values()), f"left from an earlier run: {podman.leftovers()}"
+
+    tree = prepare_tree(tmp_path)
+    site_dir = tree / "overlays" / "site"
+    # this machine's loopback addresses stand for the site's and the balancer's public ones
+    federation = yaml.safe_load((site_dir / "federation.yaml").read_text())
+    federation["master"]["address"] = MASTER_IP
+    federation["sites"] = [federation["sites"][0] | {"address": SITE_IP}]
+    federation["dns"]["address"] = DNS_IP
+    (site_dir / "federation.yaml").write_text(yaml.safe_dump(federation))
+    env = (site_dir / "site.env").read_text()
+    env = re.sub(r"(?m)^DATA_NODE=.*$", f"DATA_NODE={SITE_IP}:8081", env)
+    env = re.sub(r"(?m)^DATA_NODE_URL=.*$", f"DATA_NODE_URL=http://{SITE_IP}:8081", env)
+    (site_dir / "site.env").write_text(env)
+    rendered = {name: render(tree / "overlays" / name) for name in OVERLAYS}
+
+    plan = PlayPlan(rendered, PREFIX, tmp_path / "secrets")
+    site = rendered["site"]
+    workloads_played = {
+        "master": find(rendered["master"], "StatefulSet", "esgf-ha-index"),
+        "index": find(site, "StatefulSet", "esgf-ha-index"),
+        "data": find(site, "Deployment", "esgf-ha-data"),
+        "replicator": find(site, "Deployment", "esgf-ha-replicator"),
+        "balancer": find(site, "Deployment", "esgf-ha-dns"),
+    }
+    master = plan.pod("master", workloads_played["master"], MASTER_IP)
+    index = plan.pod("site", workloads_played["index"], SITE_IP)
+    data = plan.pod("site", workloads_played["data"], SITE_IP)
+    replicator = plan.pod("site", workloads_played["replicator"], None)
+    # the balancer health-checks the sites' public addresses, which are the host's loopback
+    # here: it runs in the host's network, listening where federation.yaml says
+    balancer = plan.pod("site", workloads_played["balancer"], None, host_network=True)
+    publisher = plan.pod("site", find(site, "Job", "esgf-ha-publish"), None)
+    data_claim = f"{PREFIX}-site-esgf-data"
+    network = f"{PREFIX}-net"
+    files: list[Path] = []
+
+    def play(name: str, *objs: Obj, on_network: bool = True) -> None:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump_all([*plan.config_maps, *objs]))
+        files.append(path)
+        # --network would override the balancer's hostNetwork
+        where = ["--network", network] if on_network else []
+        done = podman("kube", "play", *where, str(path), check=False)
+        assert done.returncode == 0, done.stderr
+
+    try:
+        podman("network", "create", network)
+        for claim, owner in plan.claims.items():
+            podman("volume", "create", "--opt", f"o=uid={owner},gid={owner}", claim)
+        podman("volume", "import", data_claim, str(_data_volume_tar(tmp_path, 10001)))
+
+        play("master", master)
+        master_url = f"http://{MASTER_IP}:8080"
+        _wait_for("the master to be ready", lambda: _ready(master_url), 60)
+
+        play("site", index, data, replicator)
+        play("balancer", balancer, on_network=False)
+        site_url, data_url = f"http://{SITE_IP}:8080", f"http://{SITE_IP}:8081"
+        # the replica copies the master's snapshot, then reports ready
+        _wait_for("the site's replica to be ready", lambda: _ready(site_url), 90)
+        _wait_for("the data node to be ready", lambda: _ready(data_url), 60)
+
+        play("publish", publisher)
+        job = f"{publisher['metadata']['name']}-publish"
+        waited = podman("wait", job, timeout=300)
+        assert waited.stdout.strip() == "0", podman("logs", job, check=False).stderr
+        summary = podman("logs", job).stdout
+        assert '"published"' in summary or "published" in summary, summary
+
+        params = {"type": "Dataset", "format": "application/solr+json", "limit": 100}
+        on_master = httpx.get(f"{master_url}/esg-search/search", params=params).json()
+        assert on_master["response"]["numFound"] >= 2
+
+        def replicated() -> bool:
+            r = httpx.get(f"{site_url}/esg-search/search", params=params, timeout=5).json()
+            return bool(r["response"]["numFound"] == on_master["response"]["numFound"])
+
+        _wait_for("the publication to reach the site's replica", replicated, 30)
+
+        # a download through the data node's pod port, checked against the record
+        files_found = httpx.get(
+            f"{site_url}/esg-search/search",
+            params={"type": "File", "format": "application/solr+json", "limit": 1},
+        ).json()["response"]["docs"]
+        (record,) = files_found
+        url = next(u.split("|")[0] for u in record["url"] if u.endswith("|HTTPServer"))
+        path = "/thredds/" + url.split("/thredds/", 1)[1]
+        body = httpx.get(data_url + path, timeout=30)
+        assert body.status_code == 200
+        checksum = (
+            record["checksum"][0] if isinstance(record["checksum"], list) else record["checksum"]
+        )
+        assert hashlib.sha256(body.content).hexdigest() == checksum
+
+        # the balancer answers the federation's search name with the healthy site
+        def answered() -> bool:
+            query = dns.message.make_query("search." + ZONE, "A")
+            reply = dns.query.udp(query, DNS_IP, port=5353, timeout=2)
+            return [r.to_text() for rr in reply.answer for r in rr] == [SITE_IP]
+
+        _wait_for("the balancer to answer with the site", answered, 30)
+
+        # every probe of every long-running pod passes where the kubelet would run it
+        probes = sum(
+            _check_probes(podman, pod, workloads_played[key], ip)
+            for key, pod, ip in [("master", master, MASTER_IP), ("index", index, SITE_IP),
+                                 ("data", data, SITE_IP), ("balancer", balancer, DNS_IP),
+                                 ("replicator", replicator, "")]
+        )  # fmt: skip
+        assert probes == 14
+
+        # the containers run as rendered: non-root, read-only root, no capabilities
+        for pod in (master, index, data, replicator, balancer):
+            for c in pod["spec"]["containers"]:
+                name = f"{pod['metadata']['name']}-{c['name']}"
+                (info,) = json.loads(podman("container", "inspect", name).stdout)
+                assert info["State"]["Running"], name
+                assert info["HostConfig"]["ReadonlyRootfs"] is True, name
+                assert info["Config"]["User"].split(":")[0] == "10001", name
+                assert info["EffectiveCaps"] in (None, []), name
+                wrote = podman("exec", name, "esgf-ha", "sample-data", "/opt/x", check=False)
+                assert wrote.returncode != 0, f"{name}: wrote to its root file system"
+        # the data node sees the data root read-only; the replicator may write it
+        ro = podman("exec", f"{data['metadata']['name']}-data", "esgf-ha", "sample-data",
+                    "/esg/data/probe", check=False)  # fmt: skip
+        assert ro.returncode != 0
+    except AssertionError as exc:
+        # what the services said is what explains a failure here
+        logs = []
+        for pod in (master, index, data, replicator, balancer, publisher):
+            for c in pod["spec"]["containers"]:
+                name = f"{pod['metadata']['name']}-{c['name']}"
+                out = podman("logs", "--tail", "15", name, check=False)
+                logs.append(f"--- {name}\n{out.stdout}{out.stderr}")
+        raise AssertionError(f"{exc}\n" + "\n".join(logs)) from exc
+    finally:
+        for path in reversed(files):
+            podman("kube", "down", str(path), check=False, timeout=180)
+        for claim in [*plan.claims, *(c["metadata"]["name"] for c in plan.config_maps)]:
+            podman("volume", "rm", "--force", claim, check=False)
+        podman("network", "rm", "--force", network, check=False)
+    assert podman.leftovers() == {"pods": set(), "containers": set(), "volumes": set(),
+                                  "networks": set()}  # fmt: skip

@@ -43,13 +43,15 @@ if [ -f "$MASTER/secrets/token-signing.pem" ]; then
     cp "$MASTER/secrets/token-signing.pem" "$MASTER/secrets/token-signing.pub.pem" "$WORK/keys/"
 fi
 
-issue() {  # SUBJECT SCOPE... : a token signed by the master's key, on stdout
+issue() {  # SUBJECT SCOPE... : a token signed by the master's key, on stdout, without a newline
+    # (the publisher Job passes the token as an argument: a newline would end up in its header)
     subject=$1
     shift
     scopes=""
     for s in "$@"; do scopes="$scopes --scope $s"; done
     # shellcheck disable=SC2086  # ESGF_HA may be a command with arguments
-    $ESGF_HA token issue --state-dir "$WORK" --subject "$subject" --ttl "$TTL" $scopes
+    token=$($ESGF_HA token issue --state-dir "$WORK" --subject "$subject" --ttl "$TTL" $scopes)
+    printf '%s' "$token"
 }
 
 # the first token makes the key when there is none yet
