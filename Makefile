@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clients-setup system-deps bench clean
+.PHONY: demo test lint typecheck unit clients-setup system-deps bench clean image
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,12 +29,19 @@ clients-setup: $(STAMP)
 	bash tests/clients/setup_client_venvs.sh $(CURDIR)
 
 lint: $(STAMP)
+	$(BIN)/hadolint deploy/container/Containerfile
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 test: $(STAMP) system-deps clients-setup lint
 	$(BIN)/pytest -q
+
+# The OCI image localhost/esgf-ha:dev (deploy/container/). Installs podman, runc and
+# debootstrap when missing; the first build on a machine that reaches no registry also makes
+# the Debian base image with debootstrap (about 2 min), kept in podman's storage afterwards.
+image: $(STAMP)
+	deploy/container/build-image.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/search_bench.py --scale 100k

@@ -25,7 +25,7 @@ from esgf_ha.balancer.answers import KINDS, Zone, answer
 from esgf_ha.balancer.health import HealthChecker, SiteHealth
 from esgf_ha.balancer.rfc2136 import DynamicUpdater, UpdateFailed
 from esgf_ha.balancer.server import start_dns
-from esgf_ha.common.server import bind, url_of, uvicorn_config, write_endpoint
+from esgf_ha.common.server import Shutdown, bind, graceful, url_of, uvicorn_config, write_endpoint
 from esgf_ha.federation.config import FederationConfig
 
 log = logging.getLogger("esgf_ha.balancer")
@@ -155,7 +155,7 @@ class Balancer:
         )
 
     # -- running -------------------------------------------------------------------------------
-    async def run(self, state_dir: Path) -> None:
+    async def run(self, state_dir: Path, shutdown: Shutdown | None = None) -> None:
         tasks = [asyncio.create_task(self.checker.run(), name="health")]
         udp = tcp = None
         info: dict[str, object] = {}
@@ -168,7 +168,10 @@ class Balancer:
         else:
             tasks.append(asyncio.create_task(self._updates(), name="rfc2136"))
         sock = bind(self.config.dns.address, self.config.dns.http_port)
-        server = uvicorn.Server(uvicorn_config(self.app()))
+        app = self.app()
+        config = uvicorn_config(app)
+        server = uvicorn.Server(config)
+        config.app = graceful(server, app, shutdown or Shutdown())
         url = url_of(sock)
         write_endpoint(state_dir, "dns", {"url": url, **info})
         log.info("listening", extra={"service": "dns", "url": url})

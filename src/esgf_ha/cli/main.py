@@ -7,6 +7,7 @@ import click
 from esgf_ha import __version__
 from esgf_ha.cli.cert import cert
 from esgf_ha.cli.demo import demo
+from esgf_ha.cli.deploy import deploy
 from esgf_ha.cli.index_verify import index
 from esgf_ha.cli.mapfile import mapfile
 from esgf_ha.cli.publish import publish
@@ -50,6 +51,7 @@ cli.add_command(mapfile)
 cli.add_command(retract)
 cli.add_command(delete)
 cli.add_command(cert)
+cli.add_command(deploy)
 
 
 def main() -> None:

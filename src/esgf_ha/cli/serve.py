@@ -11,6 +11,7 @@ import click
 from esgf_ha.common.logs import setup_logging
 
 if TYPE_CHECKING:
+    from esgf_ha.common.server import Shutdown
     from esgf_ha.common.tls import TLSFiles
 
 
@@ -53,6 +54,40 @@ def tls_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ):
         func = option(func)
     return func
+
+
+def shutdown_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--drain-seconds and --grace-seconds: how the service stops on SIGTERM."""
+    for option in reversed(
+        [
+            click.option(
+                "--drain-seconds",
+                type=click.FloatRange(0, 600),
+                default=0.0,
+                show_default=True,
+                envvar="ESGF_HA_DRAIN_SECONDS",
+                help="on SIGTERM, answer /readyz 503 but keep serving this long, so health "
+                "checks and the DNS move users away first [env ESGF_HA_DRAIN_SECONDS]",
+            ),
+            click.option(
+                "--grace-seconds",
+                type=click.FloatRange(1, 3600),
+                default=20.0,
+                show_default=True,
+                envvar="ESGF_HA_GRACE_SECONDS",
+                help="then wait this long for requests in flight before cancelling them "
+                "[env ESGF_HA_GRACE_SECONDS]",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def shutdown_of(drain_seconds: float, grace_seconds: float) -> Shutdown:
+    from esgf_ha.common.server import Shutdown
+
+    return Shutdown(drain=drain_seconds, grace=grace_seconds)
 
 
 def server_tls(
@@ -144,6 +179,7 @@ The chosen address (useful with port 0) is logged and written to
     show_default=True,
     help="replica: /readyz fails when the known replication lag exceeds this many seconds",
 )
+@shutdown_options
 @click.option("--log-level", default="info", show_default=True)
 def serve_index(
     role: str,
@@ -160,6 +196,8 @@ def serve_index(
     token_file: Path | None,
     upstream_ca: Path | None,
     max_lag: float,
+    drain_seconds: float,
+    grace_seconds: float,
     log_level: str,
 ) -> None:
     """Serve the ESGF search API (and, on the master, publication)."""
@@ -224,7 +262,14 @@ def serve_index(
     if follower is not None:
         follower.start()
     try:
-        run(app, listen, name="index", state_dir=state_dir, tls=tls_files)
+        run(
+            app,
+            listen,
+            name="index",
+            state_dir=state_dir,
+            tls=tls_files,
+            shutdown=shutdown_of(drain_seconds, grace_seconds),
+        )
     finally:
         if follower is not None:
             follower.stop()
@@ -332,6 +377,7 @@ written to <state-dir>/data.endpoint.json.
     help="directory for nginx's pid file, temporary files and error log "
     "(with --write-nginx-config; default: system locations)",
 )
+@shutdown_options
 @click.option("--log-level", default="info", show_default=True)
 def serve_data(
     state_dir: Path,
@@ -351,6 +397,8 @@ def serve_data(
     write_nginx_config: Path | None,
     nginx_listen: str,
     nginx_dir: Path | None,
+    drain_seconds: float,
+    grace_seconds: float,
     log_level: str,
 ) -> None:
     """Serve data files, THREDDS catalogs and OPeNDAP from DRS directory trees."""
@@ -424,4 +472,12 @@ def serve_data(
         )
     node = DataNode(settings, index)
     app = create_app(node, verifier_for(settings))
-    run(app, listen, name="data", state_dir=state_dir, tls=tls_files, protocol=SendfileProtocol)
+    run(
+        app,
+        listen,
+        name="data",
+        state_dir=state_dir,
+        tls=tls_files,
+        protocol=SendfileProtocol,
+        shutdown=shutdown_of(drain_seconds, grace_seconds),
+    )

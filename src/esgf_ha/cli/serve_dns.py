@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from esgf_ha.cli.federation_option import federation_config
+from esgf_ha.cli.serve import shutdown_of, shutdown_options
 
 if TYPE_CHECKING:
     from esgf_ha.federation.config import FederationConfig
@@ -36,9 +37,15 @@ to the DNS server named in `dns.rfc2136` instead. The HTTP side's address is wri
     type=click.Path(path_type=Path),
     help="where to write the endpoint file (default: <config state_dir>/dns)",
 )
+@shutdown_options
 @click.option("--log-level", default="info", show_default=True)
 def serve_dns(
-    config: FederationConfig, config_path: Path, state_dir: Path | None, log_level: str
+    config: FederationConfig,
+    config_path: Path,
+    state_dir: Path | None,
+    drain_seconds: float,
+    grace_seconds: float,
+    log_level: str,
 ) -> None:
     """Answer the federation's service names with healthy sites only."""
     from esgf_ha.balancer.service import Balancer
@@ -50,4 +57,4 @@ def serve_dns(
     verify = trust_verify(config)
     balancer = Balancer(config, verify=verify)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(balancer.run(state))
+        asyncio.run(balancer.run(state, shutdown_of(drain_seconds, grace_seconds)))

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,20 +124,90 @@ def write_endpoint(state_dir: Path, name: str, info: dict[str, Any]) -> None:
     tmp.replace(endpoint)
 
 
-def add_exit_hooks(server: uvicorn.Server, app: Any) -> None:
-    """Run the app's `state.exit_hooks` as soon as a stop is asked for, before uvicorn waits
-    for open requests to finish (long-polls end at once instead of holding the shutdown)."""
-    exit_hooks = list(getattr(getattr(app, "state", None), "exit_hooks", []))
-    if not exit_hooks:
-        return
-    handle_exit = server.handle_exit
+@dataclass(frozen=True)
+class Shutdown:
+    """How a service stops on SIGTERM/SIGINT, so a rolling restart loses no request.
 
-    def on_exit(sig: int, frame: Any) -> None:
-        handle_exit(sig, frame)
+    1. `drain` seconds: `/readyz` answers 503 (health checkers, the DNS and orchestrators stop
+       sending users here) while every request is still served, each answer with
+       `Connection: close` so clients holding a kept-alive connection move elsewhere;
+    2. the listening socket closes and the requests in flight finish, for at most `grace`
+       seconds (then they are cancelled);
+    3. the process exits 0. A second signal skips what is left of the drain.
+    """
+
+    drain: float = 0.0
+    grace: float = 20.0
+
+
+class Draining:
+    """ASGI wrapper that answers `/readyz` with 503 and asks clients to close their connection
+    once a stop has begun; otherwise it passes everything through untouched."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.draining = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if not self.draining or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/readyz":
+            body = orjson.dumps({"ready": False, "reason": "shutting down"})
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def closing(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing)
+
+
+def graceful(server: uvicorn.Server, app: Any, shutdown: Shutdown) -> Draining:
+    """Wrap `app` and replace uvicorn's signal handling with the stop described in `Shutdown`.
+
+    The app's `state.exit_hooks` run as soon as a stop is asked for (long-polls end at once
+    instead of holding the shutdown). uvicorn's own handler re-raises the signal once it has
+    stopped, so the process would die of it; a clean stop here exits 0 instead."""
+    wrapped = Draining(app)
+    exit_hooks = list(getattr(getattr(app, "state", None), "exit_hooks", []))
+    server.config.timeout_graceful_shutdown = max(1, round(shutdown.grace))
+    timer: threading.Timer | None = None
+
+    def stop_now() -> None:
+        server.should_exit = True
+
+    def on_signal(sig: int, frame: Any) -> None:
+        nonlocal timer
+        if wrapped.draining:  # asked twice: stop without waiting for the rest of the drain
+            if timer is not None:
+                timer.cancel()
+            if server.should_exit:
+                server.force_exit = True
+            stop_now()
+            return
+        wrapped.draining = True
+        log.info("stopping", extra={"signal": signal.Signals(sig).name, "drain": shutdown.drain})
         for hook in exit_hooks:
             hook()
+        if shutdown.drain > 0:
+            timer = threading.Timer(shutdown.drain, stop_now)
+            timer.daemon = True
+            timer.start()
+        else:
+            stop_now()
 
-    server.handle_exit = on_exit  # type: ignore[method-assign]
+    server.handle_exit = on_signal  # type: ignore[method-assign]
+    return wrapped
 
 
 def serve(
@@ -145,12 +218,14 @@ def serve(
     state_dir: Path,
     tls: TLSFiles | None = None,
     protocol: type[H11Protocol] = PeerCertProtocol,
+    shutdown: Shutdown | None = None,
 ) -> None:
     host, port = parse_listen(listen)
     sock = bind(host, port)
     url = url_of(sock, tls is not None)
-    server = uvicorn.Server(uvicorn_config(app, tls, protocol))
-    add_exit_hooks(server, app)
+    config = uvicorn_config(app, tls, protocol)
+    server = uvicorn.Server(config)
+    config.app = graceful(server, app, shutdown or Shutdown())
     write_endpoint(state_dir, name, {"url": url, "ca": str(tls.ca) if tls else None})
     log.info("listening", extra={"service": name, "url": url})
     server.run(sockets=[sock])
