@@ -330,7 +330,8 @@ def _check_files_agree(ds: DatasetVersion) -> None:
     """Files of one dataset version that share a tracking_id.
 
     Published CMIP6 data has them (time-split files written from one source file whose
-    tracking_id was kept), and esgcet publishes them, so they are published with a warning.
+    tracking_id was kept). The federation holds such versions, so they are published, with a
+    warning (esgcet 5.5.3 refuses them, which leaves a site unable to publish them at all).
     The same file twice (same tracking_id, size and checksum: a copy under another name)
     would publish the same data twice, and is refused."""
     seen: dict[str, ScannedFile] = {}
