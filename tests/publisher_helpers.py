@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from click.testing import CliRunner, Result
 
 from esgf_ha.cli.main import cli
 from tests.servers import IndexServer
 
 ROOT_NAME = "esg_dataroot"
+REAL_DATA_PACKAGE = "esmvaltool_sample_data"  # real CMIP6 files, in the `test` extra
 
 
 def esgf_ha(*args: str) -> Result:
@@ -108,3 +111,17 @@ def seq(server: IndexServer) -> int:
 def one(record: dict, name: str) -> Any:
     value = record.get(name)
     return value[0] if isinstance(value, list) else value
+
+
+def real_root() -> Path:
+    """The DRS root of the real CMIP6 files, found without importing their package (its
+    module imports iris, which the publisher does not need)."""
+    spec = importlib.util.find_spec(REAL_DATA_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail(
+            f"{REAL_DATA_PACKAGE} is missing: install the test extra (pip install -e '.[test]')",
+            pytrace=False,
+        )
+    root = Path(next(iter(spec.submodule_search_locations))) / "data" / "timeseries"
+    assert (root / "CMIP6").is_dir(), root
+    return root

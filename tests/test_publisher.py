@@ -3,17 +3,22 @@ versions, mapfiles, bad input, retract/delete, an unreachable or restarting mast
 
 from __future__ import annotations
 
+import copy
+import multiprocessing
+import pickle
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import netCDF4
 import pytest
 
 from esgf_ha.publisher.checksums import file_checksum
+from esgf_ha.records.drs import PROJECTS
 from tests.publisher_helpers import (
     ROOT_NAME,
     docs,
@@ -271,6 +276,47 @@ def test_root_reached_through_a_symlink(master: IndexServer, tmp_path: Path):
     victim.symlink_to(outside)
     code, summary = publish(master, link, "dn-linked-root2.example.org", str(link / "CMIP6"))
     assert code == 1 and [e["kind"] for e in summary["file_errors"]] == ["OutsideRoot"], summary
+
+
+def test_a_file_named_twice_is_published_once(tmp_path: Path):
+    """Overlapping paths or a repeated mapfile line name the same file twice: it is one file
+    (not two files sharing a tracking_id, nor a copy); two mapfile lines for one file that
+    disagree are refused."""
+    data, node = tmp_path / "data", "dn-twice.example.org"
+    make_samples(data, "CMIP6", 2, 61, "--files-per-version", "2")
+    files = sorted(data.rglob("*.nc"))
+    code, once = publish(None, data, node, "--dry-run", str(data))
+    assert code == 0
+    inner = files[0].parents[4]  # an experiment directory inside the tree
+    code, twice = publish(None, data, node, "--dry-run", str(data), str(inner), str(files[0]))
+    assert code == 0 and not twice["warnings"] and not twice["file_errors"], twice
+    assert twice["records"] == once["records"]
+
+    result = esgf_ha("mapfile", "--root", f"{ROOT_NAME}={data}", str(data))
+    lines = result.stdout.splitlines()
+    repeated = tmp_path / "repeated.map"
+    repeated.write_text("\n".join(lines + lines[:1]) + "\n")
+    code, mapped = publish(None, data, node, "--dry-run", "--mapfile", str(repeated))
+    assert code == 0 and mapped["records"] == once["records"], mapped
+    head, path, size, mtime, *rest = lines[0].split(" | ")
+    conflicting = tmp_path / "conflicting.map"
+    other = " | ".join([head, path, size, "mod_time=1.0", *rest])
+    conflicting.write_text("\n".join([*lines, other]) + "\n")
+    code, refused = publish(None, data, node, "--dry-run", "--mapfile", str(conflicting))
+    assert code == 1, refused
+    assert [e["path"] for e in refused["file_errors"]] == [path]
+    assert "listed twice" in refused["file_errors"][0]["error"]
+    assert len(refused["failed"]) == 1
+
+
+@pytest.mark.parametrize("name", sorted(PROJECTS))
+def test_projects_come_back_from_a_worker_process_as_themselves(name: str):
+    """What the file-reading workers send back names the project; the parent gets its own
+    project object, so any comparison (`is` or `==`) holds."""
+    project = PROJECTS[name]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(copy.copy, project).result() is project
+    assert pickle.loads(pickle.dumps(project)) is project
 
 
 def test_new_version_directory_becomes_latest(master: IndexServer, tmp_path: Path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -20,7 +21,16 @@ import orjson
 import pytest
 
 from esgf_ha.records.drs import CMIP6
-from tests.publisher_helpers import ROOT_NAME, docs, esgf_ha, http_url, make_samples, one, publish
+from tests.publisher_helpers import (
+    ROOT_NAME,
+    docs,
+    esgf_ha,
+    http_url,
+    make_samples,
+    one,
+    publish,
+    real_root,
+)
 from tests.servers import IndexServer
 
 VENV = Path(__file__).resolve().parents[1] / ".venv-clients" / "esgcet"
@@ -79,8 +89,11 @@ FILE_FIELDS = [
 ]
 
 
-def esgpublish(index: IndexServer, mapfile: Path, data: Path, workdir: Path) -> str:
-    """Run the real esgpublish on one mapfile; returns its output."""
+def esgpublish(
+    index: IndexServer, mapfile: Path, data: Path, workdir: Path, *, ok: bool = True
+) -> str:
+    """Run the real esgpublish on one mapfile; returns its output. `ok=False`: it must
+    refuse the mapfile."""
     python = VENV / "bin" / "python"
     if not python.exists():
         pytest.fail(f"{VENV} is missing: run `make clients-setup`", pytrace=False)
@@ -113,6 +126,9 @@ def esgpublish(index: IndexServer, mapfile: Path, data: Path, workdir: Path) -> 
     ]
     proc = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True, timeout=240)
     output = proc.stdout + proc.stderr
+    if not ok:
+        assert proc.returncode != 0 and "PUB_STATUS=PASS" not in output, output[-4000:]
+        return output
     assert proc.returncode == 0, output[-4000:]
     assert "PUB_STATUS=PASS" in output and "SSL error" not in output, output[-4000:]
     return output
@@ -185,6 +201,64 @@ def test_esgpublish_and_esgf_ha_publish_answer_searches_alike(
             d["id"] for d in b["response"]["docs"]
         )
         assert a.get("facet_counts") == b.get("facet_counts"), params
+
+
+# real CMIP6 versions of four centres: one to seven files; gregorian, 360_day, 365_day and
+# julian calendars; gn, gr and gr1 grids; Amon and day; GFDL-CM4's frequency "monC"
+REAL_VERSIONS = [
+    "CMIP6/CMIP/MIROC/MIROC6/historical/r1i1p1f1/Amon/ta/gn/v20190311",
+    "CMIP6/CMIP/NIMS-KMA/KACE-1-0-G/historical/r1i1p1f1/day/ta/gr/v20191220",
+    "CMIP6/CMIP/NOAA-GFDL/GFDL-CM4/historical/r1i1p1f1/Amon/ta/gr1/v20180701",
+    "CMIP6/CMIP/CCCR-IITM/IITM-ESM/historical/r1i1p1f1/day/ta/gn/v20191226",
+]
+# NCAR's: both files of each version carry one tracking_id
+SHARED_TRACKING_ID = [
+    "CMIP6/CMIP/NCAR/CESM2-FV2/historical/r1i1p1f1/Amon/ta/gn/v20191120",
+    "CMIP6/CMIP/NCAR/CESM2-WACCM-FV2/historical/r1i1p1f1/Amon/ta/gn/v20191120",
+]
+
+
+@pytest.mark.clients
+def test_esgpublish_and_esgf_ha_publish_real_files_alike(
+    esgcet_master: IndexServer, our_master: IndexServer, tmp_path: Path
+) -> None:
+    """Real CMIP6 files: esgcet's records and ours agree; the versions whose files share a
+    tracking_id are refused by esgcet 5.5.3 and published by us, with a warning."""
+    real, data = real_root(), tmp_path / "data"
+    for rel in REAL_VERSIONS + SHARED_TRACKING_ID:
+        shutil.copytree(real / rel, data / rel)
+    maps = tmp_path / "maps"
+    result = esgf_ha("mapfile", "--root", f"{ROOT_NAME}={data}", "--outdir", str(maps), str(data))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("warning DuplicateTrackingId:") == len(SHARED_TRACKING_ID)
+    instance = {rel: ".".join(Path(rel).parts) for rel in REAL_VERSIONS + SHARED_TRACKING_ID}
+    for i, rel in enumerate(REAL_VERSIONS):
+        esgpublish(esgcet_master, maps / f"{instance[rel]}.map", data, tmp_path / f"esgcet-{i}")
+    for i, rel in enumerate(SHARED_TRACKING_ID):
+        refused = esgpublish(
+            esgcet_master, maps / f"{instance[rel]}.map", data, tmp_path / f"dup-{i}", ok=False
+        )
+        assert "Duplicate tracking_id" in refused, refused[-2000:]
+    code, summary = publish(our_master, data, DATA_NODE, str(data))
+    assert code == 0, summary
+    assert sorted(p.split("|")[0] for p in summary["published"]) == sorted(instance.values())
+    assert sorted(w["path"] for w in summary["warnings"]) == sorted(
+        str(sorted((data / rel).glob("*.nc"))[1]) for rel in SHARED_TRACKING_ID
+    )
+
+    theirs = {d["id"]: d for d in docs(esgcet_master, type="Dataset")}
+    ours = {d["id"]: d for d in docs(our_master, type="Dataset")}
+    assert sorted(i.split("|")[0] for i in theirs) == sorted(instance[r] for r in REAL_VERSIONS)
+    for dataset_id, doc in theirs.items():
+        assert comparable(ours[dataset_id], DATASET_FIELDS) == comparable(doc, DATASET_FIELDS)
+    their_files = {d["id"]: d for d in docs(esgcet_master, type="File")}
+    our_files = {d["id"]: d for d in docs(our_master, type="File")}
+    assert set(their_files) <= set(our_files)
+    for file_id, doc in their_files.items():
+        assert comparable(our_files[file_id], FILE_FIELDS) == comparable(doc, FILE_FIELDS)
+    for rel in SHARED_TRACKING_ID:
+        files = docs(our_master, type="File", dataset_id=f"{instance[rel]}|{DATA_NODE}")
+        assert len(files) == 2 and len({one(f, "tracking_id") for f in files}) == 1
 
 
 def _doc_xml(record: dict) -> bytes:

@@ -10,7 +10,6 @@ what they cover. The test reads them where pip put them and publishes them to a 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,27 +25,16 @@ from tests.publisher_helpers import (
     one,
     publish,
     publish_process,
+    real_root,
     sha256,
 )
 from tests.servers import IndexServer
 
-PACKAGE = "esmvaltool_sample_data"
 # the dataset versions whose two time-split files share one tracking_id in the published data
 SHARED_TRACKING_ID = {
     "CMIP6.CMIP.NCAR.CESM2-FV2.historical.r1i1p1f1.Amon.ta.gn.v20191120",
     "CMIP6.CMIP.NCAR.CESM2-WACCM-FV2.historical.r1i1p1f1.Amon.ta.gn.v20191120",
 }
-
-
-def real_root() -> Path:
-    """The package's DRS root, found without importing the package (its module imports
-    iris, which the publisher does not need)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail(f"{PACKAGE} is missing: install the test extra (pip install -e '.[test]')")
-    root = Path(next(iter(spec.submodule_search_locations))) / "data" / "timeseries"
-    assert (root / "CMIP6").is_dir(), root
-    return root
 
 
 @pytest.fixture(scope="module")

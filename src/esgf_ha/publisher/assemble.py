@@ -31,11 +31,17 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _text(value: object) -> str:
+    # real files carry attributes with stray leading/trailing blanks (CMOR pads some long
+    # texts); a facet value with them would never match a search for the plain value
+    return str(value).strip()
+
+
 def _copied(attrs: dict[str, object], table: dict[str, bool]) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, is_list in table.items():
         if name in attrs:
-            text = str(attrs[name])
+            text = _text(attrs[name])
             out[name] = text.split() if is_list else text
     return out
 
@@ -68,7 +74,7 @@ def _variable_fields(f: ScannedFile, variable: str) -> dict[str, object]:
         ("variable_units", "units"),
     ):
         if key in v:
-            out[field] = v[key]
+            out[field] = _text(v[key])
     return out
 
 
@@ -91,9 +97,9 @@ def dataset_records(
         extra.update(_copied(attrs, CMIP6_COPIED))
         extra.update(_variable_fields(first, ds.drs.facets["variable_id"]))
         if "experiment" in attrs:
-            extra["experiment_title"] = str(attrs["experiment"])
+            extra["experiment_title"] = _text(attrs["experiment"])
         if "title" in attrs:
-            extra["short_description"] = str(attrs["title"])
+            extra["short_description"] = _text(attrs["title"])
         extra["model_cohort"] = "Registered"
     else:
         extra.update(_copied(attrs, CMIP5_COPIED))
@@ -106,13 +112,13 @@ def dataset_records(
             ("variable_long_name", "long_name"),
             ("variable_units", "units"),
         ):
-            extra[field] = [by_var[v].header.variable.get(key, "") for v in variables]
+            extra[field] = [_text(by_var[v].header.variable.get(key, "")) for v in variables]
         extra["drs_id"] = ds.drs.master_id
         extra["format"] = "netCDF, " + str(attrs.get("Conventions", "CF"))
         if "experiment" in attrs:
-            extra["experiment_title"] = str(attrs["experiment"])
+            extra["experiment_title"] = _text(attrs["experiment"])
         if "title" in attrs:
-            extra["short_description"] = str(attrs["title"])
+            extra["short_description"] = _text(attrs["title"])
     for f in ds.files:
         per_file: dict[str, object] = {}
         if project != CMIP6:

@@ -247,8 +247,9 @@ def scan_iter(
             else:
                 work.append(_Job(found, None))
     # sorted paths keep each version directory's files together, so a dataset version is
-    # complete when the next one starts
-    work.sort(key=lambda job: str(job.path))
+    # complete when the next one starts; overlapping paths (`CMIP6` and `CMIP6/CMIP/NCAR`)
+    # or a mapfile line given twice name a file once
+    work = sorted(dict.fromkeys(work), key=lambda job: str(job.path))
     # file names end with their time range, so sorted files of a directory are in time
     # order: its first and last file give the directory's time extent
     for i, job in enumerate(work):
@@ -330,11 +331,19 @@ def _check_files_agree(ds: DatasetVersion) -> None:
     """Files of one dataset version that share a tracking_id.
 
     Published CMIP6 data has them (time-split files written from one source file whose
-    tracking_id was kept), and esgcet publishes them, so they are published with a warning.
+    tracking_id was kept). The federation holds such versions, so they are published, with a
+    warning (esgcet 5.5.3 refuses them, which leaves a site unable to publish them at all).
     The same file twice (same tracking_id, size and checksum: a copy under another name)
     would publish the same data twice, and is refused."""
     seen: dict[str, ScannedFile] = {}
+    paths: set[Path] = set()
     for f in ds.files:
+        if f.drs.path in paths:
+            ds.problems.append(
+                DRSMismatch(str(f.drs.path), "is listed twice, with different mapfile values")
+            )
+            continue
+        paths.add(f.drs.path)
         tid = str(f.header.attrs.get("tracking_id", ""))
         other = seen.setdefault(tid, f)
         if other is f:
