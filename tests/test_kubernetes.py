@@ -675,6 +675,11 @@ def _data_volume_tar(tmp: Path, owner: int) -> Path:
     return tar
 
 
+def _write(path: str) -> list[str]:
+    """A command that writes PATH inside a container (the image has Python, no shell)."""
+    return ["python3", "-I", "-c", f"open({path!r}, 'w').write('x')"]
+
+
 def _check_probes(podman: Podman, pod: Obj, workload: Obj, host_ip: str) -> int:
     """Run every probe of POD's containers the way the kubelet would; return how many."""
     count = 0
@@ -773,12 +778,23 @@ def test_master_and_site_workloads_play_in_podman(tmp_path: Path) -> None:
         _wait_for("the site's replica to be ready", lambda: _ready(site_url), 90)
         _wait_for("the data node to be ready", lambda: _ready(data_url), 60)
 
-        play("publish", publisher)
-        job = f"{publisher['metadata']['name']}-publish"
-        waited = podman("wait", job, timeout=300)
-        assert waited.stdout.strip() == "0", podman("logs", job, check=False).stderr
-        summary = podman("logs", job).stdout
-        assert '"published"' in summary or "published" in summary, summary
+        def run_publisher(name: str) -> dict[str, Any]:
+            play(name, publisher)
+            job = f"{publisher['metadata']['name']}-publish"
+            waited = podman("wait", job, timeout=300)
+            logs = podman("logs", job)
+            assert waited.stdout.strip() == "0", logs.stdout + logs.stderr
+            podman("kube", "down", str(files[-1]), timeout=180)
+            summary: dict[str, Any] = json.loads(logs.stdout)
+            return summary
+
+        first = run_publisher("publish")
+        assert len(first["published"]) == first["datasets"] >= 2 and not first["failed"]
+        seq = httpx.get(f"{master_url}/readyz").json()["seq"]
+        # the Job run again (a retry, the next CronJob run) publishes nothing twice
+        again = run_publisher("publish-again")
+        assert again["published"] == [] and len(again["unchanged"]) == first["datasets"]
+        assert httpx.get(f"{master_url}/readyz").json()["seq"] == seq
 
         params = {"type": "Dataset", "format": "application/solr+json", "limit": 100}
         on_master = httpx.get(f"{master_url}/esg-search/search", params=params).json()
@@ -831,12 +847,15 @@ def test_master_and_site_workloads_play_in_podman(tmp_path: Path) -> None:
                 assert info["HostConfig"]["ReadonlyRootfs"] is True, name
                 assert info["Config"]["User"].split(":")[0] == "10001", name
                 assert info["EffectiveCaps"] in (None, []), name
-                wrote = podman("exec", name, "esgf-ha", "sample-data", "/opt/x", check=False)
+                wrote = podman("exec", name, *_write("/opt/x"), check=False)
                 assert wrote.returncode != 0, f"{name}: wrote to its root file system"
+                scratch = podman("exec", name, *_write("/tmp/x"), check=False)
+                assert scratch.returncode == 0, f"{name}: no writable scratch: {scratch.stderr}"
         # the data node sees the data root read-only; the replicator may write it
-        ro = podman("exec", f"{data['metadata']['name']}-data", "esgf-ha", "sample-data",
-                    "/esg/data/probe", check=False)  # fmt: skip
-        assert ro.returncode != 0
+        data_node = f"{data['metadata']['name']}-data"
+        assert podman("exec", data_node, *_write("/esg/data/x"), check=False).returncode != 0
+        copier = f"{replicator['metadata']['name']}-replicator"
+        assert podman("exec", copier, *_write("/esg/data/x"), check=False).returncode == 0
     except AssertionError as exc:
         # what the services said is what explains a failure here
         logs = []
