@@ -637,6 +637,18 @@ class Podman:
             },
         }
 
+    def remove_leftovers(self) -> None:
+        """Remove what a run of this test that was killed midway left (all named PREFIX-…)."""
+        left = self.leftovers()
+        for pod in left["pods"]:
+            self("pod", "rm", "--force", pod, check=False)
+        for container in left["containers"]:
+            self("rm", "--force", container, check=False)
+        for volume in left["volumes"]:
+            self("volume", "rm", "--force", volume, check=False)
+        for network in left["networks"]:
+            self("network", "rm", "--force", network, check=False)
+
 
 def _wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
@@ -709,13 +721,14 @@ def _check_probes(podman: Podman, pod: Obj, workload: Obj, host_ip: str) -> int:
 
 
 @pytest.mark.containers
+@pytest.mark.timeout(600)
 def test_master_and_site_workloads_play_in_podman(tmp_path: Path) -> None:
     podman = Podman()
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed (make system-deps installs it)")
     if podman("image", "exists", IMAGE, check=False).returncode != 0:
         pytest.fail(f"{IMAGE} is not built: run `make image` first")
-    assert not any(podman.leftovers().values()), f"left from an earlier run: {podman.leftovers()}"
+    podman.remove_leftovers()
 
     tree = prepare_tree(tmp_path)
     site_dir = tree / "overlays" / "site"
@@ -871,5 +884,11 @@ def test_master_and_site_workloads_play_in_podman(tmp_path: Path) -> None:
         for claim in [*plan.claims, *(c["metadata"]["name"] for c in plan.config_maps)]:
             podman("volume", "rm", "--force", claim, check=False)
         podman("network", "rm", "--force", network, check=False)
-    assert podman.leftovers() == {"pods": set(), "containers": set(), "volumes": set(),
-                                  "networks": set()}  # fmt: skip
+    assert podman.leftovers() == {
+        "pods": set(),
+        "containers": set(),
+        "volumes": set(),
+        "networks": set(),
+    }
+    volumes = set(podman("volume", "ls", "--format", "{{.Name}}").stdout.split())
+    assert not volumes & {c["metadata"]["name"] for c in plan.config_maps}
