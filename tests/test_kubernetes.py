@@ -29,6 +29,8 @@ import httpx
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from esgf_ha.cli.main import cli
 from tests.kube_manifests import (
@@ -52,8 +54,12 @@ MASTER_CLIENT = "esgf-ha/master-client"
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Obj]]:
-    tree = prepare_tree(tmp_path_factory.mktemp("kube"))
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare_tree(tmp_path_factory.mktemp("kube"))
+
+
+@pytest.fixture(scope="module")
+def rendered(tree: Path) -> dict[str, list[Obj]]:
     return {name: render(tree / "overlays" / name) for name in OVERLAYS}
 
 
@@ -139,6 +145,35 @@ def test_the_schema_check_rejects_what_the_api_server_would() -> None:
     }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_make_secrets_keeps_the_key_so_earlier_tokens_stay_valid(
+    tree: Path, rendered: dict[str, list[Obj]]
+) -> None:
+    from esgf_ha.common.auth import InsufficientScope, TokenVerifier
+
+    master, site = tree / "overlays" / "master", tree / "overlays" / "site"
+    key = (master / "secrets" / "token-signing.pem").read_bytes()
+    earlier = (site / "secrets" / "replicate.jwt").read_text()
+    subprocess.run(
+        ["sh", str(tree / "make-secrets.sh"), str(master), str(site)],
+        env=dict(os.environ, ESGF_HA=f"{sys.executable} -m esgf_ha"),
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert (master / "secrets" / "token-signing.pem").read_bytes() == key
+    later = (site / "secrets" / "replicate.jwt").read_text()
+    assert later != earlier
+    public = serialization.load_pem_public_key(
+        (site / "secrets" / "token-signing.pub.pem").read_bytes()
+    )
+    assert isinstance(public, Ed25519PublicKey)
+    verifier = TokenVerifier([public])
+    for token in (earlier, later):
+        assert verifier.verify(f"Bearer {token}", "esgf:replicate").subject == "replica-site"
+    with pytest.raises(InsufficientScope):
+        verifier.verify(f"Bearer {later}", "esgf:publish")
+    # the key stays private to whoever runs the script
+    assert (master / "secrets" / "token-signing.pem").stat().st_mode & 0o077 == 0
 
 
 # -- every container --------------------------------------------------------------------------
