@@ -32,7 +32,8 @@ def kubectl() -> str:
     if found is None:
         raise RuntimeError(
             "kubectl is not installed: the Kustomize overlays are rendered with "
-            "`kubectl kustomize` (make system-deps installs it)"
+            "`kubectl kustomize` (the project's machine image ships it; elsewhere install "
+            "kubectl 1.30 or later from the Kubernetes package repositories)"
         )
     return found
 

@@ -29,6 +29,8 @@ import httpx
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from esgf_ha.cli.main import cli
 from tests.kube_manifests import (
@@ -52,8 +54,12 @@ MASTER_CLIENT = "esgf-ha/master-client"
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Obj]]:
-    tree = prepare_tree(tmp_path_factory.mktemp("kube"))
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare_tree(tmp_path_factory.mktemp("kube"))
+
+
+@pytest.fixture(scope="module")
+def rendered(tree: Path) -> dict[str, list[Obj]]:
     return {name: render(tree / "overlays" / name) for name in OVERLAYS}
 
 
@@ -141,6 +147,35 @@ def test_the_schema_check_rejects_what_the_api_server_would() -> None:
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
+def test_make_secrets_keeps_the_key_so_earlier_tokens_stay_valid(
+    tree: Path, rendered: dict[str, list[Obj]]
+) -> None:
+    from esgf_ha.common.auth import InsufficientScope, TokenVerifier
+
+    master, site = tree / "overlays" / "master", tree / "overlays" / "site"
+    key = (master / "secrets" / "token-signing.pem").read_bytes()
+    earlier = (site / "secrets" / "replicate.jwt").read_text()
+    subprocess.run(
+        ["sh", str(tree / "make-secrets.sh"), str(master), str(site)],
+        env=dict(os.environ, ESGF_HA=f"{sys.executable} -m esgf_ha"),
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert (master / "secrets" / "token-signing.pem").read_bytes() == key
+    later = (site / "secrets" / "replicate.jwt").read_text()
+    assert later != earlier
+    public = serialization.load_pem_public_key(
+        (site / "secrets" / "token-signing.pub.pem").read_bytes()
+    )
+    assert isinstance(public, Ed25519PublicKey)
+    verifier = TokenVerifier([public])
+    for token in (earlier, later):
+        assert verifier.verify(f"Bearer {token}", "esgf:replicate").subject == "replica-site"
+    with pytest.raises(InsufficientScope):
+        verifier.verify(f"Bearer {later}", "esgf:publish")
+    # the key stays private to whoever runs the script
+    assert (master / "secrets" / "token-signing.pem").stat().st_mode & 0o077 == 0
+
+
 # -- every container --------------------------------------------------------------------------
 
 
@@ -204,6 +239,29 @@ def test_every_container_requests_and_limits_cpu_and_memory(
         index = find(rendered[overlay], "StatefulSet", "esgf-ha-index")
         limits = pod_spec(index)["containers"][0]["resources"]["limits"]
         assert _quantity(limits["memory"]) >= 4.5e9, overlay
+
+
+def test_every_container_resource_block_names_its_benchmark_figure() -> None:
+    """Requests and limits come from docs/benchmarks.md, and the manifest says which figure
+    (or that there is none for that service)."""
+    blocks = 0
+    for path in sorted(KUBERNETES_DIR.rglob("*.yaml")):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() != "resources:":
+                continue
+            indent = len(line) - len(line.lstrip())
+            body = []
+            for following in lines[i + 1 :]:
+                if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                    break
+                body.append(following.strip())
+            if not any(b.startswith("cpu:") for b in body):
+                continue  # a volume claim's storage
+            comment = " ".join(b for b in body if b.startswith("#"))
+            assert "docs/benchmarks.md" in comment, f"{path.name}:{i + 1}"
+            blocks += 1
+    assert blocks >= 6
 
 
 def test_long_running_containers_have_probes_on_their_health_endpoints(
@@ -637,6 +695,18 @@ class Podman:
             },
         }
 
+    def remove_leftovers(self) -> None:
+        """Remove what a run of this test that was killed midway left (all named PREFIX-…)."""
+        left = self.leftovers()
+        for pod in left["pods"]:
+            self("pod", "rm", "--force", pod, check=False)
+        for container in left["containers"]:
+            self("rm", "--force", container, check=False)
+        for volume in left["volumes"]:
+            self("volume", "rm", "--force", volume, check=False)
+        for network in left["networks"]:
+            self("network", "rm", "--force", network, check=False)
+
 
 def _wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
@@ -675,6 +745,11 @@ def _data_volume_tar(tmp: Path, owner: int) -> Path:
     return tar
 
 
+def _write(path: str) -> list[str]:
+    """A command that writes PATH inside a container (the image has Python, no shell)."""
+    return ["python3", "-I", "-c", f"open({path!r}, 'w').write('x')"]
+
+
 def _check_probes(podman: Podman, pod: Obj, workload: Obj, host_ip: str) -> int:
     """Run every probe of POD's containers the way the kubelet would; return how many."""
     count = 0
@@ -704,13 +779,21 @@ def _check_probes(podman: Podman, pod: Obj, workload: Obj, host_ip: str) -> int:
 
 
 @pytest.mark.containers
+@pytest.mark.timeout(1800)
 def test_master_and_site_workloads_play_in_podman(tmp_path: Path) -> None:
     podman = Podman()
-    if shutil.which("podman") is None:
-        pytest.fail("podman is not installed (make system-deps installs it)")
-    if podman("image", "exists", IMAGE, check=False).returncode != 0:
-        pytest.fail(f"{IMAGE} is not built: run `make image` first")
-    assert not any(podman.leftovers().values()), f"left from an earlier run: {podman.leftovers()}"
+    if (
+        shutil.which("podman") is None
+        or podman("image", "exists", IMAGE, check=False).returncode != 0
+    ):
+        # what `make image` runs (it installs podman when missing); an image already built
+        # is used as it is: `make image` after changing the sources
+        built = subprocess.run(
+            [str(KUBERNETES_DIR.parent / "container" / "build-image.sh"), IMAGE],
+            env=podman.env, capture_output=True, text=True, timeout=1500,
+        )  # fmt: skip
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    podman.remove_leftovers()
 
     tree = prepare_tree(tmp_path)
     site_dir = tree / "overlays" / "site"
@@ -773,12 +856,23 @@ def test_master_and_site_workloads_play_in_podman(tmp_path: Path) -> None:
         _wait_for("the site's replica to be ready", lambda: _ready(site_url), 90)
         _wait_for("the data node to be ready", lambda: _ready(data_url), 60)
 
-        play("publish", publisher)
-        job = f"{publisher['metadata']['name']}-publish"
-        waited = podman("wait", job, timeout=300)
-        assert waited.stdout.strip() == "0", podman("logs", job, check=False).stderr
-        summary = podman("logs", job).stdout
-        assert '"published"' in summary or "published" in summary, summary
+        def run_publisher(name: str) -> dict[str, Any]:
+            play(name, publisher)
+            job = f"{publisher['metadata']['name']}-publish"
+            waited = podman("wait", job, timeout=300)
+            logs = podman("logs", job)
+            assert waited.stdout.strip() == "0", logs.stdout + logs.stderr
+            podman("kube", "down", str(files[-1]), timeout=180)
+            summary: dict[str, Any] = json.loads(logs.stdout)
+            return summary
+
+        first = run_publisher("publish")
+        assert len(first["published"]) == first["datasets"] >= 2 and not first["failed"]
+        seq = httpx.get(f"{master_url}/readyz").json()["seq"]
+        # the Job run again (a retry, the next CronJob run) publishes nothing twice
+        again = run_publisher("publish-again")
+        assert again["published"] == [] and len(again["unchanged"]) == first["datasets"]
+        assert httpx.get(f"{master_url}/readyz").json()["seq"] == seq
 
         params = {"type": "Dataset", "format": "application/solr+json", "limit": 100}
         on_master = httpx.get(f"{master_url}/esg-search/search", params=params).json()
@@ -831,12 +925,15 @@ def test_master_and_site_workloads_play_in_podman(tmp_path: Path) -> None:
                 assert info["HostConfig"]["ReadonlyRootfs"] is True, name
                 assert info["Config"]["User"].split(":")[0] == "10001", name
                 assert info["EffectiveCaps"] in (None, []), name
-                wrote = podman("exec", name, "esgf-ha", "sample-data", "/opt/x", check=False)
+                wrote = podman("exec", name, *_write("/opt/x"), check=False)
                 assert wrote.returncode != 0, f"{name}: wrote to its root file system"
+                scratch = podman("exec", name, *_write("/tmp/x"), check=False)
+                assert scratch.returncode == 0, f"{name}: no writable scratch: {scratch.stderr}"
         # the data node sees the data root read-only; the replicator may write it
-        ro = podman("exec", f"{data['metadata']['name']}-data", "esgf-ha", "sample-data",
-                    "/esg/data/probe", check=False)  # fmt: skip
-        assert ro.returncode != 0
+        data_node = f"{data['metadata']['name']}-data"
+        assert podman("exec", data_node, *_write("/esg/data/x"), check=False).returncode != 0
+        copier = f"{replicator['metadata']['name']}-replicator"
+        assert podman("exec", copier, *_write("/esg/data/x"), check=False).returncode == 0
     except AssertionError as exc:
         # what the services said is what explains a failure here
         logs = []
@@ -852,5 +949,11 @@ def test_master_and_site_workloads_play_in_podman(tmp_path: Path) -> None:
         for claim in [*plan.claims, *(c["metadata"]["name"] for c in plan.config_maps)]:
             podman("volume", "rm", "--force", claim, check=False)
         podman("network", "rm", "--force", network, check=False)
-    assert podman.leftovers() == {"pods": set(), "containers": set(), "volumes": set(),
-                                  "networks": set()}  # fmt: skip
+    assert podman.leftovers() == {
+        "pods": set(),
+        "containers": set(),
+        "volumes": set(),
+        "networks": set(),
+    }
+    volumes = set(podman("volume", "ls", "--format", "{{.Name}}").stdout.split())
+    assert not volumes & {c["metadata"]["name"] for c in plan.config_maps}
