@@ -106,7 +106,9 @@ def _unbound(tmp: Path, w: World) -> subprocess.Popen[bytes]:
         # the test world has no Internet: only our zone is resolved, the rest is refused
         '  local-zone: "." refuse\n'
         f'  local-zone: "{ZONE}." transparent\n'
-        "  infra-keep-probing: yes\n"
+        # a server that stopped answering is retried within a second of coming back, not
+        # after unbound's 120 s backoff: the three losses here follow each other within 40 s
+        "  infra-keep-probing: yes\n  infra-cache-max-rtt: 1000\n  infra-host-ttl: 30\n"
         "remote-control:\n  control-enable: no\n"
         f'stub-zone:\n  name: "{ZONE}."\n{stubs}'
     )  # fmt: skip
