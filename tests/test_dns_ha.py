@@ -426,6 +426,16 @@ def test_config_names_several_servers_and_keeps_the_one_server_form(tmp_path: Pa
             parse_config({"sites": site, "dns": {"port": 53, "servers": servers}})
     path = write_config(tmp_path / "f.yaml", {"sites": site, "dns": {"servers": [
         {"name": "ns-a", "address": "127.0.14.10"}, {"name": "ns-b", "address": "127.0.14.11"}]}})  # fmt: skip
+    # `up` runs one process per server, each told which one it is, each with its own state
+    from esgf_ha.federation.plan import plan
+
+    tokens = {"replica": tmp_path / "t.jwt", "replicator": tmp_path / "t.jwt"}
+    dns_specs = [p for p in plan(load_config(path), path, tokens) if p.name.startswith("dns")]
+    assert [(p.name, p.argv[-2:], p.state_dir.name) for p in dns_specs] == [
+        ("dns/ns-a", ["--server", "ns-a"], "ns-a"), ("dns/ns-b", ["--server", "ns-b"], "ns-b")]  # fmt: skip
+    legacy = write_config(tmp_path / "old.yaml", {"sites": site, "state_dir": "s"})
+    (one,) = [p for p in plan(load_config(legacy), legacy, tokens) if p.name.startswith("dns")]
+    assert one.name == "dns" and "--server" not in one.argv and one.state_dir.name == "dns"
     run = _esgf_ha("serve", "dns", "-c", str(path), timeout=60)
     assert run.returncode == 2 and "--server ns-a | ns-b" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
