@@ -106,7 +106,9 @@ def _unbound(tmp: Path, w: World) -> subprocess.Popen[bytes]:
         # the test world has no Internet: only our zone is resolved, the rest is refused
         '  local-zone: "." refuse\n'
         f'  local-zone: "{ZONE}." transparent\n'
-        "  infra-keep-probing: yes\n"
+        # a server that stopped answering is retried within a second of coming back, not
+        # after unbound's 120 s backoff: the three losses here follow each other within 40 s
+        "  infra-keep-probing: yes\n  infra-cache-max-rtt: 1000\n  infra-host-ttl: 30\n"
         "remote-control:\n  control-enable: no\n"
         f'stub-zone:\n  name: "{ZONE}."\n{stubs}'
     )  # fmt: skip
@@ -391,6 +393,52 @@ def _ok(url: str | None) -> bool:
         return url is not None and httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# -- the config: several servers, and the older one-server form ------------------------------
+def test_config_names_several_servers_and_keeps_the_one_server_form(tmp_path: Path) -> None:
+    from esgf_ha.federation.config import ConfigError, parse_config
+
+    site = [{"name": "a", "address": "127.0.14.2"}]
+    old = parse_config({"sites": site, "dns": {"zone": ZONE, "address": "127.0.14.9",
+                                               "port": 5353, "http_port": 8054}})  # fmt: skip
+    (only,) = old.dns.name_servers()
+    assert (only.ns_fqdn, only.address, only.port, only.http_port) == (
+        "ns1.esgf.test.", "127.0.14.9", 5353, 8054)  # fmt: skip
+    assert old.dns.name_server(None) == only
+    new = parse_config({"sites": site, "dns": {"zone": ZONE, "port": 5353, "servers": [
+        {"name": "ns-a", "address": "127.0.14.10"},
+        {"name": "ns.other.example.", "address": "127.0.14.11", "port": 53, "http_port": 9}]}})  # fmt: skip
+    a, other = new.dns.name_servers()
+    assert (a.ns_fqdn, a.port, other.ns_fqdn, other.port, other.http_port) == (
+        "ns-a.esgf.test.", 5353, "ns.other.example.", 53, 9)  # fmt: skip
+    assert new.dns.name_server("ns-a.esgf.test.") == a
+    with pytest.raises(ConfigError, match=r"--server ns-a \| ns\.other\.example\."):
+        new.dns.name_server(None)
+    for servers, message in (
+        ([{"name": "x", "address": "127.0.14.10"}, {"name": "x", "address": "127.0.14.11"}],
+         "dns: DNS server names must be distinct"),
+        ([{"name": "x", "address": "127.0.14.10"}, {"name": "y", "address": "127.0.14.10"}],
+         "dns: two DNS servers share an address and port"),
+        ([{"name": "x", "address": "ns.example."}], r"dns\.servers\[0\]\.address: .ns\.example\.. is not an IP"),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            parse_config({"sites": site, "dns": {"port": 53, "servers": servers}})
+    path = write_config(tmp_path / "f.yaml", {"sites": site, "dns": {"servers": [
+        {"name": "ns-a", "address": "127.0.14.10"}, {"name": "ns-b", "address": "127.0.14.11"}]}})  # fmt: skip
+    # `up` runs one process per server, each told which one it is, each with its own state
+    from esgf_ha.federation.plan import plan
+
+    tokens = {"replica": tmp_path / "t.jwt", "replicator": tmp_path / "t.jwt"}
+    dns_specs = [p for p in plan(load_config(path), path, tokens) if p.name.startswith("dns")]
+    assert [(p.name, p.argv[-2:], p.state_dir.name) for p in dns_specs] == [
+        ("dns/ns-a", ["--server", "ns-a"], "ns-a"), ("dns/ns-b", ["--server", "ns-b"], "ns-b")]  # fmt: skip
+    legacy = write_config(tmp_path / "old.yaml", {"sites": site, "state_dir": "s"})
+    (one,) = [p for p in plan(load_config(legacy), legacy, tokens) if p.name.startswith("dns")]
+    assert one.name == "dns" and "--server" not in one.argv and one.state_dir.name == "dns"
+    run = _esgf_ha("serve", "dns", "-c", str(path), timeout=60)
+    assert run.returncode == 2 and "--server ns-a | ns-b" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
 
 
 # -- several servers on loopback: the zone, the status, the rate limit ------------------------

@@ -17,6 +17,9 @@ records of single sites, and only those whose state changed in this balancer's v
   what changed while it was not running.
 
 A dead balancer sends nothing, so it changes nothing; the live ones keep the records right.
+The messages carry no prerequisites: adding or deleting one record is idempotent on the server,
+and a prerequisite on a whole RRset would only make one balancer's update fail whenever
+another had just changed the set, without making the result any more right.
 """
 
 from __future__ import annotations
