@@ -336,15 +336,20 @@ def _closed(sock: socket.socket) -> bool:
 
 
 @pytest.fixture(params=["index", "data"])
-def service_url(
+def service(
     request: pytest.FixtureRequest, index: IndexServer, data: tuple[DataServer, str, str]
-) -> str:
-    return index.url if request.param == "index" else data[0].url
+) -> tuple[str, str]:
+    """A service's URL and a real request to make of it."""
+    if request.param == "index":
+        return index.url, "/esg-search/search?project=CMIP6&format=application/solr%2Bjson"
+    server, small, _ = data
+    return server.url, f"/thredds/fileServer/esg_dataroot/{small}"
 
 
-def test_idle_and_slow_connections_are_closed(service_url: str) -> None:
+def test_idle_and_slow_connections_are_closed(service: tuple[str, str]) -> None:
     """Twice the connection cap of idle and slow-loris connections: a real request is still
     answered while they are open, and all of them are closed once the header timeout ends."""
+    service_url, probe = service
     address = _address(service_url)
     idle = [socket.create_connection(address, timeout=5) for _ in range(MAX_CONNECTIONS)]
     slow = [socket.create_connection(address, timeout=5) for _ in range(MAX_CONNECTIONS)]
@@ -353,7 +358,7 @@ def test_idle_and_slow_connections_are_closed(service_url: str) -> None:
         for s in slow:
             s.sendall(b"GET /livez HTTP/1.1\r\n")
         with httpx.Client(base_url=service_url, timeout=10) as c:
-            assert c.get("/livez").status_code == 200
+            assert c.get(probe).status_code == 200
         assert time.monotonic() - began < HEADER_TIMEOUT + 2
         # the slow ones keep sending, a header line at a time, slower than the timeout allows
         deadline_at = time.monotonic() + HEADER_TIMEOUT + 4
@@ -371,9 +376,9 @@ def test_idle_and_slow_connections_are_closed(service_url: str) -> None:
             s.close()
 
 
-def test_a_kept_alive_connection_that_stalls_is_closed(service_url: str) -> None:
+def test_a_kept_alive_connection_that_stalls_is_closed(service: tuple[str, str]) -> None:
     """After one answered request, a second request sent halfway is closed at the timeout."""
-    host, port = _address(service_url)
+    host, port = _address(service[0])
     with socket.create_connection((host, port), timeout=10) as s:
         s.sendall(f"GET /livez HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
         answer = b""
