@@ -431,3 +431,26 @@ def test_dns_tcp_connections_are_capped_oldest_first() -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def test_a_stalled_request_body_is_closed(index: IndexServer) -> None:
+    """A POST whose body stops arriving is closed once it has stalled for the header timeout,
+    and a body that keeps arriving is read whole."""
+    host, port = _address(index.url)
+    head = (
+        f"POST /esg-search/wget HTTP/1.1\r\nHost: {host}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection((host, port), timeout=HEADER_TIMEOUT + 5) as s:
+        s.sendall(head.encode() + b"project=CMIP6")
+        began = time.monotonic()
+        assert s.recv(65536) == b""
+        assert time.monotonic() - began < HEADER_TIMEOUT + 3
+    body = b"project=CMIP6&limit=1"
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(head.replace("1000", str(len(body))).encode())
+        for i in range(len(body)):
+            time.sleep(HEADER_TIMEOUT * 2 / len(body))
+            s.sendall(body[i : i + 1])
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 "), answer[:100]
