@@ -3,6 +3,7 @@ engine answer with a result or a clear 4xx error, never an unexpected exception.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from esgf_ha.index import query as lucene
 from esgf_ha.index.errors import IndexServiceError, QuerySyntaxError
 from esgf_ha.index.params import parse_search
 from esgf_ha.index.service import IndexService
+from esgf_ha.index.words import WordIndex, tokenize
 from esgf_ha.records.samples import cmip5_samples, cmip6_samples
 
 LUCENE_BITS = st.sampled_from(
@@ -222,3 +224,26 @@ def test_record_normalisation_matches_the_field_rules(fields: dict[str, object])
     for name, value in expected.items():
         assert record[name] == value and type(record[name]) is type(value), name
     assert "score" not in record
+
+
+WORD_TEXT = st.text(alphabet="abc?*\n[]. ", max_size=8)
+
+
+@given(st.lists(WORD_TEXT, max_size=12), st.text(alphabet="abc?*[].", min_size=1, max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_wildcard_words_match_as_word_by_word(values: list[str], pattern: str) -> None:
+    """The one-pass wildcard match over all words finds exactly the values a word-by-word
+    match finds (`*` any run, `?` one character, nothing else special)."""
+    values = list(dict.fromkeys(values))
+    index = WordIndex()
+    index.update(values)
+    rx = re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
+        re.DOTALL,
+    )
+    expected = {
+        code
+        for code, value in enumerate(values)
+        if any(rx.fullmatch(w) for w in [*tokenize(value), value.lower()])
+    }
+    assert index.glob(pattern) == expected

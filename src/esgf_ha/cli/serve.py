@@ -153,6 +153,9 @@ def server_tls(
 Examples:
   esgf-ha serve index --role master --state-dir state/master --listen 127.0.0.1:8080
   esgf-ha serve index --role master --state-dir state/master --listen 127.0.0.1:0 --tls
+  # tighter limits: searches stop after 10 s, connections must send headers within 15 s
+  esgf-ha serve index --state-dir state/master --search-timeout 10 --header-timeout 15 \\
+      --max-connections 2000
   curl 'http://127.0.0.1:8080/esg-search/search?project=CMIP6&format=application/solr%2Bjson'
   # a replica following the master (token: esgf-ha token issue --scope esgf:replicate)
   esgf-ha serve index --role replica --upstream http://127.0.0.1:8080 \\

@@ -5,8 +5,9 @@ uvicorn closes a connection only after a response, when `timeout_keep_alive` run
 connection that sends nothing, or sends its request line a byte at a time, stays open for
 ever (900 such connections were held open on the index and the data node, issue 12). Here
 a timer runs from the moment a connection opens, or a new request on it begins, until that
-request's headers are complete; when it fires the connection is closed. The body of a
-request is read by the application under its own limits.
+request's headers are complete; when it fires the connection is closed. While a body arrives,
+each piece restarts the timer, so a body that stops arriving for that long is closed too
+(a body that trickles in is bounded by the application's size limits, not by a rate).
 
 Over the connection cap, a new connection first closes the oldest connection that is not in
 the middle of a request (idle, or still sending headers); only when every connection is busy
@@ -56,11 +57,17 @@ class GuardedProtocol(H11Protocol):
         if self._waiting_for_request():
             self._arm()  # a new request begins on a kept-alive connection
         super().data_received(data)
-        if not self._waiting_for_request():
-            self._disarm()
+        if self._waiting_for_request():
+            return  # still in its headers: their deadline runs on
+        self._disarm()
+        if self._receiving_body():
+            self._arm()  # a body must keep arriving: a stall of `header_timeout` ends it
 
     def _waiting_for_request(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
+
+    def _receiving_body(self) -> bool:
+        return self.cycle is not None and self.cycle.more_body and not self.cycle.response_complete
 
     def idle(self) -> bool:
         return self._waiting_for_request() and not self.transport.is_closing()
@@ -78,8 +85,16 @@ class GuardedProtocol(H11Protocol):
 
     def _header_timeout(self) -> None:
         self._header_timer = None
-        if self._waiting_for_request() and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self._waiting_for_request():
             self.close_idle()
+        elif self._receiving_body():
+            if self.flow.read_paused:
+                self._arm()  # the application has not taken what came: not the client's stall
+            else:
+                log.info("request body stalled: connection closed")
+                self.transport.close()
 
     def close_idle(self) -> None:
         # mid-request, h11 refuses a clean close: the connection is simply dropped

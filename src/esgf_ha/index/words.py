@@ -1,12 +1,14 @@
 """Words of a column's values, for free-text search: word → value codes.
 
 A wildcard word (`query=*a*b*c*`, `tas*`) has to be tried against every distinct word, and a
-column whose values are long prose holds millions of them. Matching them one by one in
-Python took 0.5 s per pattern for 3.4 M words (and 12–15 s with 30 MB values, issue 12), so the
-words are also kept as one newline-separated text, and a pattern is one compiled regular
-expression run over it by the regex engine: tens of milliseconds for the same words. Patterns
-become regular expressions whose `*` are atomic groups, as `fnmatch` builds them, so no
-pattern can backtrack catastrophically.
+column whose values are long prose holds millions of them (wildcard text queries took 12–15 s
+after records with huge values were published, issue 12). The words are therefore also kept
+as one newline-separated text, and a pattern is one compiled regular expression run over it by
+the regex engine instead of a Python loop over the words. Measured on 1 M distinct words on a
+loaded 2-core machine: `abc*` 0.16 s (word by word: 3.8 s), `x*y` 0.22 s (3.7 s), `*zzq`
+0.44 s (4.0 s), `*a*b*c*` 1.5 s (4.5 s); the search time limit bounds what remains. Patterns become
+regular expressions whose `*` are atomic groups, as `fnmatch` builds them, so no pattern can
+backtrack catastrophically.
 
 The index is built lazily, by the first free-text search after values arrive, and can be
 stopped by the search's deadline between values without losing what it has done.
@@ -43,7 +45,9 @@ def glob_regex(pattern: str, *, multiline: bool) -> re.Pattern[str]:
         middle = "".join(f"(?>{any_char}*?{p})" for p in parts[1:-1])
         body = f"{parts[0]}{middle}{any_char}*{parts[-1]}"
     if multiline:
-        return re.compile(f"^{body}$", re.MULTILINE)
+        # led by the newline that ends the previous word rather than `^`: the regex engine then
+        # jumps from newline to newline instead of trying every position (7× faster for `a*`)
+        return re.compile(f"\n{body}$", re.MULTILINE)
     return re.compile(f"{body}\\Z")
 
 
@@ -51,7 +55,8 @@ class WordIndex:
     def __init__(self) -> None:
         self._codes: dict[str, list[int]] = {}
         self._done = 0  # values indexed so far: codes [0, _done)
-        self._text: str | None = None  # the words without a newline, one per line
+        # the words without a newline, each after a newline
+        self._text: str | None = None
         self._odd: list[str] = []  # words holding a newline (whole values), matched one by one
         self._lock = threading.Lock()
 
@@ -84,7 +89,7 @@ class WordIndex:
         out: set[int] = set()
         codes = self._codes
         for found in glob_regex(pattern, multiline=True).finditer(text):
-            out.update(codes[found.group()])
+            out.update(codes[found.group()[1:]])
         if odd:
             rx = glob_regex(pattern, multiline=False)
             for i, word in enumerate(odd):
@@ -102,5 +107,5 @@ class WordIndex:
             if self._text is None:
                 plain = [w for w in self._codes if "\n" not in w]
                 self._odd = [w for w in self._codes if "\n" in w]
-                self._text = "\n".join(plain)
+                self._text = "\n" + "\n".join(plain)
             return self._text, self._odd
