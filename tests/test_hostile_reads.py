@@ -202,7 +202,8 @@ def wordy_index(tmp_path: Path) -> Iterator[IndexServer]:
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     samples = cmip6_samples(10)
     for sample in samples:
-        words = ["".join(rng.choice(letters, 8)) for _ in range(8000)]
+        # 7000 words of 9 characters stay under the 64 KiB cap on one value (max_value_chars)
+        words = ["".join(rng.choice(letters, 8)) for _ in range(7000)]
         sample.dataset["variable_long_name"] = " ".join(words)
         for i in range(5):
             sample.dataset[f"notes_{i}"] = " ".join(words[i::5] + words[: i * 100])
