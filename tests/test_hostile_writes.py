@@ -547,6 +547,17 @@ def test_batch_with_too_many_records_is_refused(master: IndexServer) -> None:
     assert_unchanged(master, before)
 
 
+def test_retraction_of_too_many_ids_is_refused(master: IndexServer) -> None:
+    before = state(master)
+    ids = [POOL_B[0].dataset["id"]] + [f"x{i}" for i in range(25_000)]
+    with master.client() as c:
+        r = c.post("/api/v1/retract", json={"ids": ids}, headers=master.auth())
+        assert_refused(r, 413, "max_batch_records")
+        r = c.post("/esg-search/ws/delete", data={"id": ids}, headers=master.auth())
+        assert_refused(r, 413, "max_batch_records")
+    assert_unchanged(master, before)
+
+
 def _vm_hwm_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
