@@ -547,6 +547,21 @@ def test_batch_with_too_many_records_is_refused(master: IndexServer) -> None:
     assert_unchanged(master, before)
 
 
+def test_too_many_ids_or_updates_are_refused(master: IndexServer) -> None:
+    before = state(master)
+    ids = [POOL_B[0].dataset["id"]] + [f"x{i}" for i in range(25_000)]
+    with master.client() as c:
+        r = c.post("/api/v1/retract", json={"ids": ids}, headers=master.auth())
+        assert_refused(r, 413, "max_batch_records")
+        r = c.post("/esg-search/ws/delete", data={"id": ids}, headers=master.auth())
+        assert_refused(r, 413, "max_batch_records")
+        one = "<update><query>id=x</query><field name='a'><value>b</value></field></update>"
+        body = f'<updates core="datasets" action="set">{one * 25_001}</updates>'.encode()
+        r = c.post("/esg-search/ws/update", content=body, headers=master.auth())
+        assert_refused(r, 413, "max_batch_records")
+    assert_unchanged(master, before)
+
+
 def _vm_hwm_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):

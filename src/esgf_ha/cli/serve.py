@@ -125,12 +125,15 @@ def server_tls(
     tls_key: Path | None,
     hostnames: tuple[str, ...],
     client_ca: Path | None = None,
+    *,
+    client_certs: bool = True,
 ) -> TLSFiles | None:
     """The certificate to serve: the operator's, or one made (once) in the state dir.
 
-    Client certificates are verified against `client_ca` if given, else against the
-    federation CA of the state dir (the one `esgf-ha cert issue` signs with), never against
-    the served chain."""
+    With `client_certs` (a master index: certificates may publish), client certificates are
+    verified against `client_ca` if given, else against the federation CA of the state dir
+    (the one `esgf-ha cert issue` signs with), never against the served chain; without, none
+    is asked for."""
     from esgf_ha.common.server import parse_listen
     from esgf_ha.common.tls import TLSFiles, ensure_ca, ensure_server_tls
 
@@ -139,10 +142,12 @@ def server_tls(
     if tls_cert:
         if not tls_key:
             raise click.BadParameter("--tls-cert needs --tls-key", param_hint="--tls-key")
-        trusted = client_ca or ensure_ca(state_dir / "tls")
+        trusted = (client_ca or ensure_ca(state_dir / "tls")) if client_certs else None
         return TLSFiles(ca=tls_cert, cert=tls_cert, key=tls_key, client_ca=trusted)
     files = ensure_server_tls(state_dir, [parse_listen(listen)[0], *hostnames])
-    if client_ca is not None:
+    if not client_certs:
+        files.client_ca = None
+    elif client_ca is not None:
         files.client_ca = client_ca
     return files
 
@@ -324,7 +329,14 @@ def serve_index(
     service = IndexService.open(state_dir, durable=settings.role == "master", facets=facets)
     verifier = TokenVerifier.from_state_dir(state_dir, jwks_url=jwks_url)
     tls_files = server_tls(
-        settings.tls, state_dir, listen, tls_cert, tls_key, hostnames, settings.client_ca
+        settings.tls,
+        state_dir,
+        listen,
+        tls_cert,
+        tls_key,
+        hostnames,
+        settings.client_ca,
+        client_certs=settings.role == "master",
     )
     follower = None
     if settings.role == "replica":
@@ -547,7 +559,10 @@ def serve_data(
         )
         return
     state_dir.mkdir(parents=True, exist_ok=True)
-    tls_files = server_tls(settings.tls, state_dir, listen, tls_cert, tls_key, hostnames)
+    # the data node authenticates downloads with tokens: it asks for no client certificate
+    tls_files = server_tls(
+        settings.tls, state_dir, listen, tls_cert, tls_key, hostnames, client_certs=False
+    )
     index = None
     if index_url:
         index = IndexClient(

@@ -366,6 +366,7 @@ def create_app(
         ids = [v for k, v in pairs if k == "id"]
         if not ids:
             raise BadRequest("no id given: send form field id=<dataset id> (repeatable)")
+        limits.check_ids(ids)
         return ids
 
     async def ws_retract(request: Request) -> Response:
@@ -411,6 +412,7 @@ def create_app(
             or not all(isinstance(i, str) and i for i in body["ids"])
         ):
             raise BadRequest('expected {"ids": ["<dataset id>", ...]}')
+        limits.check_ids(body["ids"])
         return list(body["ids"])
 
     async def api_retract(request: Request) -> Response:

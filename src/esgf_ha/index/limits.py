@@ -8,7 +8,7 @@ refusal is a PayloadTooLarge (413) naming the limit and the setting that raises 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from esgf_ha.index.errors import BadRequest, PayloadTooLarge
@@ -81,7 +81,15 @@ class WriteLimits:
                 f"the batch has {total} records", self.max_batch_records, "max_batch_records"
             )
 
+    def check_ids(self, ids: Sequence[object]) -> None:
+        """The ids of one retraction or deletion (or the updates of one request) count as
+        records of a batch."""
+        if len(ids) > self.max_batch_records:
+            raise self._too_large(f"{len(ids)} ids", self.max_batch_records, "max_batch_records")
+
     def check_updates(self, updates: list[tuple[object, dict[str, list[str]]]]) -> None:
+        # each update may scan a whole core: their number is bounded like a batch's records
+        self.check_ids(updates)
         for n, (_, fields) in enumerate(updates):
             self.check_record(fields, f"update {n}")
 
