@@ -169,6 +169,14 @@ def test_search_page_in_chromium(site, browser, tmp_path: Path, which: str) -> N
     assert total_on_page(driver) == esg_total(server, project="CMIP6", variable_id="tas",
                                               query="historical", latest="true", replica="false")  # fmt: skip
 
+    # a facet value picked from the keyboard (focus, then space)
+    box = driver.find_element(
+        By.CSS_SELECTOR, "fieldset[data-facet='table_id'] input[value='Amon']"
+    )
+    driver.execute_script("arguments[0].focus()", box)
+    driver.switch_to.active_element.send_keys(Keys.SPACE)
+    wait_for(driver, lambda d: url_params(d).get("table_id") == ["Amon"], "keyboard pick in URL")
+
     # paging, and the back button
     driver.get(server.url + "/?project=CMIP6")
     total = total_on_page(driver)

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from esgf_ha.records.samples import SampleDataset, as_batch, cmip5_samples, cmip6_samples
 from esgf_ha.replicator.records import replica_batch
@@ -422,3 +424,93 @@ def test_stac_api_validator(federation: tuple[IndexServer, IndexServer], tmp_pat
     assert proc.returncode == 0 and "errors: none" in proc.stdout.lower(), (
         proc.stdout[-6000:] + proc.stderr[-3000:]
     )
+
+
+_text = st.text(st.characters(codec="utf-8", blacklist_categories=("Cs",)), max_size=60)
+_cql = st.one_of(
+    _text,
+    st.sampled_from(
+        [
+            "variable_id = 'tas'",
+            "a IN (",
+            "NOT",
+            "latest = true OR",
+            "x LIKE '%'",
+            "S_INTERSECTS(geometry, POINT(0 0))",
+            "id = 1",
+            "t_after(a, b)",
+            "start_datetime > TIMESTAMP('2000-01-01T00:00:00Z')",
+            "((((",
+            "retracted IS NULL",
+            "size BETWEEN 'a' AND 3",
+        ]
+    ),  # fmt: skip
+)
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    params=st.dictionaries(
+        st.sampled_from(
+            [
+                "collections",
+                "ids",
+                "bbox",
+                "intersects",
+                "datetime",
+                "limit",
+                "token",
+                "filter",
+                "filter-lang",
+                "fields",
+                "sortby",
+                "q",
+            ]
+        ),
+        st.one_of(_text, _cql),
+        max_size=5,
+    ),  # fmt: skip
+    body=st.dictionaries(
+        st.sampled_from(
+            [
+                "collections",
+                "ids",
+                "bbox",
+                "intersects",
+                "datetime",
+                "limit",
+                "token",
+                "filter",
+                "filter-lang",
+                "fields",
+                "sortby",
+            ]
+        ),
+        _json_values,
+        max_size=5,
+    ),  # fmt: skip
+)
+def test_hostile_search_input_is_never_a_server_error(
+    federation: tuple[IndexServer, IndexServer], params: dict[str, str], body: dict[str, Any]
+) -> None:
+    master, _ = federation
+    with master.client() as c:
+        r = c.get("/stac/search", params=params)
+        assert r.status_code in (200, 400), (params, r.text[:300])
+        if r.status_code == 400:
+            assert r.json()["code"] == "BadRequest"
+        r = c.post("/stac/search", json=body)
+        assert r.status_code in (200, 400), (body, r.text[:300])
+        r = c.get("/stac/collections/cmip6/items", params=params)
+        assert r.status_code in (200, 400), (params, r.text[:300])

@@ -29,7 +29,9 @@ Record = Mapping[str, object]
 
 
 def item_id(record: Record) -> str:
-    return str(record["id"] if record.get("replica") else record["instance_id"])
+    if record.get("replica") or not record.get("instance_id"):
+        return str(record["id"])
+    return str(record["instance_id"])
 
 
 def _one(value: object) -> object:

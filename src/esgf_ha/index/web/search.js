@@ -3,6 +3,7 @@
 
 const API = "/esg-search/search";
 const PAGE = 10;
+const FACET_VALUES = 30; // values drawn per facet before "all N values"
 const FACET_SETS = JSON.parse(document.getElementById("facet-sets").textContent);
 const DEFAULT_FACETS = FACET_SETS["*"];
 const SHOWN_FIELDS = ["project", "activity_id", "institution_id", "source_id", "experiment_id",
@@ -80,23 +81,28 @@ async function getJSON(params) {
 
 let generation = 0;
 
-async function render(state) {
+// the two searches behind a view: its datasets and facets, and the projects' counts
+function searches(state) {
+  const main = constraints(state, true);
+  main.set("type", "Dataset");
+  main.set("limit", String(PAGE));
+  main.set("offset", String(state.offset));
+  main.set("facets", facetsOf(state.project || "*").join(","));
+  const projects = constraints(state, false);
+  projects.set("limit", "0");
+  projects.set("facets", "project");
+  return Promise.all([getJSON(main), getJSON(projects)]);
+}
+
+async function render(state, pending) {
   const mine = ++generation;
   $("q").value = state.q;
   $("latest").checked = state.latest;
   $("replicas").checked = state.replicas;
   $("error").hidden = true;
   const facetNames = facetsOf(state.project || "*");
-  const main = constraints(state, true);
-  main.set("type", "Dataset");
-  main.set("limit", String(PAGE));
-  main.set("offset", String(state.offset));
-  main.set("facets", facetNames.join(","));
-  const projects = constraints(state, false);
-  projects.set("limit", "0");
-  projects.set("facets", "project");
   try {
-    const [result, projectResult] = await Promise.all([getJSON(main), getJSON(projects)]);
+    const [result, projectResult] = await (pending || searches(state));
     if (mine !== generation) return; // a newer state is on its way
     renderProjects(state, projectResult);
     renderFacets(state, facetNames, result.facet_counts.facet_fields);
@@ -148,6 +154,19 @@ function renderProjects(state, result) {
   }
 }
 
+function facetValue(state, name, chosen, value, count) {
+  const input = el("input", { type: "checkbox", name, value, checked: chosen.includes(value) });
+  input.addEventListener("change", () => {
+    const next = { ...state, selected: { ...state.selected }, offset: 0 };
+    const now = new Set(chosen);
+    if (input.checked) now.add(value); else now.delete(value);
+    if (now.size) next.selected[name] = [...now]; else delete next.selected[name];
+    go(next);
+  });
+  return el("label", {}, input, el("span", { text: value }),
+    el("span", { class: "count", text: String(count) }));
+}
+
 function renderFacets(state, names, fields) {
   const host = $("facet-panels");
   host.replaceChildren();
@@ -158,20 +177,23 @@ function renderFacets(state, names, fields) {
     const list = el("div", { class: "values" });
     const seen = new Set(values.map(([v]) => v));
     for (const v of chosen) if (!seen.has(v)) values.push([v, 0]);
-    for (const [value, count] of values) {
-      const input = el("input", { type: "checkbox", name, value, checked: chosen.includes(value) });
-      input.addEventListener("change", () => {
-        const next = { ...state, selected: { ...state.selected }, offset: 0 };
-        const now = new Set(chosen);
-        if (input.checked) now.add(value); else now.delete(value);
-        if (now.size) next.selected[name] = [...now]; else delete next.selected[name];
-        go(next);
+    const shown = values.filter(([v], i) => i < FACET_VALUES || chosen.includes(v));
+    for (const [value, count] of shown) list.append(facetValue(state, name, chosen, value, count));
+    const panel = el("fieldset", { class: "panel", "data-facet": name },
+      el("legend", { text: name.replace(/_/g, " ") }), list);
+    if (shown.length < values.length) {
+      // long lists are drawn on demand: thousands of check boxes would delay the first results
+      const more = el("button", { type: "button", class: "link-button more",
+        text: `all ${values.length} values` });
+      more.addEventListener("click", () => {
+        more.remove();
+        for (const [value, count] of values.slice(FACET_VALUES)) {
+          if (!chosen.includes(value)) list.append(facetValue(state, name, chosen, value, count));
+        }
       });
-      list.append(el("label", {}, input, el("span", { text: value }),
-        el("span", { class: "count", text: String(count) })));
+      panel.append(more);
     }
-    host.append(el("fieldset", { class: "panel", "data-facet": name },
-      el("legend", { text: name.replace(/_/g, " ") }), list));
+    host.append(panel);
   }
 }
 
@@ -182,6 +204,11 @@ function human(bytes) {
   let i = 0, v = n;
   while (v >= 1000 && i < units.length - 1) { v /= 1000; i++; }
   return `${i ? v.toFixed(1) : v} ${units[i]}`;
+}
+
+// record URLs become links only when they are web URLs (never javascript: or data:)
+function webUrl(value) {
+  return /^https?:\/\//i.test(value || "") ? value : undefined;
 }
 
 function first(value) {
@@ -236,7 +263,7 @@ async function loadFiles(doc, host) {
       const urls = {};
       for (const entry of [].concat(f.url || [])) {
         const [href, , service] = String(entry).split("|");
-        urls[service] = href;
+        if (webUrl(href)) urls[service] = href;
       }
       const access = el("td");
       if (urls.HTTPServer) access.append(el("a", { href: urls.HTTPServer, class: "download", text: "download" }));
@@ -258,6 +285,18 @@ async function loadFiles(doc, host) {
 }
 
 // -- wiring ---------------------------------------------------------------------------------
+// The script runs as soon as it arrives (async): the first searches start before the page is
+// parsed, and are drawn once it is.
+const initial = readState();
+const firstSearches = searches(initial);
+firstSearches.catch(() => {}); // reported by render()
+if (document.readyState === "loading") {
+  document.addEventListener("DOMContentLoaded", start);
+} else {
+  start();
+}
+
+function start() {
 $("search-form").addEventListener("submit", (event) => {
   event.preventDefault();
   go({ ...readState(), q: $("q").value.trim(), offset: 0 });
@@ -266,4 +305,5 @@ $("latest").addEventListener("change", () => go({ ...readState(), latest: $("lat
 $("replicas").addEventListener("change", () => go({ ...readState(), replicas: $("replicas").checked, offset: 0 }));
 $("clear").addEventListener("click", () => go({ ...readState(), q: "", selected: {}, offset: 0 }));
 window.addEventListener("popstate", () => render(readState()));
-render(readState());
+render(initial, firstSearches);
+}
