@@ -3,7 +3,6 @@ sample files: downloads, checksum verification, failure report, resume and re-ru
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,10 +12,6 @@ from esgf_ha.index.wget import ScriptFile, render_script
 from esgf_ha.records.samples import as_batch, cmip6_samples
 from tests.fileserver import RangeFileServer
 from tests.servers import IndexServer
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("wget") is None, reason="wget is installed by make test"
-)
 
 
 @pytest.fixture
