@@ -307,6 +307,14 @@ def test_update_rebuilds_the_script_only_when_the_answer_changed(
         new = (work / "wget.sh").read_text()
         for f in second.files:
             assert str(f["title"]) in new and str(f["title"]) not in script
+        # when the index finds nothing any more, the script is kept
+        with index_server.client() as c:
+            ids = [str(first.dataset["id"]), str(second.dataset["id"])]
+            r = c.post("/api/v1/delete", json={"ids": ids}, headers=index_server.auth())
+        assert r.status_code == 200, r.text
+        gone = run(new, work, "-u")
+        assert gone.returncode == 1 and "No files were found" in gone.stderr
+        assert (work / "wget.sh").read_text() == new and not (work / "wget.sh.old.1").exists()
         assert len(fs.requests) == 0
 
 

@@ -233,9 +233,10 @@ The chosen address (useful with port 0) is logged and written to
 )
 @click.option(
     "--facets-file",
+    envvar="ESGF_HA_INDEX_FACETS_FILE",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="TOML file naming each project's facets, added to the built-in lists "
-    "(see docs/index-node.md)",
+    "(see docs/index-node.md) [env ESGF_HA_INDEX_FACETS_FILE]",
 )
 @click.option(
     "--search-timeout",

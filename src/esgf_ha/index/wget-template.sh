@@ -129,6 +129,11 @@ if [ "$check_index" -eq 1 ]; then
         echo "The index could not be asked ($search_url)." >&2
         exit 1
     }
+    if [ "${new_script:0:2}" != "#!" ]; then
+        # the index found nothing (or nothing downloadable): keep this script as it is
+        echo "The index answered: ${new_script:0:300}" >&2
+        exit 1
+    fi
     if diff -q <(grep -vE "$volatile" <<<"$new_script") <(grep -vE "$volatile" "$0") >/dev/null; then
         echo "No changes detected."
     else
