@@ -17,12 +17,15 @@ demo: $(STAMP)
 
 # Debian packages some tests drive for real: wget (the generated download scripts), BIND 9 and
 # dig (the DNS load balancer's RFC 2136 mode and its answers), nginx (the data node's nginx
-# mode and its benchmark), curl (that benchmark) and iproute2 (a network namespace whose
-# resolver is our DNS, for an unmodified client).
-SYSTEM_PACKAGES := wget bind9 bind9-dnsutils nginx-light curl iproute2
+# mode and its benchmark), curl (that benchmark), iproute2 (a network namespace whose
+# resolver is our DNS, for an unmodified client), podman, runc and debootstrap (the image and
+# the Compose deployment; debootstrap makes the Debian base image where no registry answers).
+SYSTEM_PACKAGES := wget bind9 bind9-dnsutils nginx-light curl iproute2 podman runc debootstrap uidmap
 system-deps:
 	@command -v wget >/dev/null 2>&1 && command -v dig >/dev/null 2>&1 && test -x /usr/sbin/named && \
-	  test -x /usr/sbin/nginx && command -v curl >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 || \
+	  test -x /usr/sbin/nginx && command -v curl >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 && \
+	  command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && \
+	  command -v debootstrap >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; }
 
 clients-setup: $(STAMP)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -264,6 +266,114 @@ def test_the_restart_policy_brings_a_crashed_service_back(federation: Path) -> N
 
     wait_for(back, 60, "site-b's index restarted by its policy")
     assert inspect(service)["RestartCount"] > before.get("RestartCount", 0)
+
+
+class RetryingClient:
+    """A user of the federation: finds a site through the DNS for every request (keeping an
+    answer for its TTL, and using the last one while no DNS server answers, as resolvers
+    do), and on a refused connection, a timeout or a 5xx asks the DNS again and retries."""
+
+    def __init__(self, attempts: int = 40) -> None:
+        self.attempts = attempts
+        self.cache: dict[str, tuple[float, list[str]]] = {}
+        self.requests = self.retries = self.failures = 0
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+
+    def address(self, name: str, fresh: bool) -> str:
+        expires, addresses = self.cache.get(name, (0.0, []))
+        if fresh or time.monotonic() > expires or not addresses:
+            try:
+                addresses = resolve(name) or addresses
+                self.cache[name] = (time.monotonic() + CONFIG["dns"]["ttl"], addresses)
+            except (dns.exception.DNSException, OSError):
+                pass  # no DNS answer right now: the last one, stale, is better than none
+        assert addresses, f"no address for {name}"
+        return random.choice(addresses)
+
+    def get(self, name: str, port_of: dict[str, int], path: str) -> httpx.Response:
+        fresh = False
+        for attempt in range(self.attempts):
+            address = self.address(name, fresh)
+            try:
+                r = httpx.get(f"http://{address}:{port_of[address]}{path}",
+                              follow_redirects=True, timeout=10)  # fmt: skip
+                if r.status_code < 500:
+                    with self.lock:
+                        self.requests += 1
+                        self.retries += attempt
+                    return r
+                problem = f"{r.status_code} from {address}"
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__} from {address}"
+            fresh = True
+            time.sleep(0.25)
+        with self.lock:
+            self.requests += 1
+            self.failures += 1
+            self.errors.append(problem)
+        raise AssertionError(f"{path}: {problem} after {self.attempts} attempts")
+
+
+def test_rolling_restart_of_every_service_under_load_fails_no_request(federation: Path) -> None:
+    """Each service in turn gets SIGTERM (podman stop), must exit 0, is started again and is
+    ready before the next; meanwhile users search and download through the DNS names."""
+    index_port = {s["address"]: s["index_port"] for s in SITES.values()}
+    data_port = {s["address"]: s["data_port"] for s in SITES.values()}
+    wait_for(lambda: answered("search") == set(index_port), 120, "both sites answered")
+    doc = search(resolve("search")[0], type="File", project="CMIP6", replica="false",
+                 limit=1)["response"]["docs"][0]  # fmt: skip
+    path = "/thredds/" + next(u for u in doc["url"] if u.endswith("HTTPServer")).split(
+        "|")[0].split("/thredds/", 1)[1]  # fmt: skip
+    client = RetryingClient()
+    stop = threading.Event()
+    bad: list[str] = []
+
+    def searches() -> None:
+        while not stop.is_set():
+            r = client.get(
+                "search",
+                index_port,
+                "/esg-search/search?format=application/solr%2Bjson&project=CMIP6",
+            )
+            if r.status_code != 200 or r.json()["response"]["numFound"] == 0:
+                bad.append(f"search answered {r.status_code}: {r.text[:200]}")
+
+    def downloads() -> None:
+        while not stop.is_set():
+            r = client.get("data", data_port, path)
+            if r.status_code != 200 or hashlib.sha256(r.content).hexdigest() != doc["checksum"][0]:
+                bad.append(f"download answered {r.status_code}, {len(r.content)} bytes")
+
+    workers = [threading.Thread(target=f, daemon=True) for f in (searches, searches, downloads)]
+    for w in workers:
+        w.start()
+    services = yaml.safe_load((federation / "compose.yaml").read_text())["services"]
+    order = [s for s in services if s != "publisher"]
+    began = time.monotonic()
+    try:
+        for service in order:
+            podman("stop", "-t", "40", container(service), timeout=120)
+            assert inspect(service)["State"]["ExitCode"] == 0, f"{service} stopped uncleanly"
+            podman("start", container(service))
+            url = services[service].get("environment", {}).get("ESGF_HA_LIVEZ_URL")
+            if url is not None:
+                ready = url.removesuffix("/livez") + "/readyz"
+                wait_for(lambda u=ready: httpx.get(u, timeout=2).status_code == 200, 90,
+                         f"{service} ready again", poll=0.2)  # fmt: skip
+            # back in the answers before the next one goes
+            wait_for(lambda: answered("search", 10) == set(index_port), 60,
+                     f"both sites answered after {service}", poll=0.2)  # fmt: skip
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+    took = time.monotonic() - began
+    print(f"rolling restart of {len(order)} services in {took:.0f} s: {client.requests} "
+          f"requests, {client.retries} retries, {client.failures} failed")  # fmt: skip
+    assert client.failures == 0, client.errors
+    assert not bad, bad[:5]
+    assert client.requests > 5 * len(order)
 
 
 def test_every_service_stops_on_sigterm_with_status_0(federation: Path) -> None:
