@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -127,21 +128,39 @@ def test_a_stalled_request_holds_the_stop_no_longer_than_the_grace_period(
         server.kill()
 
 
-def test_index_drains_keeps_answering_searches_and_exits_0(tmp_path: Path) -> None:
+def test_index_drains_keeps_answering_searches_ends_long_polls_and_exits_0(
+    tmp_path: Path,
+) -> None:
     server = IndexServer(tmp_path / "index", extra_args=["--drain-seconds", "1.5"]).start()
     assert server.proc is not None
+    long_poll: dict[str, object] = {}
+
+    def follow() -> None:
+        began = time.monotonic()
+        r = httpx.get(server.url + "/api/v1/changes", params={"since": 0, "wait": 60},
+                      headers=server.auth("esgf:replicate"), timeout=90)  # fmt: skip
+        long_poll.update(status=r.status_code, took=time.monotonic() - began)
+
+    poller = threading.Thread(target=follow)
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             assert client.get("/readyz").status_code == 200
+            poller.start()
+            time.sleep(0.5)
             server.proc.send_signal(signal.SIGTERM)
             time.sleep(0.3)
             assert client.get("/readyz").status_code == 503
             search = client.get("/esg-search/search", params={"format": "application/solr+json"})
             assert search.status_code == 200
             assert search.headers["connection"] == "close"
+            # a replica's long-poll stays open through the drain, then is answered at the stop
+            assert "status" not in long_poll
         began = time.monotonic()
         assert exit_status(server.proc, 30) == 0
         assert time.monotonic() - began < 10
+        poller.join(30)
+        assert long_poll["status"] == 200
+        assert 1.5 <= float(long_poll["took"]) < 15  # type: ignore[arg-type]
         assert refused(server.url + "/livez")
     finally:
         server.kill()
