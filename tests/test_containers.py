@@ -196,7 +196,11 @@ def test_image_is_small_labelled_non_root_and_starts_fast_on_a_read_only_root(im
         try:
             wait_for(lambda: httpx.get(f"http://{listen}/readyz", timeout=1).status_code == 200,
                      30, f"{kind} ready", poll=0.02)  # fmt: skip
-            print(f"{kind}: container start to ready {time.monotonic() - began:.2f} s")
+            took = time.monotonic() - began
+            print(f"{kind}: container start to ready {took:.2f} s")
+            # the target is 3 s on an idle machine (docs/benchmarks.md); shared test machines
+            # are slower, so this only catches a start that hangs or regresses badly
+            assert took < 15
             podman("stop", "-t", "30", name)
         finally:
             podman("rm", "-f", name, check=False)
