@@ -5,6 +5,7 @@ finishes whole, the wait for requests in flight is bounded, and the process exit
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -224,4 +225,53 @@ def test_replicator_following_the_master_stops_on_sigterm_with_status_0(tmp_path
             proc.kill()
             proc.wait()
         log.close()
+        master.stop()
+
+
+def test_publisher_stops_at_a_dataset_boundary_on_sigterm_and_a_rerun_publishes_the_rest(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    made = subprocess.run(
+        [sys.executable, "-m", "esgf_ha", "sample-data", str(data), "--datasets", "60",
+         "--files-per-version", "1", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    master = IndexServer(tmp_path / "master").start()
+    command = [sys.executable, "-m", "esgf_ha", "publish", "--index", master.url,
+               "--data-node", "dn.example.org", "--root", f"esg_dataroot={data}",
+               "--batch-files", "1", "--jobs", "1", "--no-progress", "--json", str(data)]  # fmt: skip
+    env = {**os.environ, "ESGF_HA_TOKEN": master.token("esgf:publish")}
+
+    def datasets() -> int:
+        return int(master.search(limit=0)["response"]["numFound"])
+
+    try:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while datasets() == 0:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, err
+        summary = json.loads(out)
+        assert summary["interrupted"] is True and summary["ok"] is False
+        assert summary["failed"] == []
+        published = datasets()
+        total_versions = len(published_ids := summary["published"])
+        assert published_ids and total_versions == published  # nothing half-sent
+        assert b"run again" in err
+        # every dataset version on the master is whole: all its files are there
+        for doc in master.search(limit=100, fields="id,number_of_files")["response"]["docs"]:
+            files = master.search(type="File", dataset_id=doc["id"], limit=0)
+            assert files["response"]["numFound"] == doc["number_of_files"]
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr
+        summary = json.loads(again.stdout)
+        assert summary["ok"] is True and len(summary["unchanged"]) == published
+        assert datasets() > published
+    finally:
         master.stop()
