@@ -19,12 +19,17 @@ demo: $(STAMP)
 # dig (the DNS load balancer's RFC 2136 mode and its answers), nginx (the data node's nginx
 # mode and its benchmark), curl (that benchmark), iproute2 (a network namespace whose
 # resolver is our DNS, for an unmodified client), unbound (a real recursive resolver in front of
-# a DNS server per site) and chromium with its driver (the search page's browser tests).
-SYSTEM_PACKAGES := wget bind9 bind9-dnsutils nginx-light curl iproute2 unbound chromium chromium-driver
+# a DNS server per site), chromium with its driver (the search page's browser tests), podman,
+# runc and debootstrap (the image and the Compose deployment; debootstrap makes the Debian base
+# image where no registry answers).
+SYSTEM_PACKAGES := wget bind9 bind9-dnsutils nginx-light curl iproute2 unbound chromium \
+  chromium-driver podman runc debootstrap uidmap
 system-deps:
 	@command -v wget >/dev/null 2>&1 && command -v dig >/dev/null 2>&1 && test -x /usr/sbin/named && \
 	  test -x /usr/sbin/nginx && command -v curl >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 && \
-	  test -x /usr/sbin/unbound && test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || \
+	  test -x /usr/sbin/unbound && test -x /usr/bin/chromium && test -x /usr/bin/chromedriver && \
+	  command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && \
+	  command -v debootstrap >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; }
 
 clients-setup: $(STAMP)

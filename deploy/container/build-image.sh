@@ -28,6 +28,16 @@ fi
 
 "$HERE/base-image.sh"
 
+# what the image is made of; an image built from the same inputs is reused as it is
+INPUTS=$(cd "$REPO" && find pyproject.toml src deploy/container -type f ! -name '*.pyc' \
+    ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 | sort -z |
+    xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [ "${REBUILD:-}" != 1 ] &&
+    [ "$(podman image inspect --format '{{ index .Labels "io.esgf-ha.inputs" }}' "$TAG" 2>/dev/null)" = "$INPUTS" ]; then
+    echo "$TAG is up to date (REBUILD=1 to build it anyway)" >&2
+    exit 0
+fi
+
 CONTEXT=$REPO/build/container
 WHEELS=$CONTEXT/wheelhouse
 STAMP=$WHEELS/.pyproject.sha256
@@ -51,5 +61,5 @@ SOURCE=$(git -C "$REPO" config --get remote.origin.url 2>/dev/null || echo unkno
 # --format docker: the OCI format has no HEALTHCHECK
 podman build --network host --format docker --tag "$TAG" \
     --build-arg "ESGF_HA_VERSION=$VERSION" --build-arg "REVISION=$REVISION" \
-    --build-arg "SOURCE_URL=$SOURCE" \
+    --build-arg "SOURCE_URL=$SOURCE" --label "io.esgf-ha.inputs=$INPUTS" \
     --file "$HERE/Containerfile" "$CONTEXT"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,6 +120,12 @@ def print_report(report: Report, as_json: bool) -> None:
         stderr.print(f"[red]error[/] {err['kind']}: {err['path']}: {err['error']}", highlight=False)
     for fail in report.failed:
         stderr.print(f"[red]failed[/] {fail['dataset']}: {fail['error']}", highlight=False)
+    if report.interrupted:
+        stderr.print(
+            "[yellow]stopped[/] by SIGTERM after sending what was read: run again to publish "
+            "the rest",
+            highlight=False,
+        )
     if as_json:
         summary = report.as_dict()
         if report.dry_run:
@@ -270,9 +278,13 @@ def publish(
         jobs=jobs,
         batch_files=batch_files,
     )
+    # SIGTERM (a container or Job being stopped) ends the run at the next dataset version:
+    # what was read is still published whole, and the exit status says to run again
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
         with progress_hooks(not no_progress) as hooks:
-            report = run(items, settings, client, hooks=hooks)
+            report = run(items, settings, client, hooks=hooks, stop=stop)
     except PublisherError as exc:
         stderr.print(f"[red]error[/] {exc}", highlight=False)
         sys.exit(1)

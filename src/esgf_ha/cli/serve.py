@@ -21,6 +21,11 @@ Examples:
   esgf-ha serve index --role master --state-dir state/master --listen 127.0.0.1:8080
   esgf-ha serve index --role master --state-dir state/master --listen 0.0.0.0:8443 --tls
   esgf-ha serve data --state-dir state/data --root esg_dataroot=/esg/data --index URL
+  esgf-ha serve data ... --drain-seconds 3 --grace-seconds 20     # as in a rolling restart
+
+On SIGTERM a service answers /readyz with 503 for --drain-seconds while still serving, then
+lets the requests in flight finish (at most --grace-seconds) and exits 0. See
+docs/deployment.md.
 """
 )
 def serve() -> None:

@@ -182,8 +182,8 @@ class Draining:
 def graceful(server: uvicorn.Server, app: Any, shutdown: Shutdown) -> Draining:
     """Wrap `app` and replace uvicorn's signal handling with the stop described in `Shutdown`.
 
-    The app's `state.exit_hooks` run as soon as a stop is asked for (long-polls end at once
-    instead of holding the shutdown). uvicorn's own handler re-raises the signal once it has
+    The app's `state.exit_hooks` run when the drain ends and the stop begins (long-polls end
+    at once instead of holding the shutdown). uvicorn's own handler re-raises the signal once it has
     stopped, so the process would die of it; a clean stop here exits 0 instead."""
     wrapped = Draining(app)
     exit_hooks = list(getattr(getattr(app, "state", None), "exit_hooks", []))
@@ -191,6 +191,11 @@ def graceful(server: uvicorn.Server, app: Any, shutdown: Shutdown) -> Draining:
     timer: threading.Timer | None = None
 
     def stop_now() -> None:
+        if not server.should_exit:
+            # long-polls would otherwise hold the stop for their whole wait; during the drain
+            # they are left waiting, since answering them early only brings them straight back
+            for hook in exit_hooks:
+                hook()
         server.should_exit = True
 
     def on_signal(sig: int, frame: Any) -> None:
@@ -204,8 +209,6 @@ def graceful(server: uvicorn.Server, app: Any, shutdown: Shutdown) -> Draining:
             return
         wrapped.draining = True
         log.info("stopping", extra={"signal": signal.Signals(sig).name, "drain": shutdown.drain})
-        for hook in exit_hooks:
-            hook()
         if shutdown.drain > 0:
             timer = threading.Timer(shutdown.drain, stop_now)
             timer.daemon = True

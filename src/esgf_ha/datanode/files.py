@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import select
+import threading
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
@@ -141,22 +142,35 @@ class SendfileThreads:
         return self._limiter if self._limiter.available_tokens else None
 
 
-def _blocking_sendfile(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
-    """sendfile on a non-blocking socket from a worker thread, waiting for room with poll."""
-    poller = select.poll()
-    poller.register(sock_fd, select.POLLOUT)
-    sent = 0
-    while sent < count:
-        try:
-            n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
-        except BlockingIOError:
-            if not poller.poll(60_000):
-                raise TimeoutError("the client stopped reading") from None
-            continue
-        if n == 0:
-            break
-        sent += n
-    return sent
+def _blocking_sendfile(
+    sock_fd: int, file_fd: int, offset: int, count: int, abandoned: threading.Event
+) -> int:
+    """sendfile on a non-blocking socket from a worker thread, waiting for room with poll.
+
+    The thread owns both descriptors (duplicates) and closes them: once the request is
+    abandoned (the server stopped waiting for it) the caller no longer knows when this ends,
+    and it gives up within a second of `abandoned` being set."""
+    try:
+        poller = select.poll()
+        poller.register(sock_fd, select.POLLOUT)
+        sent = 0
+        while sent < count and not abandoned.is_set():
+            try:
+                n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
+            except BlockingIOError:
+                for _ in range(60):
+                    if poller.poll(1000) or abandoned.is_set():
+                        break
+                else:
+                    raise TimeoutError("the client stopped reading") from None
+                continue
+            if n == 0:
+                break
+            sent += n
+        return sent
+    finally:
+        os.close(sock_fd)
+        os.close(file_fd)
 
 
 class _Span:
@@ -247,20 +261,27 @@ class FileBody(Response):
                 # several cores, and the event loop stays free for other requests
                 reading = transport.is_reading()
                 transport.pause_reading()
-                # our own descriptor for the socket: should the transport close its own
-                # meanwhile, the number cannot be reused under us
-                fd = os.dup(sock.fileno())
+                # our own descriptors for the socket and the file: should the transport or
+                # the file be closed meanwhile, the numbers cannot be reused under the thread
+                fd, file_fd = os.dup(sock.fileno()), os.dup(fh.fileno())
+                abandoned = threading.Event()
                 try:
                     sent = await anyio.to_thread.run_sync(
                         _blocking_sendfile,
                         fd,
-                        fh.fileno(),
+                        file_fd,
                         self.start,
                         self.length,
+                        abandoned,
                         limiter=limiter,
+                        # a stopping server cancels requests still running after its grace
+                        # period: the thread is told and closes its descriptors itself
+                        abandon_on_cancel=True,
                     )
+                except BaseException:
+                    abandoned.set()
+                    raise
                 finally:
-                    os.close(fd)
                     if reading and not transport.is_closing():
                         transport.resume_reading()
         except (ConnectionError, OSError, RuntimeError) as exc:

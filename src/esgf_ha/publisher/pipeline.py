@@ -8,6 +8,7 @@ still published whole or not at all.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -48,16 +49,18 @@ class Report:
     seconds: float = 0.0
     scan_seconds: float = 0.0
     dry_run: bool = False
+    interrupted: bool = False  # stopped (SIGTERM) before every file was read
     entries: list[Entry] = field(default_factory=list)  # what was (or would be) sent
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.file_errors
+        return not self.failed and not self.file_errors and not self.interrupted
 
     def as_dict(self) -> dict[str, object]:
         return {
             "ok": self.ok,
             "dry_run": self.dry_run,
+            "interrupted": self.interrupted,
             "datasets": len(self.published) + len(self.unchanged) + len(self.failed),
             "files": self.files,
             "published": self.published,
@@ -198,8 +201,13 @@ def run(
     client: IndexClient | None,
     *,
     hooks: Hooks | None = None,
+    stop: threading.Event | None = None,
 ) -> Report:
-    """Publish files or mapfile lines; `client=None` is a dry run (nothing is sent)."""
+    """Publish files or mapfile lines; `client=None` is a dry run (nothing is sent).
+
+    Once `stop` is set, no further file is read: the dataset versions already read are still
+    sent (each is one atomic batch, so the master never holds part of one) and the report
+    says it was interrupted; running again publishes the rest."""
     hooks = hooks or Hooks()
     started = time.monotonic()
     report = Report(dry_run=client is None)
@@ -213,6 +221,9 @@ def run(
         on_total=hooks.scan_total,
         on_file=hooks.scan_file,
     ):
+        if stop is not None and stop.is_set():
+            report.interrupted = True
+            break
         if isinstance(found, FileProblem):
             _file_error(report, found)
             continue
