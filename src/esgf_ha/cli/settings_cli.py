@@ -117,3 +117,23 @@ def hint(
     if field in hints:
         options.append(hints[field])
     return " / ".join([*options, *env_names(cls, field)])
+
+
+def settings_table(command: SettingsCommand) -> str:
+    """The operator's table of a service's settings (markdown): every field, its environment
+    variable(s), its option, its default and its meaning, all read from the code."""
+    cls = command.settings_class
+    rows = [
+        "| setting | environment | option | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for field, info in cls.model_fields.items():
+        options = [p.opts[0] for p in command.params if p.name == field and p.opts]
+        env = ", ".join(f"`{name}`" for name in env_names(cls, field))
+        option = ", ".join(f"`{o}`" for o in options) or "—"
+        default = shown_default(cls, field)
+        meaning = (info.description or "").replace("|", "\\|")
+        rows.append(
+            f"| `{field}` | {env} | {option} | {f'`{default}`' if default else '—'} | {meaning} |"
+        )
+    return "\n".join(rows) + "\n"

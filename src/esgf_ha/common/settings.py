@@ -8,8 +8,44 @@ Python field name.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+
+class ServiceSettings(BaseSettings):
+    """A service's settings: values given to the constructor (the command line's), then the
+    environment, then the defaults. No `.env` file and no secrets directory are read."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _UnlessGiven(env_settings)
+
+
+class _UnlessGiven(PydanticBaseSettingsSource):
+    """A source without the fields an earlier one gave. Left alone, pydantic-settings merges a
+    map from the environment into a map given on the command line (`--root b=…` plus
+    `ESGF_HA_DATA_ROOTS={"a": …}` would serve both roots); a given value must replace it."""
+
+    def __init__(self, source: PydanticBaseSettingsSource) -> None:
+        super().__init__(source.settings_cls)
+        self.source = source
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        given = self.current_state
+        return {name: value for name, value in self.source().items() if name not in given}
 
 
 def setting_error(field: str, message: str) -> PydanticCustomError:

@@ -6,14 +6,14 @@ import re
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from esgf_ha.common.settings import check_files, check_listen, setting_error
+from esgf_ha.common.settings import ServiceSettings, check_files, check_listen, setting_error
 
 ROOT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-class DataSettings(BaseSettings):
+class DataSettings(ServiceSettings):
     """One data node's settings. Each field is read from `ESGF_HA_DATA_<FIELD>` unless the
     command line gives it; `_check` holds the rules that tie fields together."""
 

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from esgf_ha.common.settings import check_files, check_listen, setting_error
+from esgf_ha.common.settings import ServiceSettings, check_files, check_listen, setting_error
 
 
-class IndexSettings(BaseSettings):
+class IndexSettings(ServiceSettings):
     """One index service's settings. Each field is read from `ESGF_HA_INDEX_<FIELD>` unless the
     command line gives it; the rules that tie fields together live in `_check`, so every way
     of building the settings (CLI, environment, tests) is held to them."""
