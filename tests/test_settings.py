@@ -90,7 +90,7 @@ P = Path(F)
 REPLICA = ["--role", "replica", "--upstream", UP, "--token", "t"]
 
 TLS_CASES = {
-    "tls": Case("true", True, ["--tls"], True, against="false"),
+    "tls": Case("true", True, ["--no-tls"], False),
     "tls_cert": Case(
         F + "/cert.pem", P / "cert.pem", ["--tls-cert", F + "/cert2.pem"], P / "cert2.pem",
         extra=["--tls-key", F + "/key.pem"],

@@ -40,9 +40,8 @@ def tls_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
             click.option(
-                "--tls",
+                "--tls/--no-tls",
                 cls=SettingOption,
-                is_flag=True,
                 default=None,
                 help="serve HTTPS (a certificate is made on first start)",
             ),

@@ -23,7 +23,8 @@ class DataSettings(ServiceSettings):
     listen: str = Field("127.0.0.1:8090", description="HOST:PORT to listen on (port 0: any)")
     roots: dict[str, Path] = Field(
         default_factory=dict,
-        description="data roots: URL name -> directory (`esg_dataroot=/esg/data`)",
+        description="data roots: URL name -> directory (`--root esg_dataroot=/esg/data`; "
+        'in the environment JSON: `{"esg_dataroot": "/esg/data"}`)',
     )
     restricted: list[str] = Field(
         default_factory=list, description="roots whose files need a token with esgf:download"
