@@ -45,7 +45,8 @@ from esgf_ha.cli.serve import (
 from esgf_ha.cli.serve_dns import serve_dns
 from esgf_ha.cli.settings_cli import SettingOption, SettingsCommand, settings_table
 from esgf_ha.common.auth import issue_token
-from tests.servers import wait_ready
+from esgf_ha.records.samples import as_batch, cmip6_samples
+from tests.servers import IndexServer, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = {"index": ROOT / "docs" / "index-node.md", "data": ROOT / "docs" / "data-node.md"}
@@ -582,3 +583,29 @@ def write_tables() -> None:
 if __name__ == "__main__":
     write_tables()
     click.echo("rewrote the settings tables in " + ", ".join(str(p) for p in DOCS.values()))
+
+
+@pytest.fixture
+def hurried_index(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> Iterator[IndexServer]:
+    """An index whose search time limit, set in the environment only, no search can meet."""
+    clean_env.setenv("ESGF_HA_INDEX_SEARCH_TIMEOUT", "0.000001")
+    server = IndexServer(tmp_path / "hurried").start()
+    try:
+        assert server.publish(as_batch(cmip6_samples(3))).status_code == 200
+        yield server
+    finally:
+        server.stop()
+
+
+def test_search_timeout_variable_holds_stac_searches(hurried_index: IndexServer) -> None:
+    """`ESGF_HA_INDEX_SEARCH_TIMEOUT` holds the STAC API's searches as it holds esg-search's
+    (tests/test_hostile_reads.py); with the default, 30 s, these answer 200."""
+    with hurried_index.client() as c:
+        for path, params in [
+            ("/stac/search", {"limit": "2"}),
+            ("/stac/collections", {}),
+        ]:
+            r = c.get(path, params=params)
+            assert r.status_code == 503, (path, r.text[:300])
+            assert "time limit" in r.text and int(r.headers["Retry-After"]) > 0
+        assert c.get("/readyz").status_code == 200  # readiness runs no search
