@@ -8,11 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from esgf_ha.cli.settings_cli import (
+    SettingOption,
+    SettingsCommand,
+    build_settings,
+    given,
+)
 from esgf_ha.common.logs import setup_logging
 
 if TYPE_CHECKING:
     from esgf_ha.common.server import Shutdown
     from esgf_ha.common.tls import TLSFiles
+    from esgf_ha.datanode.settings import DataSettings
+    from esgf_ha.index.settings import IndexSettings
 
 
 @click.group(
@@ -37,21 +45,27 @@ def tls_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
             click.option(
-                "--tls", is_flag=True, help="serve HTTPS (a certificate is made on first start)"
+                "--tls/--no-tls",
+                cls=SettingOption,
+                default=None,
+                help="serve HTTPS (a certificate is made on first start)",
             ),
             click.option(
                 "--tls-cert",
+                cls=SettingOption,
                 type=click.Path(path_type=Path, exists=True),
                 help="use this certificate chain (PEM) instead of a generated one",
             ),
             click.option(
                 "--tls-key",
+                cls=SettingOption,
                 type=click.Path(path_type=Path, exists=True),
                 help="private key for --tls-cert",
             ),
             click.option(
                 "--hostname",
                 "hostnames",
+                cls=SettingOption,
                 multiple=True,
                 help="extra host name for the generated certificate (repeatable)",
             ),
@@ -62,21 +76,21 @@ def tls_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--header-timeout and --max-connections, as every HTTP service takes them (unset: the
-    settings' default or its environment variable)."""
+    """--header-timeout and --max-connections, as every HTTP service takes them."""
     for option in reversed(
         [
             click.option(
                 "--header-timeout",
+                cls=SettingOption,
                 type=click.FloatRange(min=0, min_open=True),
                 help="close a connection that has not sent a request's headers within this "
-                "many seconds [default: 20]",
+                "many seconds",
             ),
             click.option(
                 "--max-connections",
+                cls=SettingOption,
                 type=click.IntRange(min=1),
-                help="open connections at most; over it the oldest idle one is closed "
-                "[default: 1000]",
+                help="open connections at most; over it the oldest idle one is closed",
             ),
         ]
     ):
@@ -110,10 +124,6 @@ def shutdown_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ):
         func = option(func)
     return func
-
-
-def _given(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
 
 
 def shutdown_of(drain_seconds: float, grace_seconds: float) -> Shutdown:
@@ -159,6 +169,8 @@ def server_tls(
 
 @serve.command(
     "index",
+    cls=SettingsCommand,
+    settings="esgf_ha.index.settings:IndexSettings",
     epilog="""\b
 Examples:
   esgf-ha serve index --role master --state-dir state/master --listen 127.0.0.1:8080
@@ -179,168 +191,128 @@ The chosen address (useful with port 0) is logged and written to
 )
 @click.option(
     "--role",
+    cls=SettingOption,
     type=click.Choice(["master", "replica"]),
-    default="master",
-    show_default=True,
     help="master takes publications; replicas are read-only",
 )
 @click.option(
     "--state-dir",
+    cls=SettingOption,
     type=click.Path(path_type=Path),
-    required=True,
     help="directory for the store, keys and TLS files (created if missing)",
 )
-@click.option(
-    "--listen",
-    default="127.0.0.1:8080",
-    show_default=True,
-    help="HOST:PORT to listen on; port 0 picks a free one",
-)
+@click.option("--listen", cls=SettingOption, help="HOST:PORT to listen on; port 0 picks a free one")
 @tls_options
 @click.option(
     "--client-ca",
+    cls=SettingOption,
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="CA certificate(s) (PEM) whose client certificates may publish "
     "[default: the federation CA, <state-dir>/tls/ca.pem]",
 )
-@click.option("--jwks-url", help="verify tokens against this external issuer's JWKS as well")
+@click.option(
+    "--jwks-url",
+    cls=SettingOption,
+    help="verify tokens against this external issuer's JWKS as well",
+)
+@click.option(
+    "--token-issuer",
+    cls=SettingOption,
+    help="tokens from the --jwks-url issuer must carry this `iss`",
+)
+@click.option(
+    "--token-audience",
+    cls=SettingOption,
+    help="tokens from the --jwks-url issuer must carry this `aud`",
+)
 @click.option(
     "--ws-anonymous-from",
     "ws_anonymous_from",
+    cls=SettingOption,
     multiple=True,
     metavar="CIDR",
     help="accept unauthenticated esgcet /ws/* publications from this network "
     "(repeatable; esgcet 5.5.3 sends no credentials)",
 )
-@click.option("--upstream", metavar="URL", help="replica: the index to follow (master or replica)")
+@click.option(
+    "--upstream",
+    cls=SettingOption,
+    metavar="URL",
+    help="replica: the index to follow (master or replica)",
+)
 @click.option(
     "--token",
-    envvar="ESGF_HA_UPSTREAM_TOKEN",
-    help="replica: bearer token (scope esgf:replicate) for the upstream "
-    "[env ESGF_HA_UPSTREAM_TOKEN]",
+    "upstream_token",
+    cls=SettingOption,
+    help="replica: bearer token (scope esgf:replicate) for the upstream",
 )
 @click.option(
     "--token-file",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="replica: read the upstream token from this file",
+    help="replica: read the upstream token from this file (beats --token)",
 )
 @click.option(
     "--upstream-ca",
+    cls=SettingOption,
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="replica: CA certificate (PEM) to verify an HTTPS upstream",
 )
 @click.option(
     "--max-lag",
-    type=float,
-    default=30.0,
-    show_default=True,
+    cls=SettingOption,
+    type=click.FloatRange(min=0, min_open=True),
     help="replica: /readyz fails when the known replication lag exceeds this many seconds",
 )
 @click.option(
     "--facets-file",
-    envvar="ESGF_HA_INDEX_FACETS_FILE",
+    cls=SettingOption,
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="TOML file naming each project's facets, added to the built-in lists "
-    "(see docs/index-node.md) [env ESGF_HA_INDEX_FACETS_FILE]",
+    "(see docs/index-node.md)",
 )
 @click.option(
     "--search-timeout",
+    cls=SettingOption,
     type=click.FloatRange(min=0),
-    help="stop a search after this many seconds with 503 and Retry-After (0: no limit) "
-    "[default: 30]",
+    help="stop a search after this many seconds with 503 and Retry-After (0: no limit)",
 )
 @connection_options
 @shutdown_options
 @click.option("--log-level", default="info", show_default=True)
-def serve_index(
-    role: str,
-    state_dir: Path,
-    listen: str,
-    tls: bool,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    hostnames: tuple[str, ...],
-    client_ca: Path | None,
-    jwks_url: str | None,
-    ws_anonymous_from: tuple[str, ...],
-    upstream: str | None,
-    token: str | None,
-    token_file: Path | None,
-    upstream_ca: Path | None,
-    max_lag: float,
-    facets_file: Path | None,
-    search_timeout: float | None,
-    header_timeout: float | None,
-    max_connections: int | None,
-    drain_seconds: float,
-    grace_seconds: float,
-    log_level: str,
-) -> None:
+def serve_index(**options: Any) -> None:
     """Serve the ESGF search API (and, on the master, publication)."""
     from esgf_ha.common.auth import TokenVerifier
     from esgf_ha.common.connections import ConnectionLimits
-    from esgf_ha.common.server import parse_listen
     from esgf_ha.common.server import serve as run
     from esgf_ha.index.app import create_app
     from esgf_ha.index.facets import FacetConfigError, load_facet_profile
     from esgf_ha.index.service import IndexService
-    from esgf_ha.index.settings import IndexSettings
 
-    setup_logging(log_level)
-    if token_file is not None:
-        token = token_file.read_text().strip()
-    if role == "replica":
-        if not upstream:
-            raise click.BadParameter("a replica needs --upstream URL", param_hint="--upstream")
-        if not upstream.startswith(("http://", "https://")):
-            raise click.BadParameter("must be an http(s):// URL", param_hint="--upstream")
-        if not token:
-            raise click.BadParameter(
-                "a replica needs --token or --token-file (scope esgf:replicate)",
-                param_hint="--token",
-            )
-    elif upstream:
-        raise click.BadParameter("only a replica follows an upstream", param_hint="--upstream")
-    settings = IndexSettings(
-        role="replica" if role == "replica" else "master",
-        state_dir=state_dir,
-        listen=listen,
-        tls=tls or bool(tls_cert),
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        client_ca=client_ca,
-        hostnames=list(hostnames),
-        jwks_url=jwks_url,
-        ws_anonymous_from=list(ws_anonymous_from),
-        upstream=upstream,
-        upstream_token=token,
-        upstream_ca=upstream_ca,
-        max_lag=max_lag,
-        facets_file=facets_file,
-        **_given(
-            search_timeout=search_timeout,
-            header_timeout=header_timeout,
-            max_connections=max_connections,
-        ),
-    )
+    settings = index_settings_from_cli(options)
+    setup_logging(options["log_level"])
     try:
         facets = load_facet_profile(settings.facets_file)
     except FacetConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--facets-file") from None
-    try:
-        parse_listen(listen)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--listen") from None
+        raise click.BadParameter(
+            str(exc), param_hint="--facets-file / ESGF_HA_INDEX_FACETS_FILE"
+        ) from None
     # a replica can re-fetch what a power cut loses, so it need not sync every commit
-    service = IndexService.open(state_dir, durable=settings.role == "master", facets=facets)
-    verifier = TokenVerifier.from_state_dir(state_dir, jwks_url=jwks_url)
+    service = IndexService.open(
+        settings.state_dir, durable=settings.role == "master", facets=facets
+    )
+    verifier = TokenVerifier.from_state_dir(
+        settings.state_dir,
+        jwks_url=settings.jwks_url,
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+    )
     tls_files = server_tls(
         settings.tls,
-        state_dir,
-        listen,
-        tls_cert,
-        tls_key,
-        hostnames,
+        settings.state_dir,
+        settings.listen,
+        settings.tls_cert,
+        settings.tls_key,
+        tuple(settings.hostnames),
         settings.client_ca,
         client_certs=settings.role == "master",
     )
@@ -350,11 +322,12 @@ def serve_index(
 
         from esgf_ha.index.follower import Follower
 
+        ca = settings.upstream_ca
         follower = Follower(
             service,
             str(settings.upstream),
             str(settings.upstream_token),
-            verify=ssl.create_default_context(cafile=str(upstream_ca)) if upstream_ca else True,
+            verify=ssl.create_default_context(cafile=str(ca)) if ca else True,
         )
     app = create_app(settings, service, verifier, follower)
     if follower is not None:
@@ -362,17 +335,29 @@ def serve_index(
     try:
         run(
             app,
-            listen,
+            settings.listen,
             name="index",
-            state_dir=state_dir,
+            state_dir=settings.state_dir,
             tls=tls_files,
             limits=ConnectionLimits(settings.header_timeout, settings.max_connections),
-            shutdown=shutdown_of(drain_seconds, grace_seconds),
+            shutdown=shutdown_of(options["drain_seconds"], options["grace_seconds"]),
         )
     finally:
         if follower is not None:
             follower.stop()
         service.close()
+
+
+def index_settings_from_cli(options: dict[str, Any]) -> IndexSettings:
+    """The index's settings from `serve index`'s parsed options (`ctx.params`): given options,
+    then `ESGF_HA_INDEX_*`, then defaults. A bad value is a usage error, not a traceback."""
+    from esgf_ha.index.settings import IndexSettings
+
+    values = given(options, IndexSettings.model_fields)
+    token_file = options.get("token_file")
+    if token_file is not None:
+        values["upstream_token"] = token_file.read_text().strip()
+    return build_settings(IndexSettings, values, serve_index, {"upstream_token": "--token-file"})
 
 
 def _roots(values: tuple[str, ...]) -> dict[str, Path]:
@@ -389,6 +374,8 @@ def _roots(values: tuple[str, ...]) -> dict[str, Path]:
 
 @serve.command(
     "data",
+    cls=SettingsCommand,
+    settings="esgf_ha.datanode.settings:DataSettings",
     epilog="""\b
 Examples:
   esgf-ha serve data --state-dir state/data --listen 127.0.0.1:8090 \\
@@ -407,56 +394,59 @@ written to <state-dir>/data.endpoint.json.
 )
 @click.option(
     "--state-dir",
+    cls=SettingOption,
     type=click.Path(path_type=Path),
-    default=Path("state/data"),
-    show_default=True,
     help="directory for the endpoint file and TLS files (created if missing)",
 )
-@click.option(
-    "--listen",
-    default="127.0.0.1:8090",
-    show_default=True,
-    help="HOST:PORT to listen on; port 0 picks a free one",
-)
+@click.option("--listen", cls=SettingOption, help="HOST:PORT to listen on; port 0 picks a free one")
 @click.option(
     "--root",
     "roots",
+    cls=SettingOption,
     multiple=True,
-    required=True,
     metavar="NAME=PATH",
-    help="a data root: URL name and directory (repeatable)",
+    help="a data root: URL name and directory (repeatable; at least one, here or in the "
+    'environment as JSON: {"esg_dataroot": "/esg/data"})',
 )
 @click.option(
     "--index",
     "index_url",
+    cls=SettingOption,
     help="search service URL to learn checksums, replicas and catalogs from",
 )
 @click.option(
     "--index-ca",
+    cls=SettingOption,
     type=click.Path(path_type=Path, exists=True),
     help="CA bundle (PEM) that signs an HTTPS index",
 )
 @click.option(
     "--data-node",
+    cls=SettingOption,
     help="this node's name as records spell data_node (default: each request's Host header)",
 )
 @click.option(
     "--restricted",
+    cls=SettingOption,
     multiple=True,
     metavar="NAME",
     help="root whose files need a bearer token with scope esgf:download (repeatable)",
 )
 @click.option(
     "--token-public-key",
-    "token_keys",
+    "token_public_keys",
+    cls=SettingOption,
     multiple=True,
     type=click.Path(path_type=Path, exists=True),
     help="Ed25519 public key (PEM) that signs download tokens (repeatable)",
 )
-@click.option("--jwks-url", help="verify download tokens against this issuer's JWKS")
+@click.option(
+    "--jwks-url", cls=SettingOption, help="verify download tokens against this issuer's JWKS"
+)
 @tls_options
 @click.option(
     "--accel-prefix",
+    cls=SettingOption,
     help="nginx mode: answer file requests with X-Accel-Redirect to this internal prefix",
 )
 @click.option(
@@ -479,101 +469,39 @@ written to <state-dir>/data.endpoint.json.
 @connection_options
 @shutdown_options
 @click.option("--log-level", default="info", show_default=True)
-def serve_data(
-    state_dir: Path,
-    listen: str,
-    roots: tuple[str, ...],
-    index_url: str | None,
-    index_ca: Path | None,
-    data_node: str | None,
-    restricted: tuple[str, ...],
-    token_keys: tuple[Path, ...],
-    jwks_url: str | None,
-    tls: bool,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    hostnames: tuple[str, ...],
-    accel_prefix: str | None,
-    write_nginx_config: Path | None,
-    nginx_listen: str,
-    nginx_dir: Path | None,
-    header_timeout: float | None,
-    max_connections: int | None,
-    drain_seconds: float,
-    grace_seconds: float,
-    log_level: str,
-) -> None:
+def serve_data(**options: Any) -> None:
     """Serve data files, THREDDS catalogs and OPeNDAP from DRS directory trees."""
-    from pydantic import ValidationError
-
     from esgf_ha.common.connections import ConnectionLimits
-    from esgf_ha.common.server import parse_listen
     from esgf_ha.common.server import serve as run
     from esgf_ha.datanode.app import create_app
     from esgf_ha.datanode.files import SendfileProtocol
     from esgf_ha.datanode.index_client import IndexClient
-    from esgf_ha.datanode.nginx import ACCEL_PREFIX, render_config
     from esgf_ha.datanode.service import DataNode
-    from esgf_ha.datanode.settings import DataSettings
     from esgf_ha.datanode.tokens import verifier_for
 
-    setup_logging(log_level)
-    try:
-        parse_listen(listen)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--listen") from None
-    if write_nginx_config is not None:
-        accel_prefix = accel_prefix or ACCEL_PREFIX
-    try:
-        settings = DataSettings(
-            state_dir=state_dir,
-            listen=listen,
-            roots=_roots(roots),
-            restricted=list(restricted),
-            index_url=index_url,
-            index_ca=index_ca,
-            data_node=data_node,
-            tls=tls or bool(tls_cert),
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            hostnames=list(hostnames),
-            token_public_keys=list(token_keys),
-            jwks_url=jwks_url,
-            accel_prefix=accel_prefix,
-            **_given(header_timeout=header_timeout, max_connections=max_connections),
-        )
-    except ValidationError as exc:
-        raise click.UsageError("; ".join(e["msg"] for e in exc.errors())) from None
-    if write_nginx_config is not None:
-        where: dict[str, Any] = {}
-        if nginx_dir is not None:
-            nginx_dir = nginx_dir.resolve()
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-                (nginx_dir / kind).mkdir(parents=True, exist_ok=True)
-            where = {
-                "pid_file": str(nginx_dir / "nginx.pid"),
-                "error_log": str(nginx_dir / "error.log"),
-                "temp_dir": str(nginx_dir),
-            }
-        try:
-            text = render_config(settings, nginx_listen, **where)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--nginx-listen") from None
-        write_nginx_config.write_text(text)
-        click.echo(
-            f"wrote {write_nginx_config}; start this node with --accel-prefix {accel_prefix}"
+    settings = data_settings_from_cli(options)
+    setup_logging(options["log_level"])
+    if options["write_nginx_config"] is not None:
+        _write_nginx_config(
+            settings, options["write_nginx_config"], options["nginx_listen"], options["nginx_dir"]
         )
         return
-    state_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     # the data node authenticates downloads with tokens: it asks for no client certificate
     tls_files = server_tls(
-        settings.tls, state_dir, listen, tls_cert, tls_key, hostnames, client_certs=False
+        settings.tls,
+        settings.state_dir,
+        settings.listen,
+        settings.tls_cert,
+        settings.tls_key,
+        tuple(settings.hostnames),
+        client_certs=False,
     )
     index = None
-    if index_url:
+    if settings.index_url:
         index = IndexClient(
-            index_url,
-            ca=index_ca,
+            settings.index_url,
+            ca=settings.index_ca,
             ttl=settings.lookup_ttl,
             cache_size=settings.lookup_cache_size,
         )
@@ -581,11 +509,50 @@ def serve_data(
     app = create_app(node, verifier_for(settings))
     run(
         app,
-        listen,
+        settings.listen,
         name="data",
-        state_dir=state_dir,
+        state_dir=settings.state_dir,
         tls=tls_files,
         protocol=SendfileProtocol,
         limits=ConnectionLimits(settings.header_timeout, settings.max_connections),
-        shutdown=shutdown_of(drain_seconds, grace_seconds),
+        shutdown=shutdown_of(options["drain_seconds"], options["grace_seconds"]),
     )
+
+
+def data_settings_from_cli(options: dict[str, Any]) -> DataSettings:
+    """The data node's settings from `serve data`'s parsed options (`ctx.params`): given
+    options, then `ESGF_HA_DATA_*`, then defaults. A bad value is a usage error."""
+    from esgf_ha.datanode.nginx import ACCEL_PREFIX
+    from esgf_ha.datanode.settings import DataSettings
+
+    values = given(options, DataSettings.model_fields)
+    if "roots" in values:
+        values["roots"] = _roots(tuple(values["roots"]))
+    settings = build_settings(DataSettings, values, serve_data, {})
+    if options.get("write_nginx_config") is not None and settings.accel_prefix is None:
+        # the nginx mode needs a prefix; ours unless the operator chose one
+        settings = settings.model_copy(update={"accel_prefix": ACCEL_PREFIX})
+    return settings
+
+
+def _write_nginx_config(
+    settings: DataSettings, path: Path, nginx_listen: str, nginx_dir: Path | None
+) -> None:
+    from esgf_ha.datanode.nginx import render_config
+
+    where: dict[str, Any] = {}
+    if nginx_dir is not None:
+        nginx_dir = nginx_dir.resolve()
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (nginx_dir / kind).mkdir(parents=True, exist_ok=True)
+        where = {
+            "pid_file": str(nginx_dir / "nginx.pid"),
+            "error_log": str(nginx_dir / "error.log"),
+            "temp_dir": str(nginx_dir),
+        }
+    try:
+        text = render_config(settings, nginx_listen, **where)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--nginx-listen") from None
+    path.write_text(text)
+    click.echo(f"wrote {path}; start this node with --accel-prefix {settings.accel_prefix}")

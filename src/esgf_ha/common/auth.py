@@ -126,7 +126,9 @@ def _claim_set(claims: dict[str, object], name: str) -> frozenset[str] | None:
 
 
 class TokenVerifier:
-    """Checks bearer tokens against local public keys or an external issuer's JWKS."""
+    """Checks bearer tokens against local public keys or an external issuer's JWKS.
+
+    `issuer` and `audience`, when set, are required of the external issuer's tokens."""
 
     def __init__(
         self,
@@ -164,9 +166,11 @@ class TokenVerifier:
         )
 
     def _decode(self, token: str) -> dict[str, object]:
-        options: Any = {"require": ["exp"], "verify_aud": self.audience is not None}
         errors = []
         if self.jwks is not None:
+            # the operator's `iss`/`aud` bind the external issuer's tokens: another client of
+            # the same identity provider must not be able to reuse its tokens here
+            options: Any = {"require": ["exp"], "verify_aud": self.audience is not None}
             try:
                 signing = self.jwks.get_signing_key_from_jwt(token)
                 return jwt.decode(
@@ -180,14 +184,13 @@ class TokenVerifier:
             except jwt.PyJWTError as exc:
                 errors.append(str(exc))
         for key in self.public_keys:
+            # our own tokens carry no audience; only the federation's key can have signed them
             try:
                 return jwt.decode(
                     token,
                     key,
                     algorithms=["EdDSA"],
-                    audience=self.audience,
-                    issuer=self.issuer,
-                    options=options,
+                    options={"require": ["exp"], "verify_aud": False},
                 )
             except jwt.ExpiredSignatureError:
                 raise InvalidToken("the token has expired") from None

@@ -6,19 +6,25 @@ import re
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from esgf_ha.common.settings import ServiceSettings, check_files, check_listen, setting_error
 
 ROOT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-class DataSettings(BaseSettings):
+class DataSettings(ServiceSettings):
+    """One data node's settings. Each field is read from `ESGF_HA_DATA_<FIELD>` unless the
+    command line gives it; `_check` holds the rules that tie fields together."""
+
     model_config = SettingsConfigDict(env_prefix="ESGF_HA_DATA_", extra="forbid")
 
     state_dir: Path = Field(Path("state/data"), description="endpoint file, TLS files")
     listen: str = Field("127.0.0.1:8090", description="HOST:PORT to listen on (port 0: any)")
     roots: dict[str, Path] = Field(
         default_factory=dict,
-        description="data roots: URL name -> directory (`esg_dataroot=/esg/data`)",
+        description="data roots: URL name -> directory (`--root esg_dataroot=/esg/data`; "
+        'in the environment JSON: `{"esg_dataroot": "/esg/data"}`)',
     )
     restricted: list[str] = Field(
         default_factory=list, description="roots whose files need a token with esgf:download"
@@ -66,14 +72,33 @@ class DataSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> DataSettings:
+        check_listen("listen", self.listen)
+        if not self.roots:
+            raise setting_error("roots", "at least one data root is needed (NAME=PATH)")
         for name in self.roots:
             if not ROOT_NAME.match(name):
-                raise ValueError(f"root name {name!r} must be letters, digits, _ . - only")
+                raise setting_error(
+                    "roots", f"root name {name!r} must be letters, digits, _ . - only"
+                )
         unknown = sorted(set(self.restricted) - set(self.roots))
         if unknown:
-            raise ValueError(f"--restricted names unknown roots: {', '.join(unknown)}")
+            raise setting_error("restricted", f"names unknown roots: {', '.join(unknown)}")
         if self.restricted and not (self.token_public_keys or self.jwks_url):
-            raise ValueError("restricted roots need --token-public-key or --jwks-url")
+            raise setting_error(
+                "restricted", "restricted roots need token_public_keys or jwks_url to check tokens"
+            )
         if self.accel_prefix is not None and not self.accel_prefix.startswith("/"):
-            raise ValueError("the X-Accel-Redirect prefix must start with /")
+            raise setting_error("accel_prefix", "the X-Accel-Redirect prefix must start with /")
+        if self.tls_cert is not None:
+            if self.tls_key is None:
+                raise setting_error("tls_key", "a certificate (tls_cert) needs its private key")
+            self.tls = True
+        check_files(
+            {
+                "tls_cert": self.tls_cert,
+                "tls_key": self.tls_key,
+                "index_ca": self.index_ca,
+                "token_public_keys": self.token_public_keys,
+            }
+        )
         return self

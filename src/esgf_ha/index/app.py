@@ -612,7 +612,7 @@ def create_app(
     add("/readyz", "readyz", readyz, J, ["GET"])
     add("/metrics", "metrics", prometheus, J, ["GET"])
     add("/openapi.json", "openapi", openapi_doc, J, ["GET"])
-    for path, name, handler, methods in stac_routes.endpoints(service):
+    for path, name, handler, methods in stac_routes.endpoints(service, settings.search_timeout):
         add(path, name, handler, stac_routes.error_response, methods)
     for path, name, handler, methods in web.endpoints():
         add(path, name, handler, J, methods)

@@ -5,12 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from esgf_ha.common.settings import ServiceSettings, check_files, check_listen, setting_error
 
 
-class IndexSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ESGF_HA_INDEX_", extra="forbid")
+class IndexSettings(ServiceSettings):
+    """One index service's settings. Each field is read from `ESGF_HA_INDEX_<FIELD>` unless the
+    command line gives it; the rules that tie fields together live in `_check`, so every way
+    of building the settings (CLI, environment, tests) is held to them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ESGF_HA_INDEX_", extra="forbid", populate_by_name=True
+    )
 
     role: Literal["master", "replica"] = Field("master", description="master takes writes")
     state_dir: Path = Field(Path("state/index"), description="SQLite store, keys, TLS files")
@@ -25,8 +33,12 @@ class IndexSettings(BaseSettings):
     )
     hostnames: list[str] = Field(default_factory=list, description="names for our certificate")
     jwks_url: str | None = Field(None, description="external token issuer's JWKS URL")
-    token_issuer: str | None = Field(None, description="required `iss` of external tokens")
-    token_audience: str | None = Field(None, description="required `aud` of tokens")
+    token_issuer: str | None = Field(
+        None, description="`iss` every token from the jwks_url issuer must carry"
+    )
+    token_audience: str | None = Field(
+        None, description="`aud` every token from the jwks_url issuer must carry"
+    )
     ws_anonymous_from: list[str] = Field(
         default_factory=list,
         description="networks (CIDR) whose unauthenticated /ws/* publications are accepted: "
@@ -64,9 +76,45 @@ class IndexSettings(BaseSettings):
     )
     upstream: str | None = Field(None, description="replica: URL of the index it follows")
     upstream_token: str | None = Field(
-        None, description="replica: bearer token with scope esgf:replicate for the upstream"
+        None,
+        # the shorter name came first and is kept for existing deployments
+        validation_alias=AliasChoices("ESGF_HA_INDEX_UPSTREAM_TOKEN", "ESGF_HA_UPSTREAM_TOKEN"),
+        description="replica: bearer token with scope esgf:replicate for the upstream",
     )
     upstream_ca: Path | None = Field(None, description="replica: CA (PEM) of an HTTPS upstream")
     max_lag: float = Field(
-        30.0, description="replica: /readyz fails when the known lag exceeds this (seconds)"
+        30.0, gt=0, description="replica: /readyz fails when the known lag exceeds this (seconds)"
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> IndexSettings:
+        check_listen("listen", self.listen)
+        if self.tls_cert is not None:
+            if self.tls_key is None:
+                raise setting_error("tls_key", "a certificate (tls_cert) needs its private key")
+            self.tls = True
+        check_files(
+            {
+                "tls_cert": self.tls_cert,
+                "tls_key": self.tls_key,
+                "client_ca": self.client_ca,
+                "upstream_ca": self.upstream_ca,
+                "facets_file": self.facets_file,
+            }
+        )
+        if (self.token_issuer or self.token_audience) and not self.jwks_url:
+            field = "token_issuer" if self.token_issuer else "token_audience"
+            raise setting_error(field, "applies to an external issuer's tokens: give jwks_url too")
+        if self.role == "replica":
+            if not self.upstream:
+                raise setting_error("upstream", "a replica needs the URL of the index it follows")
+            if not self.upstream.startswith(("http://", "https://")):
+                raise setting_error("upstream", f"must be an http(s):// URL, got {self.upstream!r}")
+            if not self.upstream_token:
+                raise setting_error(
+                    "upstream_token",
+                    "a replica needs a token (scope esgf:replicate) for its upstream",
+                )
+        elif self.upstream:
+            raise setting_error("upstream", "only a replica follows an upstream (role is master)")
+        return self

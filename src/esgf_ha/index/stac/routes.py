@@ -90,9 +90,12 @@ async def _body(request: Request) -> object:
         raise BadRequest(f"invalid JSON: {exc}") from None
 
 
-def endpoints(service: IndexService) -> list[tuple[str, str, Handler, list[str]]]:
-    """(path, metrics name, handler, methods) for the app to mount."""
-    searcher = Searcher(service)
+def endpoints(
+    service: IndexService, search_timeout: float | None = None
+) -> list[tuple[str, str, Handler, list[str]]]:
+    """(path, metrics name, handler, methods) for the app to mount; each search stops at
+    `search_timeout` seconds (503), as esg-search's do."""
+    searcher = Searcher(service, search_timeout)
 
     async def landing(request: Request) -> Response:
         base = _base(request)

@@ -332,11 +332,15 @@ class Page:
 class Searcher:
     """Runs STAC searches through an IndexService, as the esg-search handlers do."""
 
-    def __init__(self, service: IndexService) -> None:
+    def __init__(self, service: IndexService, timeout: float | None = None) -> None:
         self.service = service
+        # each engine search of a STAC request is held to the index's search_timeout
+        self.timeout = timeout
 
     def projects(self) -> list[tuple[str, int]]:
-        result, _ = self.service.search(self._request([("facets", "project"), ("limit", "0")]))
+        result, _ = self.service.search(
+            self._request([("facets", "project"), ("limit", "0")]), self.timeout
+        )
         return result.facets.get("project", [])
 
     def project_of(self, cid: str) -> str:
@@ -385,7 +389,7 @@ class Searcher:
 
     def search(self, q: StacQuery, base: str) -> Page:
         req = self.request(q)
-        result, docs = self.service.search(req)
+        result, docs = self.service.search(req, self.timeout)
         return Page(result.total, self.to_items(docs, base), q.offset, q.limit)
 
     def to_items(self, docs: list[dict[str, object]], base: str) -> list[dict[str, object]]:
@@ -422,7 +426,7 @@ class Searcher:
         req.limit = FILE_PAGE
         while len(out) < cap:
             req.offset = len(out)
-            result, docs = self.service.search(req)
+            result, docs = self.service.search(req, self.timeout)
             out.extend(docs)
             if not docs or len(out) >= result.total:
                 break
@@ -439,7 +443,7 @@ class Searcher:
         req = SearchRequest(
             type="Dataset", limit=0, constraints={"project": [project]}, facets=names + extent
         )
-        result, _ = self.service.search(req)
+        result, _ = self.service.search(req, self.timeout)
         return items.collection(project, count, result.facets, base)
 
 
