@@ -28,6 +28,8 @@ from esgf_ha.records.schema import CORES, normalize_record
 
 log = logging.getLogger("esgf_ha.index")
 T = TypeVar("T")
+# (lo, hi or None for no bound, whether to list every id instead of one digest)
+DigestRange = tuple[str, str | None, bool]
 SNAPSHOT_DIR = "facets.snapshot"
 STORE_FILE = "index.sqlite3"
 
@@ -202,6 +204,25 @@ class IndexService:
         """Run a read on the store while it cannot be swapped out (snapshot bootstrap)."""
         with self.lock.read():
             return operation(self.store)
+
+    def digests(self, core: str, ranges: list[DigestRange]) -> list[dict[str, object]]:
+        """Per id range, a (count, sha256) digest or the (id, hash) listing, for a replica to
+        find what differs; under the read lock, as a bootstrap may swap the store."""
+        out: list[dict[str, object]] = []
+        with self.lock.read():
+            for low, high, listing in ranges:
+                if listing:
+                    ids = list(self.store.hashes(core, low, high))
+                    out.append({"lo": low, "hi": high, "ids": ids})
+                else:
+                    count, sha = self.store.digest(core, low, high)
+                    out.append({"lo": low, "hi": high, "count": count, "sha256": sha})
+        return out
+
+    def split_points(self, core: str, low: str, high: str | None, parts: int) -> list[str]:
+        """Ids cutting [low, high) into `parts` ranges of about equal size (see Store)."""
+        with self.lock.read():
+            return self.store.split_points(core, low, high, parts)
 
     def known_fields(self) -> set[str]:
         """Names a search may constrain: the configured facets, and every field a record has."""

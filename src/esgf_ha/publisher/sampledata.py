@@ -115,6 +115,60 @@ def _time_range(frequency: str, start: dt.date) -> tuple[list[float], list[list[
     return [(a + b) / 2 for a, b in bounds], bounds, label
 
 
+def _write_axes(
+    nc: netCDF4.Dataset,
+    times: list[float],
+    tbounds: list[list[float]],
+    lat: np.ndarray,
+    lon: np.ndarray,
+) -> None:
+    """The time, lat and lon coordinates with their bounds, CF-style."""
+    nc.createDimension("time", None)
+    nc.createDimension("lat", NLAT)
+    nc.createDimension("lon", NLON)
+    nc.createDimension("bnds", 2)
+    t = nc.createVariable("time", "f8", ("time",))
+    t.setncatts(
+        {
+            "bounds": "time_bnds",
+            "units": "days since 1850-01-01 00:00:00",
+            "calendar": "noleap",
+            "axis": "T",
+            "long_name": "time",
+            "standard_name": "time",
+        }
+    )
+    t[:] = times
+    nc.createVariable("time_bnds", "f8", ("time", "bnds"))[:] = tbounds
+    la = nc.createVariable("lat", "f8", ("lat",))
+    la.setncatts(
+        {
+            "bounds": "lat_bnds",
+            "units": "degrees_north",
+            "axis": "Y",
+            "long_name": "Latitude",
+            "standard_name": "latitude",
+        }
+    )
+    la[:] = lat
+    nc.createVariable("lat_bnds", "f8", ("lat", "bnds"))[:] = np.stack([lat - 5, lat + 5], 1)
+    lo = nc.createVariable("lon", "f8", ("lon",))
+    lo.setncatts(
+        {
+            "bounds": "lon_bnds",
+            "units": "degrees_east",
+            "axis": "X",
+            "long_name": "Longitude",
+            "standard_name": "longitude",
+        }
+    )
+    lo[:] = lon
+    step = 360.0 / NLON
+    nc.createVariable("lon_bnds", "f8", ("lon", "bnds"))[:] = np.stack(
+        [lon - step / 2, lon + step / 2], 1
+    )
+
+
 def _write(plan: _FilePlan) -> int:
     times, tbounds, _ = _time_range(plan.frequency, plan.start)
     lat = np.linspace(-85.0, 85.0, NLAT)
@@ -130,50 +184,7 @@ def _write(plan: _FilePlan) -> int:
     plan.path.parent.mkdir(parents=True, exist_ok=True)
     compress = plan.netcdf_format.startswith("NETCDF4")
     with netCDF4.Dataset(tmp, "w", format=plan.netcdf_format) as nc:
-        nc.createDimension("time", None)
-        nc.createDimension("lat", NLAT)
-        nc.createDimension("lon", NLON)
-        nc.createDimension("bnds", 2)
-        t = nc.createVariable("time", "f8", ("time",))
-        t.setncatts(
-            {
-                "bounds": "time_bnds",
-                "units": "days since 1850-01-01 00:00:00",
-                "calendar": "noleap",
-                "axis": "T",
-                "long_name": "time",
-                "standard_name": "time",
-            }
-        )
-        t[:] = times
-        nc.createVariable("time_bnds", "f8", ("time", "bnds"))[:] = tbounds
-        la = nc.createVariable("lat", "f8", ("lat",))
-        la.setncatts(
-            {
-                "bounds": "lat_bnds",
-                "units": "degrees_north",
-                "axis": "Y",
-                "long_name": "Latitude",
-                "standard_name": "latitude",
-            }
-        )
-        la[:] = lat
-        nc.createVariable("lat_bnds", "f8", ("lat", "bnds"))[:] = np.stack([lat - 5, lat + 5], 1)
-        lo = nc.createVariable("lon", "f8", ("lon",))
-        lo.setncatts(
-            {
-                "bounds": "lon_bnds",
-                "units": "degrees_east",
-                "axis": "X",
-                "long_name": "Longitude",
-                "standard_name": "longitude",
-            }
-        )
-        lo[:] = lon
-        step = 360.0 / NLON
-        nc.createVariable("lon_bnds", "f8", ("lon", "bnds"))[:] = np.stack(
-            [lon - step / 2, lon + step / 2], 1
-        )
+        _write_axes(nc, times, tbounds, lat, lon)
         var = nc.createVariable(
             plan.variable,
             "f4",
