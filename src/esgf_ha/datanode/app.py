@@ -61,8 +61,8 @@ def create_app(node: DataNode, verifier: TokenVerifier | None) -> Starlette:
         ),
         Route("/thredds/catalog/{path:path}", timed("catalog", catalogs.any), methods=get_head),
         Route("/thredds/dodsC/{path:path}", timed("dodsC", dods.serve), methods=get_head),
-        Route("/livez", ops.livez, methods=get_head),
-        Route("/readyz", ops.readyz, methods=get_head),
-        Route("/metrics", ops.prometheus, methods=["GET"]),
+        Route("/livez", timed("livez", ops.livez), methods=get_head),
+        Route("/readyz", timed("readyz", ops.readyz), methods=get_head),
+        Route("/metrics", timed("metrics", ops.prometheus), methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers=ROUTING_ERRORS, lifespan=lifespan)
