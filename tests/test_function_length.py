@@ -15,7 +15,6 @@ KNOWN = {
     "src/esgf_ha/cli/serve.py serve_data",
     "src/esgf_ha/index/openapi.py document",
     "src/esgf_ha/index/stac/routes.py endpoints",
-    "src/esgf_ha/publisher/sampledata.py _cmip6_plans",
 }
 
 

@@ -14,7 +14,7 @@ import hashlib
 import os
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -209,6 +209,58 @@ def _write(plan: _FilePlan) -> int:
     return plan.path.stat().st_size
 
 
+def _cmip6_attrs(
+    facets: dict[str, str],
+    version: str,
+    freq: str,
+    realm: str,
+    member: int,
+    source_type: Sequence[str],
+    rng: random.Random,
+) -> dict[str, object]:
+    """The global attributes of one CMIP6 sample file, as CMOR writes them."""
+    activity, institution = facets["activity_drs"], facets["institution_id"]
+    source, experiment = facets["source_id"], facets["experiment_id"]
+    variant, table, variable = facets["member_id"], facets["table_id"], facets["variable_id"]
+    return {
+        "Conventions": "CF-1.7 CMIP-6.2",
+        "activity_id": activity,
+        "branch_method": "standard",
+        "creation_date": f"{version[:4]}-{version[4:6]}-{version[6:]}T00:00:00Z",
+        "data_specs_version": "01.00.29",
+        "experiment": EXPERIMENT_TITLES[experiment],
+        "experiment_id": experiment,
+        "forcing_index": np.int32(1),
+        "frequency": freq,
+        "further_info_url": (
+            f"https://furtherinfo.es-doc.org/CMIP6.{institution}.{source}."
+            f"{experiment}.none.{variant}"
+        ),
+        "grid": "native atmosphere grid (18x36 latxlon)",
+        "grid_label": "gn",
+        "initialization_index": np.int32(1),
+        "institution": INSTITUTIONS[institution],
+        "institution_id": institution,
+        "license": LICENSE,
+        "mip_era": "CMIP6",
+        "nominal_resolution": "1000 km",
+        "physics_index": np.int32(1),
+        "product": "model-output",
+        "realization_index": np.int32(member),
+        "realm": realm,
+        "source": f"{source} (2019): sample configuration",
+        "source_id": source,
+        "source_type": " ".join(source_type),
+        "sub_experiment": "none",
+        "sub_experiment_id": "none",
+        "table_id": table,
+        "title": f"{source} output prepared for CMIP6",
+        "tracking_id": f"hdl:21.14100/{uuid.UUID(int=rng.getrandbits(128), version=4)}",
+        "variable_id": variable,
+        "variant_label": variant,
+    }
+
+
 def _cmip6_plans(
     root: Path, datasets: int, seed: int, files_per_version: int | None
 ) -> tuple[list[_FilePlan], int, int]:
@@ -248,43 +300,7 @@ def _cmip6_plans(
                 start = dt.date(1850 + k, 1, 1)
                 label = _time_range(freq, start)[2]
                 name = f"{variable}_{table}_{source}_{experiment}_{variant}_gn_{label}.nc"
-                attrs: dict[str, object] = {
-                    "Conventions": "CF-1.7 CMIP-6.2",
-                    "activity_id": activity,
-                    "branch_method": "standard",
-                    "creation_date": f"{version[:4]}-{version[4:6]}-{version[6:]}T00:00:00Z",
-                    "data_specs_version": "01.00.29",
-                    "experiment": EXPERIMENT_TITLES[experiment],
-                    "experiment_id": experiment,
-                    "forcing_index": np.int32(1),
-                    "frequency": freq,
-                    "further_info_url": (
-                        f"https://furtherinfo.es-doc.org/CMIP6.{institution}.{source}."
-                        f"{experiment}.none.{variant}"
-                    ),
-                    "grid": "native atmosphere grid (18x36 latxlon)",
-                    "grid_label": "gn",
-                    "initialization_index": np.int32(1),
-                    "institution": INSTITUTIONS[institution],
-                    "institution_id": institution,
-                    "license": LICENSE,
-                    "mip_era": "CMIP6",
-                    "nominal_resolution": "1000 km",
-                    "physics_index": np.int32(1),
-                    "product": "model-output",
-                    "realization_index": np.int32(member),
-                    "realm": realm,
-                    "source": f"{source} (2019): sample configuration",
-                    "source_id": source,
-                    "source_type": " ".join(source_type),
-                    "sub_experiment": "none",
-                    "sub_experiment_id": "none",
-                    "table_id": table,
-                    "title": f"{source} output prepared for CMIP6",
-                    "tracking_id": f"hdl:21.14100/{uuid.UUID(int=rng.getrandbits(128), version=4)}",
-                    "variable_id": variable,
-                    "variant_label": variant,
-                }
+                attrs = _cmip6_attrs(facets, version, freq, realm, member, source_type, rng)
                 plans.append(
                     _FilePlan(
                         path=directory / name,
