@@ -78,6 +78,22 @@ def challenge(exc: AuthError, scope: str | None, presented: bool) -> str:
     return "Bearer " + ", ".join(parts)
 
 
+# the common part of every /readyz body (JSON Schema), for the services' OpenAPI documents
+READINESS_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "ok": {"type": "boolean"},
+        "ready": {"type": "boolean"},
+        "status": {"type": "integer", "enum": [200, 503]},
+        "service": {"type": "string", "enum": ["index", "data", "dns"]},
+        "version": {"type": "string"},
+        "reason": {"type": "string", "nullable": True},  # OpenAPI 3.0 spelling
+        "problems": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["ok", "ready", "status", "service", "version", "reason", "problems"],
+}
+
+
 def readiness_body(
     service: str, problems: Iterable[str] = (), **details: object
 ) -> tuple[dict[str, object], int]:
