@@ -19,6 +19,7 @@ import orjson
 from esgf_ha.common.rwlock import RWLock
 from esgf_ha.index import deadline, publish, snapshot
 from esgf_ha.index.binding import Binding
+from esgf_ha.index.changes import ChangesQuery, encode_changes
 from esgf_ha.index.columns import CoreIndex
 from esgf_ha.index.engine import Engine, SearchResult
 from esgf_ha.index.facets import FacetProfile
@@ -218,6 +219,17 @@ class IndexService:
                     count, sha = self.store.digest(core, low, high)
                     out.append({"lo": low, "hi": high, "count": count, "sha256": sha})
         return out
+
+    def changes(self, query: ChangesQuery) -> bytes:
+        """The change-feed page a replica asked for, encoded (see `changes.encode_changes`)."""
+        with self.lock.read():
+            return encode_changes(self.store, query)
+
+    def check_readable(self) -> int:
+        """The last change-log sequence, read from the store itself: raises when it cannot
+        be read (what readiness means for an index)."""
+        with self.lock.read():
+            return self.store.last_seq()
 
     def split_points(self, core: str, low: str, high: str | None, parts: int) -> list[str]:
         """Ids cutting [low, high) into `parts` ranges of about equal size (see Store)."""

@@ -71,7 +71,7 @@ class Operations:
 
     async def readyz(self, request: Request) -> Response:
         try:
-            await run_in_threadpool(self.service.read, lambda store: store.last_seq())
+            await run_in_threadpool(self.service.check_readable)
         except Exception as exc:  # the store is what readiness means here
             return readiness("index", [f"store unavailable: {exc}"], role=self.settings.role)
         details: dict[str, object] = {

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from esgf_ha.common.auth import Principal, TokenVerifier
 from esgf_ha.index.bootstrap import SEQ_HEADER, make_snapshot
-from esgf_ha.index.changes import MAX_LIMIT, MAX_WAIT, ChangeFeed, ChangesQuery, encode_changes
+from esgf_ha.index.changes import MAX_LIMIT, MAX_WAIT, ChangeFeed, ChangesQuery
 from esgf_ha.index.errors import BadRequest
 from esgf_ha.index.follower import Follower
 from esgf_ha.index.http.writes import WriteGate
@@ -111,9 +111,7 @@ class Replication:
         if encoding not in ("json", "zlib"):
             raise BadRequest(f"encoding must be json or zlib, got {encoding!r}")
         query = ChangesQuery(since, limit, wait, compressed=encoding == "zlib")
-        body = await run_in_threadpool(
-            self.service.read, lambda store: encode_changes(store, query)
-        )
+        body = await run_in_threadpool(self.service.changes, query)
         return Response(body, media_type="application/json")
 
     async def snapshot(self, request: Request) -> Response:
