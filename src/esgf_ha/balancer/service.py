@@ -17,7 +17,7 @@ from pathlib import Path
 import dns.message
 import dns.rcode
 import uvicorn
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import Counter, Gauge
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +29,7 @@ from esgf_ha.balancer.health import HealthChecker, SiteHealth
 from esgf_ha.balancer.ratelimit import RateLimiter
 from esgf_ha.balancer.rfc2136 import DynamicUpdater, UpdateFailed
 from esgf_ha.balancer.server import start_dns
+from esgf_ha.common import edge
 from esgf_ha.common.server import Shutdown, bind, graceful, url_of, uvicorn_config, write_endpoint
 from esgf_ha.federation.config import FederationConfig, NameServer
 
@@ -36,9 +37,11 @@ log = logging.getLogger("esgf_ha.balancer")
 RESYNC_SECONDS = 30.0
 
 
-class Metrics:
+class Metrics(edge.Metrics):
+    """The common HTTP metrics plus the DNS side's."""
+
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        super().__init__("dns")
         self.queries = Counter(
             "esgf_ha_dns_queries",
             "DNS queries answered",
@@ -167,24 +170,26 @@ class Balancer:
 
         async def readyz(request: Request) -> Response:
             # ready once a round of health checks has decided what to answer
-            ready = self.checker.rounds > 0
-            return JSONResponse({"ready": ready, **self.status()}, 200 if ready else 503)
+            waiting = [] if self.checker.rounds > 0 else ["no round of health checks done yet"]
+            return edge.readiness("dns", waiting, **self.status())
 
         async def status(request: Request) -> Response:
             return JSONResponse(self.status())
 
         async def metrics(request: Request) -> Response:
-            return Response(
-                generate_latest(self.metrics.registry), media_type="text/plain; version=0.0.4"
-            )
+            return self.metrics.response()
+
+        def route(path: str, name: str, handler: edge.Handler) -> Route:
+            return Route(path, edge.measured(name, handler, self.metrics), methods=["GET"])
 
         return Starlette(
             routes=[
-                Route("/livez", livez),
-                Route("/readyz", readyz),
-                Route("/api/v1/status", status),
-                Route("/metrics", metrics),
-            ]
+                route("/livez", "livez", livez),
+                route("/readyz", "readyz", readyz),
+                route("/api/v1/status", "api_status", status),
+                route("/metrics", "metrics", metrics),
+            ],
+            exception_handlers=edge.ROUTING_ERRORS,
         )
 
     # -- running -------------------------------------------------------------------------------
@@ -208,7 +213,7 @@ class Balancer:
         app = self.app()
         config = uvicorn_config(app)
         server = uvicorn.Server(config)
-        config.app = graceful(server, app, shutdown or Shutdown())
+        config.app = graceful(server, app, shutdown or Shutdown(), service="dns")
         url = url_of(sock)
         write_endpoint(state_dir, "dns", {"url": url, **info})
         log.info("listening", extra={"service": "dns", "url": url})

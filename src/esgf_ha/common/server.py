@@ -22,6 +22,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from esgf_ha.common.connections import ConnectionLimits, GuardedProtocol
+from esgf_ha.common.edge import not_ready_bytes
 from esgf_ha.common.tls import TLSFiles
 
 log = logging.getLogger("esgf_ha.server")
@@ -151,8 +152,9 @@ class Draining:
     """ASGI wrapper that answers `/readyz` with 503 and asks clients to close their connection
     once a stop has begun; otherwise it passes everything through untouched."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, service: str = "") -> None:
         self.app = app
+        self.service = service
         self.draining = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -160,7 +162,7 @@ class Draining:
             await self.app(scope, receive, send)
             return
         if scope["path"] == "/readyz":
-            body = orjson.dumps({"ready": False, "reason": "shutting down"})
+            body = not_ready_bytes(self.service, "shutting down")
             headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -179,13 +181,13 @@ class Draining:
         await self.app(scope, receive, closing)
 
 
-def graceful(server: uvicorn.Server, app: Any, shutdown: Shutdown) -> Draining:
+def graceful(server: uvicorn.Server, app: Any, shutdown: Shutdown, service: str = "") -> Draining:
     """Wrap `app` and replace uvicorn's signal handling with the stop described in `Shutdown`.
 
     The app's `state.exit_hooks` run when the drain ends and the stop begins (long-polls end
     at once instead of holding the shutdown). uvicorn's own handler re-raises the signal once it has
     stopped, so the process would die of it; a clean stop here exits 0 instead."""
-    wrapped = Draining(app)
+    wrapped = Draining(app, service)
     exit_hooks = list(getattr(getattr(app, "state", None), "exit_hooks", []))
     server.config.timeout_graceful_shutdown = max(1, round(shutdown.grace))
     timer: threading.Timer | None = None
@@ -236,7 +238,7 @@ def serve(
     url = url_of(sock, tls is not None)
     config = uvicorn_config(app, tls, protocol, limits)
     server = uvicorn.Server(config)
-    config.app = graceful(server, app, shutdown or Shutdown())
+    config.app = graceful(server, app, shutdown or Shutdown(), name)
     write_endpoint(state_dir, name, {"url": url, "ca": str(tls.ca) if tls else None})
     log.info("listening", extra={"service": name, "url": url})
     server.run(sockets=[sock])

@@ -101,6 +101,85 @@ def _data_volume(site: SiteConfig) -> str:
     return f"{site.name}-files"
 
 
+def _data_services(
+    site: SiteConfig, master: str, image: str, services: dict[str, Any], volumes: dict[str, Any]
+) -> None:
+    """A site's data node and replicator, on the site's files volume."""
+    files = _data_volume(site)
+    volumes[files] = {}
+    for name, path in site.data_roots.items():
+        if not Path(path).is_relative_to(FILES):
+            raise ValueError(
+                f"sites[{site.name}].data_roots.{name}: in a Compose deployment data roots "
+                f"are directories of the site's files volume, {FILES} or below it"
+            )
+    roots = [a for name, path in site.data_roots.items() for a in ("--root", f"{name}={path}")]
+    data_mount = FILES
+    data = f"{site.name}-data"
+    volumes[data] = {}
+    services[data] = _service(
+        ["serve", "data", "--state-dir", STATE,
+         "--listen", f"{site.address}:{site.data_port}",
+         "--data-node", f"{site.address}:{site.data_port}",
+         "--token-public-key", "/run/secrets/token-public-key",
+         "--index", site.index_url, *roots],
+        [f"{data}:{STATE}", f"{files}:{data_mount}:ro"],
+        image=image,
+        livez=f"{site.data_url}/livez",
+        secrets=["token-public-key"],
+        depends_on=[f"{site.name}-index"],
+    )  # fmt: skip
+    if site.replication is not None:
+        if site.replication.selection is not None:
+            raise ValueError(
+                f"sites[{site.name}].replication.selection: a Compose deployment replicates "
+                "by query; put the selection's facets in replication.query"
+            )
+        root_name, root_path = next(iter(site.data_roots.items()))
+        replicator = f"{site.name}-replicator"
+        volumes[replicator] = {}
+        services[replicator] = _service(
+            ["replicate", "--state-dir", STATE, "--index", site.index_url,
+             "--master", master, "--token-file", "/run/secrets/replicator-token",
+             "--site", site.name, "--data-node", site.data_url or "",
+             "--root", f"{root_name}={root_path}",
+             "--query", site.replication.query or "", "--follow"],
+            [f"{replicator}:{STATE}", f"{files}:{data_mount}"],
+            image=image,
+            livez=None,
+            secrets=["replicator-token"],
+            depends_on=[data],
+            drains=False,
+        )  # fmt: skip
+
+
+def _publisher(site: SiteConfig, master: str, image: str, sample_datasets: int) -> dict[str, Any]:
+    """A one-shot service writing sample data into the site's files and publishing it."""
+    root_name, root_path = next(iter(site.data_roots.items()))
+    data_node = f"{site.address}:{site.data_port}"
+    # the token is a secret file; publish reads it from the environment, so a shell hands
+    # it over (and then becomes the publisher, which receives SIGTERM itself)
+    script = (
+        f"esgf-ha sample-data {root_path} --project CMIP6 --datasets {sample_datasets} "
+        f"--seed 1 >/dev/null && ESGF_HA_TOKEN=$(cat /run/secrets/publisher-token) "
+        f"exec esgf-ha publish --index {master} --data-node {data_node} "
+        f"--url-base {site.data_url} --root {root_name}={root_path} "
+        f"--no-progress {root_path}"
+    )
+    service = _service(
+        ["-c", script],
+        [f"{_data_volume(site)}:{FILES}"],
+        image=image,
+        livez=None,
+        secrets=["publisher-token"],
+        depends_on=["master"],
+        restart="on-failure",
+        drains=False,
+    )
+    service["entrypoint"] = ["/bin/sh"]
+    return service
+
+
 def compose(
     config: FederationConfig,
     *,
@@ -142,78 +221,11 @@ def compose(
         )  # fmt: skip
         if site.data_port is None or not site.data_roots:
             continue
-        files = _data_volume(site)
-        volumes[files] = {}
-        for name, path in site.data_roots.items():
-            if not Path(path).is_relative_to(FILES):
-                raise ValueError(
-                    f"sites[{site.name}].data_roots.{name}: in a Compose deployment data roots "
-                    f"are directories of the site's files volume, {FILES} or below it"
-                )
-        roots = [a for name, path in site.data_roots.items() for a in ("--root", f"{name}={path}")]
-        data_mount = FILES
-        data = f"{site.name}-data"
-        volumes[data] = {}
-        services[data] = _service(
-            ["serve", "data", "--state-dir", STATE,
-             "--listen", f"{site.address}:{site.data_port}",
-             "--data-node", f"{site.address}:{site.data_port}",
-             "--token-public-key", "/run/secrets/token-public-key",
-             "--index", site.index_url, *roots],
-            [f"{data}:{STATE}", f"{files}:{data_mount}:ro"],
-            image=image,
-            livez=f"{site.data_url}/livez",
-            secrets=["token-public-key"],
-            depends_on=[index],
-        )  # fmt: skip
-        if site.replication is not None:
-            if site.replication.selection is not None:
-                raise ValueError(
-                    f"sites[{site.name}].replication.selection: a Compose deployment replicates "
-                    "by query; put the selection's facets in replication.query"
-                )
-            root_name, root_path = next(iter(site.data_roots.items()))
-            replicator = f"{site.name}-replicator"
-            volumes[replicator] = {}
-            services[replicator] = _service(
-                ["replicate", "--state-dir", STATE, "--index", site.index_url,
-                 "--master", master, "--token-file", "/run/secrets/replicator-token",
-                 "--site", site.name, "--data-node", site.data_url or "",
-                 "--root", f"{root_name}={root_path}",
-                 "--query", site.replication.query or "", "--follow"],
-                [f"{replicator}:{STATE}", f"{files}:{data_mount}"],
-                image=image,
-                livez=None,
-                secrets=["replicator-token"],
-                depends_on=[data],
-                drains=False,
-            )  # fmt: skip
+        _data_services(site, master, image, services, volumes)
 
     publisher_site = _sample_site(config, sample_site)
     if publisher_site is not None:
-        root_name, root_path = next(iter(publisher_site.data_roots.items()))
-        data_node = f"{publisher_site.address}:{publisher_site.data_port}"
-        # the token is a secret file; publish reads it from the environment, so a shell hands
-        # it over (and then becomes the publisher, which receives SIGTERM itself)
-        script = (
-            f"esgf-ha sample-data {root_path} --project CMIP6 --datasets {sample_datasets} "
-            f"--seed 1 >/dev/null && ESGF_HA_TOKEN=$(cat /run/secrets/publisher-token) "
-            f"exec esgf-ha publish --index {master} --data-node {data_node} "
-            f"--url-base {publisher_site.data_url} --root {root_name}={root_path} "
-            f"--no-progress {root_path}"
-        )
-        service = _service(
-            ["-c", script],
-            [f"{_data_volume(publisher_site)}:{FILES}"],
-            image=image,
-            livez=None,
-            secrets=["publisher-token"],
-            depends_on=["master"],
-            restart="on-failure",
-            drains=False,
-        )
-        service["entrypoint"] = ["/bin/sh"]
-        services["publisher"] = service
+        services["publisher"] = _publisher(publisher_site, master, image, sample_datasets)
 
     dns = config.dns
     volumes["dns"] = {}

@@ -265,28 +265,6 @@ Watch failover: kill site-b's index (the supervisor restarts it a second later),
         resolver = ServiceClient(self.dns_servers())
         stop = threading.Event()
         counts = {"requests": 0, "failed": 0, "wrong": 0}
-        search = "/esg-search/search?project=CMIP6&limit=1&format=application%2Fsolr%2Bjson"
-
-        def load() -> None:
-            with httpx.Client() as client:
-                i = 0
-                while not stop.is_set():
-                    i += 1
-                    try:
-                        if i % 2:
-                            r = resolver.get(client, f"search.{ZONE}".rstrip("."), INDEX_PORT,
-                                             search)  # fmt: skip
-                            ok = r.status_code == 200 and r.json()["response"]["numFound"] > 0
-                        else:
-                            path, size, _ = self.files[i % len(self.files)]
-                            r = resolver.get(client, f"data.{ZONE}".rstrip("."), DATA_PORT, path)
-                            ok = r.status_code == 200 and len(r.content) == size
-                        counts["requests"] += 1
-                        counts["wrong"] += not ok
-                    except httpx.HTTPError:
-                        counts["requests"] += 1
-                        counts["failed"] += 1
-
         # one prober per server, with its own cache (the load honours TTLs)
         probers = {
             name: ServiceClient([(address, self.dns_port)])
@@ -301,7 +279,7 @@ Watch failover: kill site-b's index (the supervisor restarts it a second later),
 
         live = [n for n in NAME_SERVERS if n != victim_ns]
 
-        worker = threading.Thread(target=load, daemon=True)
+        worker = threading.Thread(target=self._load, args=(resolver, stop, counts), daemon=True)
         worker.start()
         time.sleep(2.0)
 
@@ -342,6 +320,28 @@ Watch failover: kill site-b's index (the supervisor restarts it a second later),
             "dns_servers": len(NAME_SERVERS),
             "lost_dns_server": victim_ns,
         }
+
+    def _load(self, resolver: ServiceClient, stop: threading.Event, counts: dict[str, int]) -> None:
+        """Search and download through the service names until `stop`, counting outcomes."""
+        search = "/esg-search/search?project=CMIP6&limit=1&format=application%2Fsolr%2Bjson"
+        with httpx.Client() as client:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    if i % 2:
+                        r = resolver.get(client, f"search.{ZONE}".rstrip("."), INDEX_PORT,
+                                         search)  # fmt: skip
+                        ok = r.status_code == 200 and r.json()["response"]["numFound"] > 0
+                    else:
+                        path, size, _ = self.files[i % len(self.files)]
+                        r = resolver.get(client, f"data.{ZONE}".rstrip("."), DATA_PORT, path)
+                        ok = r.status_code == 200 and len(r.content) == size
+                    counts["requests"] += 1
+                    counts["wrong"] += not ok
+                except httpx.HTTPError:
+                    counts["requests"] += 1
+                    counts["failed"] += 1
 
     def stop(self) -> None:
         if hasattr(self, "supervisor"):

@@ -89,23 +89,27 @@ def trust_verify(config: FederationConfig) -> ssl.SSLContext | bool:
     return True
 
 
-def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -> list[ProcessSpec]:
-    """The processes of the federation, in start order. `tokens` maps "replica" and
-    "replicator" to files holding bearer tokens signed by the master."""
-    m = config.master
-    trust = trust_file(config)
+class _Planner:
+    """Builds the command line of each process of a federation."""
 
-    def ca_args(option: str, needed: bool) -> list[str]:
-        return [option, str(trust)] if needed and trust is not None else []
+    def __init__(self, config: FederationConfig, config_path: Path, tokens: dict[str, Path]):
+        self.config = config
+        self.config_path = config_path
+        self.tokens = tokens
+        self.trust = trust_file(config)
 
-    def site_tls(site: SiteConfig) -> list[str]:
+    def ca_args(self, option: str, needed: bool) -> list[str]:
+        return [option, str(self.trust)] if needed and self.trust is not None else []
+
+    def site_tls(self, site: SiteConfig) -> list[str]:
         if not site.tls:
             return []
-        cert, key = site_cert(config, site)
+        cert, key = site_cert(self.config, site)
         return ["--tls", "--tls-cert", str(cert), "--tls-key", str(key)]
 
-    specs = [
-        ProcessSpec(
+    def master(self) -> ProcessSpec:
+        config, m = self.config, self.config.master
+        return ProcessSpec(
             "master",
             [*esgf_ha(), "serve", "index", "--role", "master",
              "--state-dir", str(master_state(config)), "--listen", f"{m.address}:{m.port}",
@@ -114,73 +118,91 @@ def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -
                if m.tls_cert else [])],
             master_state(config),
             master_url(config) + "/livez",
-        )
-    ]  # fmt: skip
-    for site in config.sites:
-        base = site_state(config, site)
-        specs.append(
-            ProcessSpec(
-                f"{site.name}/index",
-                [*esgf_ha(), "serve", "index", "--role", "replica",
-                 "--upstream", master_url(config), "--token-file", str(tokens["replica"]),
-                 "--state-dir", str(base / "index"),
-                 "--listen", f"{site.address}:{site.index_port}",
-                 *ca_args("--upstream-ca", config.master.tls), *site_tls(site)],
-                base / "index",
-                site.index_url + "/livez",
-                after=("master",),
-            )
         )  # fmt: skip
-        if site.data_port is not None:
-            roots = [
-                arg
-                for name, path in site.data_roots.items()
-                for arg in ("--root", f"{name}={path}")
-            ]
-            specs.append(
-                ProcessSpec(
-                    f"{site.name}/data",
-                    [*esgf_ha(), "serve", "data", "--state-dir", str(base / "data"),
-                     "--listen", f"{site.address}:{site.data_port}",
-                     # records name this node by address:port, whatever Host users send
-                     "--data-node", f"{site.address}:{site.data_port}",
-                     "--token-public-key", str(master_state(config) / "keys" / PUBLIC_KEY),
-                     "--index", site.index_url, *roots, *ca_args("--index-ca", site.tls),
-                     *site_tls(site)],
-                    base / "data",
-                    f"{site.data_url}/livez",
-                    after=(f"{site.name}/index",),
-                )
-            )  # fmt: skip
-        if site.replication is not None and site.data_roots:
-            selection = (
-                ["--selection", str(site.replication.selection)]
-                if site.replication.selection
-                else ["--query", site.replication.query or ""]
-            )
-            root_name, root_path = next(iter(site.data_roots.items()))
-            specs.append(
-                ProcessSpec(
-                    f"{site.name}/replicator",
-                    [*esgf_ha(), "replicate", "--state-dir", str(base / "replicator"),
-                     "--index", site.index_url, "--master", master_url(config),
-                     "--token-file", str(tokens["replicator"]), "--site", site.name,
-                     "--data-node", site.data_url or "", "--root", f"{root_name}={root_path}",
-                     *ca_args("--ca-file", uses_tls(config)), *selection, "--follow"],
-                    base / "replicator",
-                    after=(f"{site.name}/data",),
-                )
-            )  # fmt: skip
-    sites = tuple(s.name for s in specs)
-    for server in config.dns.name_servers():
+
+    def index(self, site: SiteConfig, base: Path) -> ProcessSpec:
+        config = self.config
+        return ProcessSpec(
+            f"{site.name}/index",
+            [*esgf_ha(), "serve", "index", "--role", "replica",
+             "--upstream", master_url(config), "--token-file", str(self.tokens["replica"]),
+             "--state-dir", str(base / "index"),
+             "--listen", f"{site.address}:{site.index_port}",
+             *self.ca_args("--upstream-ca", config.master.tls), *self.site_tls(site)],
+            base / "index",
+            site.index_url + "/livez",
+            after=("master",),
+        )  # fmt: skip
+
+    def data(self, site: SiteConfig, base: Path) -> ProcessSpec:
+        roots = [
+            arg for name, path in site.data_roots.items() for arg in ("--root", f"{name}={path}")
+        ]
+        key = master_state(self.config) / "keys" / PUBLIC_KEY
+        return ProcessSpec(
+            f"{site.name}/data",
+            [*esgf_ha(), "serve", "data", "--state-dir", str(base / "data"),
+             "--listen", f"{site.address}:{site.data_port}",
+             # records name this node by address:port, whatever Host users send
+             "--data-node", f"{site.address}:{site.data_port}",
+             "--token-public-key", str(key),
+             "--index", site.index_url, *roots, *self.ca_args("--index-ca", site.tls),
+             *self.site_tls(site)],
+            base / "data",
+            f"{site.data_url}/livez",
+            after=(f"{site.name}/index",),
+        )  # fmt: skip
+
+    def replicator(self, site: SiteConfig, base: Path) -> ProcessSpec:
+        assert site.replication is not None
+        selection = (
+            ["--selection", str(site.replication.selection)]
+            if site.replication.selection
+            else ["--query", site.replication.query or ""]
+        )
+        root_name, root_path = next(iter(site.data_roots.items()))
+        return ProcessSpec(
+            f"{site.name}/replicator",
+            [*esgf_ha(), "replicate", "--state-dir", str(base / "replicator"),
+             "--index", site.index_url, "--master", master_url(self.config),
+             "--token-file", str(self.tokens["replicator"]), "--site", site.name,
+             "--data-node", site.data_url or "", "--root", f"{root_name}={root_path}",
+             *self.ca_args("--ca-file", uses_tls(self.config)), *selection, "--follow"],
+            base / "replicator",
+            after=(f"{site.name}/data",),
+        )  # fmt: skip
+
+    def dns(self, after: tuple[str, ...]) -> list[ProcessSpec]:
+        config = self.config
         several = bool(config.dns.servers)
-        specs.append(
+        return [
             ProcessSpec(
                 f"dns/{server.name}" if several else "dns",
-                [*esgf_ha(), "serve", "dns", "-c", str(config_path),
-                 *(["--server", server.name] if several else [])],
+                [
+                    *esgf_ha(),
+                    "serve",
+                    "dns",
+                    "-c",
+                    str(self.config_path),
+                    *(["--server", server.name] if several else []),
+                ],
                 dns_state(config, server),
-                after=sites,
-            )
-        )  # fmt: skip
-    return specs
+                after=after,
+            )  # fmt: skip
+            for server in config.dns.name_servers()
+        ]
+
+
+def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -> list[ProcessSpec]:
+    """The processes of the federation, in start order. `tokens` maps "replica" and
+    "replicator" to files holding bearer tokens signed by the master."""
+    planner = _Planner(config, config_path, tokens)
+    specs = [planner.master()]
+    for site in config.sites:
+        base = site_state(config, site)
+        specs.append(planner.index(site, base))
+        if site.data_port is not None:
+            specs.append(planner.data(site, base))
+        if site.replication is not None and site.data_roots:
+            specs.append(planner.replicator(site, base))
+    return specs + planner.dns(tuple(s.name for s in specs))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from esgf_ha.common.edge import READINESS_SCHEMA
 from esgf_ha.index import openapi_replication
 
 _ERROR = {
@@ -16,6 +17,9 @@ _ERROR = {
     "required": ["ok", "status", "error"],
 }
 _RECORD = {"type": "object", "additionalProperties": True, "description": "an ESGF record"}
+
+
+_READINESS = {"application/json": {"schema": READINESS_SCHEMA}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -206,8 +210,8 @@ def document(version: str) -> dict[str, Any]:
             "/readyz": {
                 "get": {
                     "responses": {
-                        "200": {"description": "ready", "content": {"application/json": {}}},
-                        "503": {"description": "not ready", "content": {"application/json": {}}},
+                        "200": {"description": "ready", "content": _READINESS},
+                        "503": {"description": "not ready", "content": _READINESS},
                     }
                 }
             },

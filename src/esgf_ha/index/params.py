@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -149,6 +150,78 @@ def _bool(name: str, value: str) -> bool:
     return value.strip().lower() in ("true", "on", "yes", "1")
 
 
+def _check_names(params: Sequence[tuple[str, str]], allowed: AbstractSet[str]) -> None:
+    """Every name known and every value given, before any is read (esg-search's order)."""
+    for name, value in params:
+        if value == "":
+            raise BadRequest(f"Invalid empty value for parameter={name}")
+        base = name[:-1] if name.endswith("!") else name
+        if base not in allowed:
+            raise InvalidParameter(base)
+
+
+def _apply(req: SearchRequest, base: str, value: str, negate: bool, first: bool) -> None:
+    """One parameter into the request; `first`: the first time this name was given."""
+    if base in UNSUPPORTED:
+        raise BadRequest(f"Unsupported parameter: {base}")
+    if base == "offset":
+        req.offset = _int(base, value, MAX_OFFSET)
+    elif base == "limit":
+        req.limit = _int(base, value, MAX_OFFSET)
+        if req.limit > MAX_LIMIT:
+            raise BadRequest(
+                f"Too many records requested, maximum allowed value is limit={MAX_LIMIT}"
+            )
+    elif base == "format":
+        if value not in FORMATS:
+            raise UnsupportedFormat(f"Invalid requested format: {value}")
+        req.format = FORMATS[value]
+    elif base == "query":
+        req.query_text = value if req.query_text is None else f"({req.query_text}) AND ({value})"
+    elif base == "facets":
+        req.facets = [f for f in (p.strip() for p in value.split(",")) if f]
+    elif base == "fields":
+        req.fields = [f for f in (p.strip() for p in value.split(",")) if f]
+    elif base == "distrib":
+        req.distrib = _bool(base, value)
+    elif base == "sort":
+        req.sort = _bool(base, value)
+    elif base == "shards":
+        req.shards = value
+    elif base == "from":
+        req.from_ = _date_param(base, value)
+    elif base == "to":
+        req.to = _date_param(base, value)
+    elif base == "type":
+        if first:
+            if value not in CORES:
+                raise BadRequest(
+                    f"Invalid value for parameter=type: {value!r} (one of {', '.join(CORES)})"
+                )
+            req.type = value
+    elif base in ("latest", "replica", "retracted") and not negate:
+        if first:
+            req.flags[base] = parse_bool(value)
+            req.flag_text[base] = value
+    elif base in ("start", "end"):
+        setattr(req, base, _date_param(base, value))
+    elif base == "bbox":
+        req.bbox = _bbox(value)
+    elif base in ("min_version", "max_version"):
+        setattr(req, base, value)
+    elif base == "download_structure":
+        req.download_structure = split_values(value)
+    elif base == "download_emptypath":
+        req.download_emptypath = value
+    else:
+        target = req.negations if negate else req.constraints
+        values = split_values(value)
+        for v in values:
+            if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+                v = v[1:-1]
+            target.setdefault(base, []).append(v)
+
+
 def parse_search(
     params: Sequence[tuple[str, str]],
     known_fields: Iterable[str],
@@ -162,78 +235,14 @@ def parse_search(
         req.limit = 1000
     if len(params) > MAX_VALUES:
         raise BadRequest(f"Too many parameters: at most {MAX_VALUES} are accepted")
-    for name, value in params:
-        if value == "":
-            raise BadRequest(f"Invalid empty value for parameter={name}")
-        base = name[:-1] if name.endswith("!") else name
-        if base not in allowed:
-            raise InvalidParameter(base)
+    _check_names(params, allowed)
     seen: set[str] = set()
     for name, value in params:
         negate = name.endswith("!")
         base = name[:-1] if negate else name
         first = base not in seen
         seen.add(base)
-        if base in UNSUPPORTED:
-            raise BadRequest(f"Unsupported parameter: {base}")
-        if base == "offset":
-            req.offset = _int(base, value, MAX_OFFSET)
-        elif base == "limit":
-            req.limit = _int(base, value, MAX_OFFSET)
-            if req.limit > MAX_LIMIT:
-                raise BadRequest(
-                    f"Too many records requested, maximum allowed value is limit={MAX_LIMIT}"
-                )
-        elif base == "format":
-            if value not in FORMATS:
-                raise UnsupportedFormat(f"Invalid requested format: {value}")
-            req.format = FORMATS[value]
-        elif base == "query":
-            req.query_text = (
-                value if req.query_text is None else f"({req.query_text}) AND ({value})"
-            )
-        elif base == "facets":
-            req.facets = [f for f in (p.strip() for p in value.split(",")) if f]
-        elif base == "fields":
-            req.fields = [f for f in (p.strip() for p in value.split(",")) if f]
-        elif base == "distrib":
-            req.distrib = _bool(base, value)
-        elif base == "sort":
-            req.sort = _bool(base, value)
-        elif base == "shards":
-            req.shards = value
-        elif base == "from":
-            req.from_ = _date_param(base, value)
-        elif base == "to":
-            req.to = _date_param(base, value)
-        elif base == "type":
-            if first:
-                if value not in CORES:
-                    raise BadRequest(
-                        f"Invalid value for parameter=type: {value!r} (one of {', '.join(CORES)})"
-                    )
-                req.type = value
-        elif base in ("latest", "replica", "retracted") and not negate:
-            if first:
-                req.flags[base] = parse_bool(value)
-                req.flag_text[base] = value
-        elif base in ("start", "end"):
-            setattr(req, base, _date_param(base, value))
-        elif base == "bbox":
-            req.bbox = _bbox(value)
-        elif base in ("min_version", "max_version"):
-            setattr(req, base, value)
-        elif base == "download_structure":
-            req.download_structure = split_values(value)
-        elif base == "download_emptypath":
-            req.download_emptypath = value
-        else:
-            target = req.negations if negate else req.constraints
-            values = split_values(value)
-            for v in values:
-                if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
-                    v = v[1:-1]
-                target.setdefault(base, []).append(v)
+        _apply(req, base, value, negate, first)
     if wget and req.type != "File" and any(n == "type" for n, _ in params):
         raise BadRequest("HTTP parameter type should be fixed to value: 'File'")
     if wget:

@@ -19,6 +19,7 @@ import orjson
 from esgf_ha.common.rwlock import RWLock
 from esgf_ha.index import deadline, publish, snapshot
 from esgf_ha.index.binding import Binding
+from esgf_ha.index.changes import ChangesQuery, encode_changes
 from esgf_ha.index.columns import CoreIndex
 from esgf_ha.index.engine import Engine, SearchResult
 from esgf_ha.index.facets import FacetProfile
@@ -28,6 +29,8 @@ from esgf_ha.records.schema import CORES, normalize_record
 
 log = logging.getLogger("esgf_ha.index")
 T = TypeVar("T")
+# (lo, hi or None for no bound, whether to list every id instead of one digest)
+DigestRange = tuple[str, str | None, bool]
 SNAPSHOT_DIR = "facets.snapshot"
 STORE_FILE = "index.sqlite3"
 
@@ -202,6 +205,36 @@ class IndexService:
         """Run a read on the store while it cannot be swapped out (snapshot bootstrap)."""
         with self.lock.read():
             return operation(self.store)
+
+    def digests(self, core: str, ranges: list[DigestRange]) -> list[dict[str, object]]:
+        """Per id range, a (count, sha256) digest or the (id, hash) listing, for a replica to
+        find what differs; under the read lock, as a bootstrap may swap the store."""
+        out: list[dict[str, object]] = []
+        with self.lock.read():
+            for low, high, listing in ranges:
+                if listing:
+                    ids = list(self.store.hashes(core, low, high))
+                    out.append({"lo": low, "hi": high, "ids": ids})
+                else:
+                    count, sha = self.store.digest(core, low, high)
+                    out.append({"lo": low, "hi": high, "count": count, "sha256": sha})
+        return out
+
+    def changes(self, query: ChangesQuery) -> bytes:
+        """The change-feed page a replica asked for, encoded (see `changes.encode_changes`)."""
+        with self.lock.read():
+            return encode_changes(self.store, query)
+
+    def check_readable(self) -> int:
+        """The last change-log sequence, read from the store itself: raises when it cannot
+        be read (what readiness means for an index)."""
+        with self.lock.read():
+            return self.store.last_seq()
+
+    def split_points(self, core: str, low: str, high: str | None, parts: int) -> list[str]:
+        """Ids cutting [low, high) into `parts` ranges of about equal size (see Store)."""
+        with self.lock.read():
+            return self.store.split_points(core, low, high, parts)
 
     def known_fields(self) -> set[str]:
         """Names a search may constrain: the configured facets, and every field a record has."""

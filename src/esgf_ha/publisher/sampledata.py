@@ -14,7 +14,7 @@ import hashlib
 import os
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -115,6 +115,60 @@ def _time_range(frequency: str, start: dt.date) -> tuple[list[float], list[list[
     return [(a + b) / 2 for a, b in bounds], bounds, label
 
 
+def _write_axes(
+    nc: netCDF4.Dataset,
+    times: list[float],
+    tbounds: list[list[float]],
+    lat: np.ndarray,
+    lon: np.ndarray,
+) -> None:
+    """The time, lat and lon coordinates with their bounds, CF-style."""
+    nc.createDimension("time", None)
+    nc.createDimension("lat", NLAT)
+    nc.createDimension("lon", NLON)
+    nc.createDimension("bnds", 2)
+    t = nc.createVariable("time", "f8", ("time",))
+    t.setncatts(
+        {
+            "bounds": "time_bnds",
+            "units": "days since 1850-01-01 00:00:00",
+            "calendar": "noleap",
+            "axis": "T",
+            "long_name": "time",
+            "standard_name": "time",
+        }
+    )
+    t[:] = times
+    nc.createVariable("time_bnds", "f8", ("time", "bnds"))[:] = tbounds
+    la = nc.createVariable("lat", "f8", ("lat",))
+    la.setncatts(
+        {
+            "bounds": "lat_bnds",
+            "units": "degrees_north",
+            "axis": "Y",
+            "long_name": "Latitude",
+            "standard_name": "latitude",
+        }
+    )
+    la[:] = lat
+    nc.createVariable("lat_bnds", "f8", ("lat", "bnds"))[:] = np.stack([lat - 5, lat + 5], 1)
+    lo = nc.createVariable("lon", "f8", ("lon",))
+    lo.setncatts(
+        {
+            "bounds": "lon_bnds",
+            "units": "degrees_east",
+            "axis": "X",
+            "long_name": "Longitude",
+            "standard_name": "longitude",
+        }
+    )
+    lo[:] = lon
+    step = 360.0 / NLON
+    nc.createVariable("lon_bnds", "f8", ("lon", "bnds"))[:] = np.stack(
+        [lon - step / 2, lon + step / 2], 1
+    )
+
+
 def _write(plan: _FilePlan) -> int:
     times, tbounds, _ = _time_range(plan.frequency, plan.start)
     lat = np.linspace(-85.0, 85.0, NLAT)
@@ -130,50 +184,7 @@ def _write(plan: _FilePlan) -> int:
     plan.path.parent.mkdir(parents=True, exist_ok=True)
     compress = plan.netcdf_format.startswith("NETCDF4")
     with netCDF4.Dataset(tmp, "w", format=plan.netcdf_format) as nc:
-        nc.createDimension("time", None)
-        nc.createDimension("lat", NLAT)
-        nc.createDimension("lon", NLON)
-        nc.createDimension("bnds", 2)
-        t = nc.createVariable("time", "f8", ("time",))
-        t.setncatts(
-            {
-                "bounds": "time_bnds",
-                "units": "days since 1850-01-01 00:00:00",
-                "calendar": "noleap",
-                "axis": "T",
-                "long_name": "time",
-                "standard_name": "time",
-            }
-        )
-        t[:] = times
-        nc.createVariable("time_bnds", "f8", ("time", "bnds"))[:] = tbounds
-        la = nc.createVariable("lat", "f8", ("lat",))
-        la.setncatts(
-            {
-                "bounds": "lat_bnds",
-                "units": "degrees_north",
-                "axis": "Y",
-                "long_name": "Latitude",
-                "standard_name": "latitude",
-            }
-        )
-        la[:] = lat
-        nc.createVariable("lat_bnds", "f8", ("lat", "bnds"))[:] = np.stack([lat - 5, lat + 5], 1)
-        lo = nc.createVariable("lon", "f8", ("lon",))
-        lo.setncatts(
-            {
-                "bounds": "lon_bnds",
-                "units": "degrees_east",
-                "axis": "X",
-                "long_name": "Longitude",
-                "standard_name": "longitude",
-            }
-        )
-        lo[:] = lon
-        step = 360.0 / NLON
-        nc.createVariable("lon_bnds", "f8", ("lon", "bnds"))[:] = np.stack(
-            [lon - step / 2, lon + step / 2], 1
-        )
+        _write_axes(nc, times, tbounds, lat, lon)
         var = nc.createVariable(
             plan.variable,
             "f4",
@@ -196,6 +207,58 @@ def _write(plan: _FilePlan) -> int:
     os.replace(tmp, plan.path)
     os.utime(plan.path, (plan.mtime, plan.mtime))
     return plan.path.stat().st_size
+
+
+def _cmip6_attrs(
+    facets: dict[str, str],
+    version: str,
+    freq: str,
+    realm: str,
+    member: int,
+    source_type: Sequence[str],
+    rng: random.Random,
+) -> dict[str, object]:
+    """The global attributes of one CMIP6 sample file, as CMOR writes them."""
+    activity, institution = facets["activity_drs"], facets["institution_id"]
+    source, experiment = facets["source_id"], facets["experiment_id"]
+    variant, table, variable = facets["member_id"], facets["table_id"], facets["variable_id"]
+    return {
+        "Conventions": "CF-1.7 CMIP-6.2",
+        "activity_id": activity,
+        "branch_method": "standard",
+        "creation_date": f"{version[:4]}-{version[4:6]}-{version[6:]}T00:00:00Z",
+        "data_specs_version": "01.00.29",
+        "experiment": EXPERIMENT_TITLES[experiment],
+        "experiment_id": experiment,
+        "forcing_index": np.int32(1),
+        "frequency": freq,
+        "further_info_url": (
+            f"https://furtherinfo.es-doc.org/CMIP6.{institution}.{source}."
+            f"{experiment}.none.{variant}"
+        ),
+        "grid": "native atmosphere grid (18x36 latxlon)",
+        "grid_label": "gn",
+        "initialization_index": np.int32(1),
+        "institution": INSTITUTIONS[institution],
+        "institution_id": institution,
+        "license": LICENSE,
+        "mip_era": "CMIP6",
+        "nominal_resolution": "1000 km",
+        "physics_index": np.int32(1),
+        "product": "model-output",
+        "realization_index": np.int32(member),
+        "realm": realm,
+        "source": f"{source} (2019): sample configuration",
+        "source_id": source,
+        "source_type": " ".join(source_type),
+        "sub_experiment": "none",
+        "sub_experiment_id": "none",
+        "table_id": table,
+        "title": f"{source} output prepared for CMIP6",
+        "tracking_id": f"hdl:21.14100/{uuid.UUID(int=rng.getrandbits(128), version=4)}",
+        "variable_id": variable,
+        "variant_label": variant,
+    }
 
 
 def _cmip6_plans(
@@ -237,43 +300,7 @@ def _cmip6_plans(
                 start = dt.date(1850 + k, 1, 1)
                 label = _time_range(freq, start)[2]
                 name = f"{variable}_{table}_{source}_{experiment}_{variant}_gn_{label}.nc"
-                attrs: dict[str, object] = {
-                    "Conventions": "CF-1.7 CMIP-6.2",
-                    "activity_id": activity,
-                    "branch_method": "standard",
-                    "creation_date": f"{version[:4]}-{version[4:6]}-{version[6:]}T00:00:00Z",
-                    "data_specs_version": "01.00.29",
-                    "experiment": EXPERIMENT_TITLES[experiment],
-                    "experiment_id": experiment,
-                    "forcing_index": np.int32(1),
-                    "frequency": freq,
-                    "further_info_url": (
-                        f"https://furtherinfo.es-doc.org/CMIP6.{institution}.{source}."
-                        f"{experiment}.none.{variant}"
-                    ),
-                    "grid": "native atmosphere grid (18x36 latxlon)",
-                    "grid_label": "gn",
-                    "initialization_index": np.int32(1),
-                    "institution": INSTITUTIONS[institution],
-                    "institution_id": institution,
-                    "license": LICENSE,
-                    "mip_era": "CMIP6",
-                    "nominal_resolution": "1000 km",
-                    "physics_index": np.int32(1),
-                    "product": "model-output",
-                    "realization_index": np.int32(member),
-                    "realm": realm,
-                    "source": f"{source} (2019): sample configuration",
-                    "source_id": source,
-                    "source_type": " ".join(source_type),
-                    "sub_experiment": "none",
-                    "sub_experiment_id": "none",
-                    "table_id": table,
-                    "title": f"{source} output prepared for CMIP6",
-                    "tracking_id": f"hdl:21.14100/{uuid.UUID(int=rng.getrandbits(128), version=4)}",
-                    "variable_id": variable,
-                    "variant_label": variant,
-                }
+                attrs = _cmip6_attrs(facets, version, freq, realm, member, source_type, rng)
                 plans.append(
                     _FilePlan(
                         path=directory / name,

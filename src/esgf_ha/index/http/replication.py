@@ -1,0 +1,167 @@
+"""The replication feed replicas pull from: `/api/v1/changes`, `/snapshot`, `/digest`, and the
+replica's own `/api/v1/replication` status and pause/resume. Every call needs `esgf:replicate`."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.background import BackgroundTask
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from esgf_ha.common.auth import Principal, TokenVerifier
+from esgf_ha.index.bootstrap import SEQ_HEADER, make_snapshot
+from esgf_ha.index.changes import MAX_LIMIT, MAX_WAIT, ChangeFeed, ChangesQuery
+from esgf_ha.index.errors import BadRequest
+from esgf_ha.index.follower import Follower
+from esgf_ha.index.http.writes import WriteGate
+from esgf_ha.index.service import DigestRange, IndexService
+from esgf_ha.index.settings import IndexSettings
+
+log = logging.getLogger("esgf_ha.index.http")
+SCOPE = "esgf:replicate"
+CORES = ("Dataset", "File", "Aggregation")
+
+
+def _bound(value: object, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise BadRequest(f"{name} must be a string or null")
+
+
+def digest_request(
+    body: object,
+) -> tuple[str, list[DigestRange] | None, tuple[str, str | None, int] | None]:
+    """Validate a digest request: {"core", "ranges": [[lo, hi|null, list?], ...]} or
+    {"core", "split": [lo, hi|null, parts]}."""
+    if not isinstance(body, dict) or body.get("core") not in CORES:
+        raise BadRequest('expected {"core": "Dataset"|"File"|"Aggregation", ...}')
+    split = body.get("split")
+    if split is not None:
+        if not isinstance(split, list) or len(split) != 3 or not isinstance(split[2], int):
+            raise BadRequest("split must be [lo, hi|null, parts]")
+        if not 2 <= split[2] <= 256:
+            raise BadRequest("parts must be between 2 and 256")
+        return body["core"], None, (_bound(split[0], "lo") or "", _bound(split[1], "hi"), split[2])
+    ranges = body.get("ranges")
+    if not isinstance(ranges, list) or not ranges or len(ranges) > 256:
+        raise BadRequest("ranges must be a list of 1 to 256 [lo, hi|null, list?] items")
+    out: list[DigestRange] = []
+    for item in ranges:
+        if not isinstance(item, list) or len(item) not in (2, 3):
+            raise BadRequest("each range must be [lo, hi|null] or [lo, hi|null, true]")
+        out.append((_bound(item[0], "lo") or "", _bound(item[1], "hi"), bool(item[2:] and item[2])))
+    return body["core"], out, None
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _wait(request: Request) -> float:
+    raw = request.query_params.get("wait") or "0"
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise BadRequest(f"wait must be a number of seconds, got {raw!r}") from None
+    if not 0 <= wait <= MAX_WAIT:
+        raise BadRequest(f"wait must be between 0 and {MAX_WAIT:.0f} seconds")
+    return wait
+
+
+class Replication:
+    def __init__(
+        self,
+        service: IndexService,
+        settings: IndexSettings,
+        verifier: TokenVerifier,
+        gate: WriteGate,
+        follower: Follower | None,
+        feed: ChangeFeed,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.verifier = verifier
+        self.gate = gate  # the digest request's body is capped like a write's
+        self.follower = follower
+        self.feed = feed
+
+    def replicator(self, request: Request) -> Principal:
+        return self.verifier.verify(request.headers.get("authorization"), SCOPE)
+
+    async def changes(self, request: Request) -> Response:
+        self.replicator(request)
+        since = int_param(request, "since", 0, 0, 2**62)
+        limit = int_param(request, "limit", 100, 0, MAX_LIMIT)
+        wait = _wait(request)
+        if wait and limit:
+            await self.feed.wait_beyond(lambda: self.service.seq, since, wait)
+        encoding = request.query_params.get("encoding", "json")
+        if encoding not in ("json", "zlib"):
+            raise BadRequest(f"encoding must be json or zlib, got {encoding!r}")
+        query = ChangesQuery(since, limit, wait, compressed=encoding == "zlib")
+        body = await run_in_threadpool(self.service.changes, query)
+        return Response(body, media_type="application/json")
+
+    async def snapshot(self, request: Request) -> Response:
+        self.replicator(request)
+        snap = await run_in_threadpool(
+            make_snapshot, self.service, self.settings.state_dir / "snapshots"
+        )
+        log.info("snapshot served", extra={"seq": snap.seq, "bytes": snap.size})
+        return StreamingResponse(
+            iterate_in_threadpool(snap.stream()),
+            media_type="application/x-tar",
+            headers={SEQ_HEADER: str(snap.seq), "Content-Length": str(snap.size)},
+            background=BackgroundTask(snap.remove),
+        )
+
+    async def digest(self, request: Request) -> Response:
+        self.replicator(request)
+        core, ranges, split = digest_request(await self.gate.json_body(request))
+        if split is not None:
+            low, high, parts = split
+            bounds = await run_in_threadpool(self.service.split_points, core, low, high, parts)
+            answer: dict[str, object] = {"bounds": bounds}
+        else:
+            assert ranges is not None  # digest_request returns one or the other
+            digests = await run_in_threadpool(self.service.digests, core, ranges)
+            answer = {"digests": digests}
+        return Response(orjson.dumps({"core": core, **answer}), media_type="application/json")
+
+    def following(self, request: Request) -> Follower:
+        self.replicator(request)
+        if self.follower is None:
+            raise BadRequest("this index is the master: it follows no upstream")
+        return self.follower
+
+    async def status(self, request: Request) -> Response:
+        self.replicator(request)
+        lag = self.follower.lag() if self.follower is not None else 0.0
+        body: dict[str, object] = {"role": self.settings.role, "seq": self.service.seq, "lag": lag}
+        if self.follower is not None:
+            body["upstream"] = self.follower.status().as_json()
+            body["applied_records"] = self.follower.applied_records
+            body["applied_entries"] = self.follower.applied_entries
+        return JSONResponse(body)
+
+    async def pause(self, request: Request) -> Response:
+        target = self.following(request)
+        await run_in_threadpool(target.pause)
+        return JSONResponse({"ok": True, "paused": True, "seq": self.service.seq})
+
+    async def resume(self, request: Request) -> Response:
+        target = self.following(request)
+        await run_in_threadpool(target.resume)
+        return JSONResponse({"ok": True, "paused": False, "seq": self.service.seq})
