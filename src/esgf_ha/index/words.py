@@ -107,5 +107,6 @@ class WordIndex:
             if self._text is None:
                 plain = [w for w in self._codes if "\n" not in w]
                 self._odd = [w for w in self._codes if "\n" in w]
-                self._text = "\n" + "\n".join(plain)
+                # each word after its own newline; no words, no text (an empty line would match)
+                self._text = "".join("\n" + w for w in plain)
             return self._text, self._odd
