@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from esgf_ha.replicator.errors import ReceiveError
-from esgf_ha.replicator.receive import FLUSH_BYTES, Receiver
+from esgf_ha.replicator.receive import FLUSH_BYTES, Receiver, Response
 from tests.faults import Proxy
 from tests.servers import DataServer
 
@@ -41,7 +41,7 @@ def plain_node(node: tuple[DataServer, bytes]) -> Iterator[DataServer]:
         server.stop()
 
 
-def get(receiver: Receiver, url: str, part: Path, offset: int = 0):  # type: ignore[no-untyped-def]
+def get(receiver: Receiver, url: str, part: Path, offset: int = 0) -> tuple[Response, int]:
     hasher = hashlib.sha256()
     if offset:
         hasher.update(part.read_bytes()[:offset])
