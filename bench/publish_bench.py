@@ -3,6 +3,7 @@ loopback, against esgcet's wire protocol (one HTTP request per record) on the sa
 in the same run; and checksum throughput against `sha256sum` on the same files.
 
     .venv/bin/python bench/publish_bench.py [--files 10000] [--workdir DIR] [--keep]
+    .venv/bin/python bench/publish_bench.py --plain-mapfiles --skip-esgcet --skip-checksums
 
 What is measured:
 1. `esgf-ha publish --mapfile ...` as a subprocess, end to end (Python start, reading the
@@ -107,6 +108,11 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="default: a temporary directory")
     ap.add_argument("--keep", action="store_true", help="keep the workdir")
     ap.add_argument("--large-mb", type=int, default=256, help="size of each large checksum file")
+    ap.add_argument("--plain-mapfiles", action="store_true",
+                    help="publish from mapfiles without our tracking_id= keys, as esgprep writes "
+                         "them (every file is then opened)")  # fmt: skip
+    ap.add_argument("--skip-esgcet", action="store_true", help="skip the esgcet protocol run")
+    ap.add_argument("--skip-checksums", action="store_true", help="skip the checksum runs")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="publish-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -132,6 +138,15 @@ def main() -> None:
             )  # fmt: skip
             print(f"mapfiles (scan + SHA-256): {time.perf_counter() - t0:.1f} s")
         mapfiles = sorted(maps.glob("*.map"))
+        if args.plain_mapfiles:
+            plain = work / "maps-plain"
+            plain.mkdir(exist_ok=True)
+            for m in mapfiles:
+                lines = m.read_text().splitlines()
+                (plain / m.name).write_text("".join(
+                    " | ".join(f for f in line.split(" | ") if not f.startswith("tracking_id="))
+                    + "\n" for line in lines))  # fmt: skip
+            mapfiles = sorted(plain.glob("*.map"))
         # whole dataset versions until the wanted number of file records
         chosen, n_records = [], 0
         for m in mapfiles:
@@ -174,6 +189,8 @@ def main() -> None:
             print(f"esgf-ha publish --mapfile (end to end)  {ours:7.2f} s  "
                   f"{n_records / ours:8.0f} records/s  (target < 10 s)")  # fmt: skip
 
+            if args.skip_esgcet:
+                return
             settings = PublishSettings(
                 DATA_NODE, "bench-index", [Root.parse(f"esg_dataroot={data}")]
             )
@@ -203,7 +220,8 @@ def main() -> None:
         finally:
             a.stop()
             b.stop()
-
+        if args.skip_checksums:
+            return
         checksum_bench("sample files", files[: max(args.files, 1)])
         large = work / "large"
         large.mkdir(exist_ok=True)

@@ -2,27 +2,72 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import click
 
 from esgf_ha import __version__
-from esgf_ha.cli.cert import cert
-from esgf_ha.cli.demo import demo
-from esgf_ha.cli.deploy import deploy
-from esgf_ha.cli.index_verify import index
-from esgf_ha.cli.mapfile import mapfile
-from esgf_ha.cli.publish import publish
-from esgf_ha.cli.replicate import replicate
-from esgf_ha.cli.replication import replication
-from esgf_ha.cli.sample_data import sample_data
-from esgf_ha.cli.serve import serve
-from esgf_ha.cli.serve_dns import serve_dns
-from esgf_ha.cli.status import status
-from esgf_ha.cli.token import token
-from esgf_ha.cli.unpublish import delete, retract
-from esgf_ha.cli.up import up
+
+# name -> "module:attribute". Each subcommand's module is imported only when that subcommand
+# runs: importing all of them (netCDF4, numpy, cryptography…) cost about 1.5 s per start,
+# which a short `esgf-ha replicate` or `publish` paid in full.
+COMMANDS = {
+    "serve": "esgf_ha.cli.serve:serve",
+    "token": "esgf_ha.cli.token:token",
+    "demo": "esgf_ha.cli.demo:demo",
+    "up": "esgf_ha.cli.up:up",
+    "replicate": "esgf_ha.cli.replicate:replicate",
+    "status": "esgf_ha.cli.status:status",
+    "index": "esgf_ha.cli.index_verify:index",
+    "replication": "esgf_ha.cli.replication:replication",
+    "publish": "esgf_ha.cli.publish:publish",
+    "sample-data": "esgf_ha.cli.sample_data:sample_data",
+    "mapfile": "esgf_ha.cli.mapfile:mapfile",
+    "retract": "esgf_ha.cli.unpublish:retract",
+    "delete": "esgf_ha.cli.unpublish:delete",
+    "cert": "esgf_ha.cli.cert:cert",
+    "deploy": "esgf_ha.cli.deploy:deploy",
+}
+
+
+def _load(name: str) -> click.Command:
+    module, _, attribute = COMMANDS[name].partition(":")
+    command: click.Command = getattr(importlib.import_module(module), attribute)
+    if name == "serve" and isinstance(command, click.Group) and "dns" not in command.commands:
+        from esgf_ha.cli.serve_dns import serve_dns
+
+        command.add_command(serve_dns)
+    return command
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use; `commands` still lists them all."""
+
+    @property  # type: ignore[override]
+    def commands(self) -> dict[str, click.Command]:
+        loaded: dict[str, click.Command] = self.__dict__.setdefault("_loaded", {})
+        for name in COMMANDS:
+            if name not in loaded:
+                loaded[name] = _load(name)
+        return loaded
+
+    @commands.setter
+    def commands(self, value: Any) -> None:
+        self.__dict__["_loaded"] = dict(value or {})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        loaded: dict[str, click.Command] = self.__dict__.setdefault("_loaded", {})
+        if cmd_name not in loaded and cmd_name in COMMANDS:
+            loaded[cmd_name] = _load(cmd_name)
+        return loaded.get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
 
 
 @click.group(
+    cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Examples:
@@ -34,24 +79,6 @@ Examples:
 @click.version_option(__version__, prog_name="esgf-ha")
 def cli() -> None:
     """Highly available ESGF search and download services."""
-
-
-serve.add_command(serve_dns)
-cli.add_command(serve)
-cli.add_command(token)
-cli.add_command(demo)
-cli.add_command(up)
-cli.add_command(replicate)
-cli.add_command(status)
-cli.add_command(index)
-cli.add_command(replication)
-cli.add_command(publish)
-cli.add_command(sample_data)
-cli.add_command(mapfile)
-cli.add_command(retract)
-cli.add_command(delete)
-cli.add_command(cert)
-cli.add_command(deploy)
 
 
 def main() -> None:

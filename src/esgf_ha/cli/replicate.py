@@ -139,6 +139,7 @@ def replicate(
         on_retract="remove" if on_retract == "remove" else "quarantine",
         remove_old_versions=remove_old_versions,
         verify=verify,
+        ca_file=ca_file,
     )
     ok = asyncio.run(_run(config, follow=mode == "follow", as_json=as_json))
     sys.exit(0 if ok else 1)

@@ -19,6 +19,10 @@ class PublishRefused(ReplicatorError):
     """The master refused our replica records."""
 
 
+class ReceiveError(ReplicatorError):
+    """A transfer broke off (network, TLS, timeout) before the whole response arrived."""
+
+
 class SourceFailed(ReplicatorError):
     """One download attempt from one data node failed (the next source is tried)."""
 

@@ -46,6 +46,7 @@ class ReplicatorConfig:
     on_retract: Literal["quarantine", "remove"] = "quarantine"
     remove_old_versions: bool = False
     verify: ssl.SSLContext | bool = True
+    ca_file: Path | None = None  # the same CA bundle as `verify`, for the file transfers
 
 
 @dataclass
@@ -136,22 +137,15 @@ class Replicator:
         self._total = sum(r.size for r in todo)
         if not todo:
             return
-        limits = httpx.Limits(max_connections=self.config.concurrency + 2)
-        client = httpx.Client(
-            limits=limits,
-            timeout=httpx.Timeout(30.0, connect=5.0),
-            verify=self.config.verify,
-            follow_redirects=True,
-        )
         fetcher = Fetcher(
             self.state,
-            client,
             self.config.root_path,
             per_host=self.config.per_host,
             max_attempts=self.config.max_attempts,
             token=self.config.token,
             progress=lambda n: self.progress(self._total, n),
             workers=self.config.concurrency,
+            ca_file=self.config.ca_file,
         )
         gate = asyncio.Semaphore(self.config.concurrency)
 
@@ -173,7 +167,6 @@ class Replicator:
             await asyncio.gather(*(one(row) for row in todo))
         finally:
             fetcher.close()
-            client.close()
 
     async def _publish_complete(self, client: httpx.AsyncClient, summary: PassSummary) -> None:
         for instance, _, status, record, _ in self.state.datasets("queued", "complete"):
