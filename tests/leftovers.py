@@ -37,8 +37,20 @@ def processes_of_run(tag: str) -> list[tuple[int, str]]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
+        if _SELF_HELPER in command and _parent(entry) == os.getpid():
+            continue
         found.append((int(entry.name), command.strip()))
     return found
+
+
+# multiprocessing's resource tracker: started by the test process itself the first time a test
+# uses a process pool in-process, it lives until that process exits, so it is not a leftover
+_SELF_HELPER = "multiprocessing.resource_tracker"
+
+
+def _parent(entry: Path) -> int:
+    # the fourth field of /proc/PID/stat, after the command name in parentheses
+    return int((entry / "stat").read_text().rpartition(")")[2].split()[1])
 
 
 def reap_leftovers(tag: str, grace: float = 10.0) -> list[tuple[int, str]]:
