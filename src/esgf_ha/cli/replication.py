@@ -5,26 +5,22 @@ from __future__ import annotations
 import sys
 
 import click
-import httpx
 import orjson
+
+from esgf_ha.common.index_client import IndexClient, IndexClientError, IndexRefused
+from esgf_ha.common.retry import Backoff
 
 
 def _call(replica: str, token: str, method: str, path: str) -> dict:
     try:
-        r = httpx.request(
-            method,
-            replica.rstrip("/") + path,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
+        with IndexClient(replica, token=token, retry=Backoff(retries=0)) as client:
+            body = orjson.loads(client.request(method, path).content)
+    except ValueError as exc:  # not an http(s) URL, or not JSON
+        raise click.ClickException(f"{replica}: {exc}") from None
+    except IndexRefused as exc:
+        raise click.ClickException(f"{replica} answered {exc}") from None
+    except IndexClientError as exc:
         raise click.ClickException(f"cannot reach {replica}: {exc}") from None
-    try:
-        body = r.json()
-    except ValueError:
-        body = {"error": r.text[:300]}
-    if r.status_code != 200:
-        raise click.ClickException(f"{replica} answered HTTP {r.status_code}: {body.get('error')}")
     return dict(body)
 
 
