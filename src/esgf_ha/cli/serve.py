@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from esgf_ha.cli.options import parse_roots
 from esgf_ha.common.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -354,18 +355,6 @@ def serve_index(
         service.close()
 
 
-def _roots(values: tuple[str, ...]) -> dict[str, Path]:
-    roots: dict[str, Path] = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise click.BadParameter(f"expected NAME=PATH, got {value!r}", param_hint="--root")
-        if name in roots:
-            raise click.BadParameter(f"root {name!r} given twice", param_hint="--root")
-        roots[name] = Path(path)
-    return roots
-
-
 @serve.command(
     "data",
     epilog="""\b
@@ -507,7 +496,7 @@ def serve_data(
         settings = DataSettings(
             state_dir=state_dir,
             listen=listen,
-            roots=_roots(roots),
+            roots=parse_roots(roots),
             restricted=list(restricted),
             index_url=index_url,
             index_ca=index_ca,
