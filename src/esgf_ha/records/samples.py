@@ -71,6 +71,41 @@ def _files(
     return infos, bodies
 
 
+def cmip6_facets(
+    source: str, experiment: str, variable: str, member: int, *, activity_id: bool = False
+) -> dict[str, object]:
+    """The dataset facets of one sample CMIP6 dataset: those its DRS path is made of, and
+    `activity_id` (a list in records, absent from paths) when asked for."""
+    institution = CMIP6_SOURCES[source][0]
+    activity = CMIP6_EXPERIMENTS[experiment]
+    return {
+        "mip_era": "CMIP6",
+        "activity_drs": activity,
+        **({"activity_id": [activity]} if activity_id else {}),
+        "institution_id": institution,
+        "source_id": source,
+        "experiment_id": experiment,
+        "member_id": f"r{member}i1p1f1",
+        "table_id": CMIP6_VARIABLES[variable][0],
+        "variable_id": variable,
+        "grid_label": "gn",
+    }
+
+
+def cmip5_facets(model: str, experiment: str, realization: int) -> dict[str, object]:
+    """The dataset facets of one sample CMIP5 dataset (monthly atmosphere)."""
+    return {
+        "product": "output1",
+        "institute": CMIP5_MODELS[model],
+        "model": model,
+        "experiment": experiment,
+        "time_frequency": "mon",
+        "realm": "atmos",
+        "cmor_table": "Amon",
+        "ensemble": f"r{realization}i1p1",
+    }
+
+
 def cmip6_samples(
     count: int,
     *,
@@ -94,18 +129,7 @@ def cmip6_samples(
         institution, source_type = CMIP6_SOURCES[source]
         table, standard, long_name, units, realm, freq = CMIP6_VARIABLES[variable]
         variant = f"r{member}i1p1f1"
-        facets: dict[str, object] = {
-            "mip_era": "CMIP6",
-            "activity_drs": CMIP6_EXPERIMENTS[experiment],
-            "activity_id": [CMIP6_EXPERIMENTS[experiment]],
-            "institution_id": institution,
-            "source_id": source,
-            "experiment_id": experiment,
-            "member_id": variant,
-            "table_id": table,
-            "variable_id": variable,
-            "grid_label": "gn",
-        }
+        facets = cmip6_facets(source, experiment, variable, member, activity_id=True)
         extra: dict[str, object] = {
             "variant_label": variant,
             "sub_experiment_id": "none",
@@ -166,16 +190,7 @@ def cmip5_samples(
     rng.shuffle(combos)
     for model, experiment, real in combos[:count]:
         ensemble = f"r{real}i1p1"
-        facets: dict[str, object] = {
-            "product": "output1",
-            "institute": CMIP5_MODELS[model],
-            "model": model,
-            "experiment": experiment,
-            "time_frequency": "mon",
-            "realm": "atmos",
-            "cmor_table": "Amon",
-            "ensemble": ensemble,
-        }
+        facets = cmip5_facets(model, experiment, real)
         infos, bodies = [], {}
         for variable in ("tas", "pr"):
             stem = f"{variable}_Amon_{model}_{experiment}_{ensemble}"
