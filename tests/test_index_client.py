@@ -17,8 +17,11 @@ from esgf_ha.common.index_client import (
     IndexRefused,
     IndexUnreachable,
     error_text,
+    tls_verify,
 )
 from esgf_ha.common.retry import Backoff, Transient
+from esgf_ha.federation.plan import ProcessSpec
+from esgf_ha.federation.supervisor import Supervisor
 from esgf_ha.records.samples import as_batch, cmip6_samples
 from tests.servers import IndexServer, free_port
 
@@ -111,14 +114,18 @@ def test_client_waits_between_retries_and_reports_each() -> None:
 
 def test_client_gives_up_after_the_last_retry_and_never_retries_a_4xx() -> None:
     transport, seen = _flaky_network(10)
-    with IndexClient("http://index.invalid", retry=QUICK, transport=transport) as client:
-        with pytest.raises(IndexUnreachable, match="after 2 retries: .*HTTP 503: restarting"):
-            client.get_json("/readyz")
+    with (
+        IndexClient("http://index.invalid", retry=QUICK, transport=transport) as client,
+        pytest.raises(IndexUnreachable, match="after 2 retries: .*HTTP 503: restarting"),
+    ):
+        client.get_json("/readyz")
     assert len(seen) == 3
     transport, seen = _flaky_network(10, status=400)
-    with IndexClient("http://index.invalid", retry=QUICK, transport=transport) as client:
-        with pytest.raises(IndexRefused) as refused:
-            client.get_json("/readyz")
+    with (
+        IndexClient("http://index.invalid", retry=QUICK, transport=transport) as client,
+        pytest.raises(IndexRefused) as refused,
+    ):
+        client.get_json("/readyz")
     assert len(seen) == 1 and refused.value.status == 400
 
 
@@ -148,14 +155,18 @@ def test_publish_search_and_retract_against_a_real_index(index_server: IndexServ
 
 
 def test_a_refusal_carries_the_index_message(index_server: IndexServer) -> None:
-    with IndexClient(index_server.url, token="not-a-token", retry=QUICK) as client:
-        with pytest.raises(IndexRefused) as refused:
-            client.retract(["x"])
+    with (
+        IndexClient(index_server.url, token="not-a-token", retry=QUICK) as client,
+        pytest.raises(IndexRefused) as refused,
+    ):
+        client.retract(["x"])
     assert refused.value.status == 401
     assert "/api/v1/retract: HTTP 401: " in str(refused.value)
-    with IndexClient(index_server.url, retry=QUICK) as client:
-        with pytest.raises(IndexRefused, match="HTTP 400: .*"):
-            client.search({"limit": "many"})
+    with (
+        IndexClient(index_server.url, retry=QUICK) as client,
+        pytest.raises(IndexRefused, match="HTTP 400: .*"),
+    ):
+        client.search({"limit": "many"})
 
 
 def test_async_pages_against_a_real_index(index_server: IndexServer) -> None:
@@ -173,9 +184,11 @@ def test_async_pages_against_a_real_index(index_server: IndexServer) -> None:
 def test_nothing_listening_is_unreachable_after_the_retries() -> None:
     told: list[str] = []
     url = f"http://127.0.0.1:{free_port()}"
-    with IndexClient(url, retry=QUICK, on_retry=told.append) as client:
-        with pytest.raises(IndexUnreachable, match="after 2 retries: .*ConnectError"):
-            client.search({})
+    with (
+        IndexClient(url, retry=QUICK, on_retry=told.append) as client,
+        pytest.raises(IndexUnreachable, match="after 2 retries: .*ConnectError"),
+    ):
+        client.search({})
     assert len(told) == 2
 
 
@@ -188,9 +201,11 @@ def tls_index(tmp_path: Path):
 
 def test_certificates_are_verified_by_default(tls_index: IndexServer) -> None:
     began = time.monotonic()
-    with IndexClient(tls_index.url, retry=Backoff(retries=3, first=1.0)) as client:
-        with pytest.raises(IndexUnreachable) as untrusted:
-            client.readiness()
+    with (
+        IndexClient(tls_index.url, retry=Backoff(retries=3, first=1.0)) as client,
+        pytest.raises(IndexUnreachable) as untrusted,
+    ):
+        client.readiness()
         assert untrusted.value.untrusted
         with pytest.raises(IndexUnreachable) as untrusted:
             client.search({})
@@ -199,3 +214,18 @@ def test_certificates_are_verified_by_default(tls_index: IndexServer) -> None:
     with IndexClient(tls_index.url, ca=tls_index.ca) as client:
         assert client.readiness()[0] == 200
         assert client.search({"limit": 0})["response"]["numFound"] == 0
+
+
+def test_supervisor_health_checks_verify_the_certificate(tls_index: IndexServer) -> None:
+    spec = ProcessSpec("master", [], tls_index.state_dir, health_url=tls_index.url + "/livez")
+    trusted = Supervisor([spec], tls_index.state_dir / "logs", verify=tls_verify(tls_index.ca))
+    untrusting = Supervisor([spec], tls_index.state_dir / "logs")
+    try:
+        for supervisor in (trusted, untrusting):
+            supervisor.children[0].proc = tls_index.proc  # the running index stands in
+        assert trusted._healthy(trusted.children[0])
+        assert not untrusting._healthy(untrusting.children[0])
+    finally:
+        for supervisor in (trusted, untrusting):
+            supervisor.children[0].proc = None  # the fixture stops the index
+            supervisor.stop_all()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 import httpx
 import orjson
@@ -90,6 +90,18 @@ def _search_params(params: Params) -> list[tuple[str, Any]]:
     return [*given, *extra]
 
 
+class ClientSettings(TypedDict, total=False):
+    """What both clients are configured with (see `_Core`)."""
+
+    token: str | None
+    ca: Path | None
+    cert: Path | None
+    verify: Verify | None
+    timeout: float | httpx.Timeout
+    retry: Backoff
+    on_retry: Callable[[str], None] | None
+
+
 class _Core:
     """What both clients share: the settings and how an answer or a failure is judged."""
 
@@ -97,16 +109,26 @@ class _Core:
         self,
         url: str,
         *,
-        token: str | None,
-        verify: Verify,
-        retry: Backoff,
-        on_retry: Callable[[str], None] | None,
+        token: str | None = None,
+        ca: Path | None = None,
+        cert: Path | None = None,
+        verify: Verify | None = None,
+        timeout: float | httpx.Timeout = 30.0,
+        retry: Backoff = RETRY,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
+        """`verify` (a ready context or False) overrides `ca` and `cert`."""
         self.url = base_url(url)
         self.retry = retry
         self.on_retry = on_retry
-        self.verify = verify
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.verify = tls_verify(ca, cert) if verify is None else verify
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.options: dict[str, Any] = {
+            "base_url": self.url,
+            "headers": headers,
+            "verify": self.verify,
+            "timeout": timeout,
+        }
 
     def _judge(self, response: httpx.Response, path: str) -> httpx.Response:
         if response.status_code >= 500:
@@ -150,24 +172,11 @@ class IndexClient(_Core):
         self,
         url: str,
         *,
-        token: str | None = None,
-        ca: Path | None = None,
-        cert: Path | None = None,
-        verify: Verify | None = None,
-        timeout: float | httpx.Timeout = 30.0,
-        retry: Backoff = RETRY,
         transport: httpx.BaseTransport | None = None,
-        on_retry: Callable[[str], None] | None = None,
+        **settings: Unpack[ClientSettings],
     ) -> None:
-        checks = tls_verify(ca, cert) if verify is None else verify
-        super().__init__(url, token=token, verify=checks, retry=retry, on_retry=on_retry)
-        self.http = httpx.Client(
-            base_url=self.url,
-            headers=self.headers,
-            verify=checks,
-            timeout=timeout,
-            transport=transport,
-        )
+        super().__init__(url, **settings)
+        self.http = httpx.Client(transport=transport, **self.options)
 
     def close(self) -> None:
         self.http.close()
@@ -246,25 +255,13 @@ class AsyncIndexClient(_Core):
         self,
         url: str,
         *,
-        token: str | None = None,
-        ca: Path | None = None,
-        cert: Path | None = None,
-        verify: Verify | None = None,
-        timeout: float | httpx.Timeout = 30.0,
-        retry: Backoff = RETRY,
         transport: httpx.AsyncBaseTransport | None = None,
-        on_retry: Callable[[str], None] | None = None,
         limits: httpx.Limits | None = None,
+        **settings: Unpack[ClientSettings],
     ) -> None:
-        checks = tls_verify(ca, cert) if verify is None else verify
-        super().__init__(url, token=token, verify=checks, retry=retry, on_retry=on_retry)
+        super().__init__(url, **settings)
         self.http = httpx.AsyncClient(
-            base_url=self.url,
-            headers=self.headers,
-            verify=checks,
-            timeout=timeout,
-            transport=transport,
-            limits=limits or httpx.Limits(),
+            transport=transport, limits=limits or httpx.Limits(), **self.options
         )
 
     async def close(self) -> None:

@@ -40,18 +40,12 @@ class Backoff:
         sleep: Callable[[float], None] = time.sleep,
     ) -> T:
         """`attempt()` until it returns; the last `Transient` once no retry is left."""
-        delays = self.delays()
-        number = 0
+        wait = self._waits(on_retry)
         while True:
             try:
                 return attempt()
             except Transient as exc:
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                number += 1
-                _announce(on_retry, exc, number, self.retries, delay)
-                sleep(delay)
+                sleep(wait(exc))
 
     async def arun(
         self,
@@ -60,22 +54,27 @@ class Backoff:
         on_retry: Callable[[str], None] | None = None,
     ) -> T:
         """The same loop for a coroutine: the event loop goes on while it waits."""
-        delays = self.delays()
-        number = 0
+        wait = self._waits(on_retry)
         while True:
             try:
                 return await attempt()
             except Transient as exc:
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                number += 1
-                _announce(on_retry, exc, number, self.retries, delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(wait(exc))
 
+    def _waits(self, on_retry: Callable[[str], None] | None) -> Callable[[Transient], float]:
+        """How long to wait after each failure, told to `on_retry`; the failure itself is
+        raised again once every retry is spent."""
+        delays = self.delays()
+        number = 0
 
-def _announce(
-    on_retry: Callable[[str], None] | None, exc: Transient, number: int, total: int, delay: float
-) -> None:
-    if on_retry is not None:
-        on_retry(f"{exc}; retry {number}/{total} in {delay:.1f} s")
+        def after(exc: Transient) -> float:
+            nonlocal number
+            delay = next(delays, None)
+            if delay is None:
+                raise exc
+            number += 1
+            if on_retry is not None:
+                on_retry(f"{exc}; retry {number}/{self.retries} in {delay:.1f} s")
+            return delay
+
+        return after
