@@ -42,7 +42,7 @@ class IndexRefused(IndexClientError):
 class IndexUnreachable(IndexClientError):
     """No usable answer after every retry (or an untrusted certificate, which waiting won't fix)."""
 
-    def __init__(self, message: str, status: int | None = None, *, untrusted: bool = False):
+    def __init__(self, message: str, status: int | None = None, *, untrusted: bool = False) -> None:
         super().__init__(message, status)
         self.untrusted = untrusted
 
