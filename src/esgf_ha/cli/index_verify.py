@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import click
-import httpx
 
+from esgf_ha.common.index_client import IndexClient
+from esgf_ha.common.retry import Backoff
 from esgf_ha.index.verify import VerifyError, compare
 
 VERIFY_EXAMPLES = """\b
@@ -48,10 +49,11 @@ def verify(
     if not all(tokens):
         raise click.UsageError("give --token, or both --master-token and --replica-token")
 
-    def client(url: str, bearer: str | None) -> httpx.Client:
-        return httpx.Client(
-            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {bearer}"}, timeout=300
-        )
+    def client(url: str, bearer: str | None) -> IndexClient:
+        try:
+            return IndexClient(url, token=bearer, timeout=300, retry=Backoff(retries=2))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
 
     with client(master, tokens[0]) as m, client(replica, tokens[1]) as r:
         try:

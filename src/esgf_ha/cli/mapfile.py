@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from esgf_ha.publisher.drs_path import Root
+from esgf_ha.cli.options import parse_root_list
 from esgf_ha.publisher.mapfile import MapLine
 from esgf_ha.publisher.scan import scan
 
@@ -58,10 +58,7 @@ def mapfile(
     Files are checked as `publish` checks them; a dataset version with a bad file is left
     out (reported on stderr, exit status 1).
     """
-    try:
-        parsed = [Root.parse(r) for r in roots]
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    parsed = parse_root_list(roots)
     result = scan(
         list(paths),
         parsed,

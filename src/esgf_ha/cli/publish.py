@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import click
@@ -17,49 +15,14 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from esgf_ha.cli.options import index_options, parse_root_list
 from esgf_ha.publisher.client import IndexClient
-from esgf_ha.publisher.drs_path import Root
 from esgf_ha.publisher.errors import MapfileError, PublisherError
 from esgf_ha.publisher.mapfile import MapLine, read_mapfile
 from esgf_ha.publisher.pipeline import Hooks, PublishSettings, Report, run
 
 # soft_wrap: one message, one line, whatever the width (scripts grep these lines)
 stderr = Console(stderr=True, soft_wrap=True)
-
-
-def index_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--index, --token, --cert, --cacert: how to reach and authenticate to the master."""
-
-    @click.option(
-        "--index",
-        "index_url",
-        required=True,
-        envvar="ESGF_HA_INDEX",
-        help="base URL of the master index, e.g. https://index.example.org (env ESGF_HA_INDEX)",
-    )
-    @click.option(
-        "--token",
-        envvar="ESGF_HA_TOKEN",
-        help="bearer token with scope esgf:publish (env ESGF_HA_TOKEN)",
-    )
-    @click.option(
-        "--cert",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="client certificate PEM (certificate and key) from `esgf-ha cert issue`",
-    )
-    @click.option(
-        "--cacert",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="CA bundle that signed the index's HTTPS certificate (STATE/tls/ca.pem)",
-    )
-    @click.option(
-        "--retries", default=6, show_default=True, help="retries on connection errors and 5xx"
-    )
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(*args, **kwargs)
-
-    return wrapper
 
 
 def make_client(
@@ -154,23 +117,7 @@ Examples:
   esgf-ha publish ... --json /tmp/data > summary.json    # exit status 0 only if all published
 """,
 )
-@click.option(
-    "--index",
-    "index_url",
-    envvar="ESGF_HA_INDEX",
-    help="base URL of the master index, e.g. https://index.example.org (env ESGF_HA_INDEX)",
-)
-@click.option("--token", envvar="ESGF_HA_TOKEN", help="bearer token, scope esgf:publish")
-@click.option(
-    "--cert",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="client certificate PEM from `esgf-ha cert issue` (instead of a token; needs HTTPS)",
-)
-@click.option(
-    "--cacert",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="CA bundle that signed the index's HTTPS certificate (STATE/tls/ca.pem)",
-)
+@index_options(required=False)
 @click.option(
     "--data-node",
     required=True,
@@ -211,7 +158,6 @@ Examples:
 @click.option(
     "--batch-files", default=2000, show_default=True, help="most files sent in one request"
 )
-@click.option("--retries", default=6, show_default=True, help="retries on connection errors/5xx")
 @click.option("--dry-run", is_flag=True, help="scan and print the records; send nothing")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
 @click.option("--no-progress", is_flag=True, help="no progress bars on stderr")
@@ -247,10 +193,7 @@ def publish(
     """
     if not paths and not mapfiles:
         raise click.UsageError("give PATH... to scan or --mapfile FILE")
-    try:
-        parsed_roots = [Root.parse(r) for r in roots]
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    parsed_roots = parse_root_list(roots)
     items: list[Path | MapLine] = list(paths)
     try:
         for mf in mapfiles:

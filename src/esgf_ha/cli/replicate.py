@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 
+from esgf_ha.cli.options import parse_roots
 from esgf_ha.common.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -112,9 +113,7 @@ def replicate(
     if bool(selection) == bool(query):
         raise click.UsageError("give exactly one of --selection FILE or --query 'facet=value&…'")
     assert state_dir and index_url and site and root and data_node_url
-    root_name, sep, root_path = root.partition("=")
-    if not sep or not root_name or not root_path:
-        raise click.BadParameter("expected NAME=PATH", param_hint="--root")
+    ((root_name, root_path),) = parse_roots([root]).items()
     try:
         chosen = parse_selection_file(selection) if selection else parse_query(query or "")
     except ReplicatorError as exc:
@@ -129,7 +128,7 @@ def replicate(
         token=token,
         site=site,
         root_name=root_name,
-        root_path=Path(root_path),
+        root_path=root_path,
         data_node_url=data_node_url,
         selection=chosen,
         concurrency=concurrency,

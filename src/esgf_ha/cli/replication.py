@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 
 import click
-import httpx
 import orjson
+
+from esgf_ha.common.index_client import IndexClient, IndexClientError, IndexRefused
+from esgf_ha.common.retry import Backoff
 
 
 def _call(replica: str, token: str, method: str, path: str) -> dict:
     try:
-        r = httpx.request(
-            method,
-            replica.rstrip("/") + path,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
+        with IndexClient(replica, token=token, retry=Backoff(retries=0)) as client:
+            body = orjson.loads(client.request(method, path).content)
+    except ValueError as exc:  # not an http(s) URL, or not JSON
+        raise click.ClickException(f"{replica}: {exc}") from None
+    except IndexRefused as exc:
+        raise click.ClickException(f"{replica} answered {exc}") from None
+    except IndexClientError as exc:
         raise click.ClickException(f"cannot reach {replica}: {exc}") from None
-    try:
-        body = r.json()
-    except ValueError:
-        body = {"error": r.text[:300]}
-    if r.status_code != 200:
-        raise click.ClickException(f"{replica} answered HTTP {r.status_code}: {body.get('error')}")
     return dict(body)
 
 
@@ -51,28 +47,38 @@ def replication() -> None:
     """Pause, resume and inspect a replica index."""
 
 
-@replication.command(epilog=EXAMPLES)
-@replica_option
-@token_option
-def pause(replica: str, token: str) -> None:
-    """Stop applying upstream changes (searches go on; the lag grows)."""
-    body = _call(replica, token, "POST", "/api/v1/replication/pause")
-    click.echo(f"paused at seq {body['seq']}")
+def _verb(
+    name: str, method: str, path: str, summary: str, show: Callable[[dict], str]
+) -> click.Command:
+    """One subcommand: a request to the replica, its answer shown by `show`."""
+
+    @replication.command(name, help=summary, epilog=EXAMPLES)
+    @replica_option
+    @token_option
+    def command(replica: str, token: str) -> None:
+        click.echo(show(_call(replica, token, method, path)))
+
+    return command
 
 
-@replication.command(epilog=EXAMPLES)
-@replica_option
-@token_option
-def resume(replica: str, token: str) -> None:
-    """Apply upstream changes again, from where the replica stopped."""
-    body = _call(replica, token, "POST", "/api/v1/replication/resume")
-    click.echo(f"resumed from seq {body['seq']}")
-
-
-@replication.command(epilog=EXAMPLES)
-@replica_option
-@token_option
-def status(replica: str, token: str) -> None:
-    """Print the replica's position, lag and upstream state as JSON."""
-    body = _call(replica, token, "GET", "/api/v1/replication")
-    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+pause = _verb(
+    "pause",
+    "POST",
+    "/api/v1/replication/pause",
+    "Stop applying upstream changes (searches go on; the lag grows).",
+    lambda body: f"paused at seq {body['seq']}",
+)
+resume = _verb(
+    "resume",
+    "POST",
+    "/api/v1/replication/resume",
+    "Apply upstream changes again, from where the replica stopped.",
+    lambda body: f"resumed from seq {body['seq']}",
+)
+status = _verb(
+    "status",
+    "GET",
+    "/api/v1/replication",
+    "Print the replica's position, lag and upstream state as JSON.",
+    lambda body: orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(),
+)

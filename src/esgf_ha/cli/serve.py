@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from esgf_ha.cli.options import parse_roots
 from esgf_ha.cli.settings_cli import (
     SettingOption,
     SettingsCommand,
@@ -360,18 +361,6 @@ def index_settings_from_cli(options: dict[str, Any]) -> IndexSettings:
     return build_settings(IndexSettings, values, serve_index, {"upstream_token": "--token-file"})
 
 
-def _roots(values: tuple[str, ...]) -> dict[str, Path]:
-    roots: dict[str, Path] = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise click.BadParameter(f"expected NAME=PATH, got {value!r}", param_hint="--root")
-        if name in roots:
-            raise click.BadParameter(f"root {name!r} given twice", param_hint="--root")
-        roots[name] = Path(path)
-    return roots
-
-
 @serve.command(
     "data",
     cls=SettingsCommand,
@@ -527,7 +516,7 @@ def data_settings_from_cli(options: dict[str, Any]) -> DataSettings:
 
     values = given(options, DataSettings.model_fields)
     if "roots" in values:
-        values["roots"] = _roots(tuple(values["roots"]))
+        values["roots"] = parse_roots(tuple(values["roots"]))
     settings = build_settings(DataSettings, values, serve_data, {})
     if options.get("write_nginx_config") is not None and settings.accel_prefix is None:
         # the nginx mode needs a prefix; ours unless the operator chose one

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from esgf_ha.cli.federation_option import federation_config
+from esgf_ha.cli.options import federation_config
 from esgf_ha.cli.serve import shutdown_of, shutdown_options
 
 if TYPE_CHECKING:

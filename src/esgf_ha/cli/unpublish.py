@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 import orjson
 
-from esgf_ha.cli.publish import index_options, make_client
+from esgf_ha.cli.options import index_options
+from esgf_ha.cli.publish import make_client
 from esgf_ha.publisher.client import IndexClient
 from esgf_ha.publisher.errors import IndexError_
 
@@ -56,7 +57,7 @@ def _command(action: str, help_text: str, epilog: str) -> click.Command:
     @click.argument("dataset_ids", nargs=-1, required=True, metavar="DATASET_ID...")
     @click.option("--data-node", help="with a bare instance_id: only the version on this data node")
     @click.option("--json", "as_json", is_flag=True, help="print the index's answer as JSON")
-    @index_options
+    @index_options()
     def command(
         dataset_ids: tuple[str, ...],
         data_node: str | None,

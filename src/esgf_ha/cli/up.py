@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from esgf_ha.cli.federation_option import federation_config
+from esgf_ha.cli.options import federation_config
 
 if TYPE_CHECKING:
     from esgf_ha.federation.config import FederationConfig

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from esgf_ha.common.connections import ConnectionLimits, GuardedProtocol
 from esgf_ha.common.edge import not_ready_bytes
+from esgf_ha.common.index_client import IndexClient, IndexClientError
+from esgf_ha.common.retry import Backoff
 from esgf_ha.common.tls import TLSFiles
 
 log = logging.getLogger("esgf_ha.server")
@@ -49,6 +50,9 @@ class ServiceNotReady(RuntimeError):
     pass
 
 
+ONCE = Backoff(retries=0)  # the wait loop is the retry
+
+
 def wait_until_ready(
     state_dir: Path,
     name: str,
@@ -67,12 +71,14 @@ def wait_until_ready(
         if endpoint.exists():
             info = orjson.loads(endpoint.read_bytes())
             if info.get("pid") == proc.pid:
+                probe = IndexClient(info["url"], verify=verify, timeout=2, retry=ONCE)
                 try:
-                    ready = httpx.get(info["url"] + "/readyz", verify=verify, timeout=2)
-                    if ready.status_code == 200:
+                    if probe.readiness()[0] == 200:
                         return str(info["url"])
-                except httpx.HTTPError:
+                except IndexClientError:
                     pass
+                finally:
+                    probe.close()
         time.sleep(0.05)
     raise ServiceNotReady(f"the {name} service was not ready within {timeout:.0f} s")
 

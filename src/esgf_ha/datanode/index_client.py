@@ -5,7 +5,6 @@ single files are cached for a while; nothing is fetched at start-up."""
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -13,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
+from esgf_ha.common.index_client import AsyncIndexClient, IndexClientError
+from esgf_ha.common.retry import Backoff
 from esgf_ha.datanode.errors import IndexUnavailable
 
 log = logging.getLogger("esgf_ha.datanode.index")
@@ -27,6 +27,9 @@ PAGE = 10_000
 
 
 class IndexClient:
+    """The shared async client, asked once per question: a file request waits for no retry
+    (the node redirects or answers 503 at once, and the user's client may retry)."""
+
     def __init__(
         self,
         base_url: str,
@@ -36,29 +39,21 @@ class IndexClient:
         cache_size: int = 100_000,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=str(ca)) if ca is not None else True
-        )
-        self.http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), timeout=10.0, verify=verify, transport=transport
+        self.index = AsyncIndexClient(
+            base_url, ca=ca, timeout=10.0, retry=Backoff(retries=0), transport=transport
         )
         self.ttl = ttl
         self.cache_size = cache_size
         self._files: OrderedDict[str, tuple[float, list[Record]]] = OrderedDict()
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.index.close()
 
     async def search(self, **params: object) -> dict[str, Any]:
-        query: dict[str, Any] = {"format": "application/solr+json", "distrib": "false", **params}
         try:
-            r = await self.http.get("/esg-search/search", params=query)
-        except httpx.HTTPError as exc:
+            return await self.index.search(params)
+        except IndexClientError as exc:
             raise IndexUnavailable(f"the index did not answer: {exc}") from None
-        if r.status_code != 200:
-            raise IndexUnavailable(f"the index answered {r.status_code}: {r.text[:200]}")
-        answer: dict[str, Any] = orjson.loads(r.content)
-        return answer
 
     async def file_records(self, instance_id: str) -> list[Record]:
         """Every File record (this node's and replicas') of one file version, cached."""
@@ -100,12 +95,8 @@ class IndexClient:
             yield [str(d["instance_id"]) for d in page if d.get("instance_id")]
 
     async def _pages(self, **params: object) -> AsyncIterator[list[Record]]:
-        offset = 0
-        while True:
-            answer = await self.search(**params, limit=PAGE, offset=offset)
-            docs = answer["response"]["docs"]
-            if docs:
-                yield docs
-            offset += len(docs)
-            if not docs or offset >= int(answer["response"]["numFound"]):
-                return
+        try:
+            async for page in self.index.pages(params, PAGE):
+                yield page
+        except IndexClientError as exc:
+            raise IndexUnavailable(f"the index did not answer: {exc}") from None

@@ -23,6 +23,8 @@ import orjson
 import yaml
 
 from esgf_ha.common.auth import issue_token
+from esgf_ha.common.index_client import IndexClient, IndexClientError
+from esgf_ha.common.retry import Backoff
 from esgf_ha.federation.config import FederationConfig, load_config
 from esgf_ha.federation.plan import master_state, master_url
 from esgf_ha.federation.resolver import ServiceClient
@@ -91,26 +93,34 @@ def _esgf_ha(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+ONCE = Backoff(retries=0)
+
+
 def _wait(what: str, predicate: Callable[[], bool], timeout: float) -> float:
     began = time.monotonic()
     while time.monotonic() - began < timeout:
         try:
             if predicate():
                 return time.monotonic() - began
-        except (httpx.HTTPError, ValueError, KeyError):
+        except (httpx.HTTPError, IndexClientError, ValueError, KeyError):
             pass
         time.sleep(0.2)
     raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def _readiness(url: str, timeout: float = 2.0) -> tuple[int, dict[str, Any]]:
+    """A service's `/readyz`, asked once (the demo's waits are the retries)."""
+    with IndexClient(url, timeout=timeout, retry=ONCE) as client:
+        return client.readiness()
+
+
 def _ready(url: str) -> bool:
-    return httpx.get(url, timeout=2).status_code == 200
+    return _readiness(url)[0] == 200
 
 
-def _json(url: str, **params: str) -> Any:
-    r = httpx.get(url, params={**params, "format": "application/solr+json"}, timeout=10)
-    r.raise_for_status()
-    return r.json()
+def _json(index_url: str, **params: str) -> Any:
+    with IndexClient(index_url, timeout=10, retry=ONCE) as client:
+        return client.search(params)
 
 
 @dataclass
@@ -140,7 +150,7 @@ class Demo:
         self.supervisor = federation_supervisor(self.config, config_path)
         self.supervisor.start_all()
         for address in NAME_SERVERS.values():
-            ready = partial(_ready, f"http://{address}:{DNS_HTTP_PORT}/readyz")
+            ready = partial(_ready, f"http://{address}:{DNS_HTTP_PORT}")
             _wait(f"the DNS server on {address}", ready, 60)
 
     def publish(self) -> None:
@@ -157,18 +167,18 @@ class Demo:
             raise DemoFailed(f"publishing site-a's data failed: {run.stdout[-800:]} "
                              f"{run.stderr[-800:]}")  # fmt: skip
         # the latest versions are what the other sites replicate
-        docs = _json(master_url(self.config) + "/esg-search/search", type="File", latest="true",
+        docs = _json(master_url(self.config), type="File", latest="true",
                      replica="false", limit="10000", fields="url,size,checksum")["response"]["docs"]  # fmt: skip
         for doc in docs:
             path = httpx.URL(str(doc["url"][0]).split("|")[0]).path
             self.files.append((path, int(doc["size"]), str(doc["checksum"][0])))
-        datasets = _json(master_url(self.config) + "/esg-search/search", replica="false",
+        datasets = _json(master_url(self.config), replica="false",
                          limit="0")  # fmt: skip
         self.say(f"published {datasets['response']['numFound']} dataset versions from site-a "
                  f"({len(self.files)} files in the latest ones)")  # fmt: skip
 
     def wait_for_replication(self, timeout: float = 300) -> None:
-        master = master_url(self.config) + "/esg-search/search"
+        master = master_url(self.config)
         originals = _json(master, latest="true", replica="false", limit="0")["response"]["numFound"]
 
         def replicated(site_address: str) -> bool:
@@ -177,12 +187,12 @@ class Demo:
             return bool(found == originals)
 
         def caught_up(index_url: str, seq: int) -> bool:
-            return int(httpx.get(index_url + "/readyz").json()["seq"]) >= seq
+            return int(_readiness(index_url)[1]["seq"]) >= seq
 
         for site in self.config.sites[1:]:
             took = _wait(f"{site.name} to replicate", partial(replicated, site.address), timeout)
             self.say(f"{site.name} replicated and published every dataset ({took:.1f} s)")
-        seq = int(httpx.get(master_url(self.config) + "/readyz").json()["seq"])
+        seq = int(_readiness(master_url(self.config))[1]["seq"])
         for site in self.config.sites:
             _wait(f"{site.name}'s index to catch up", partial(caught_up, site.index_url, seq), 60)
 
@@ -191,7 +201,7 @@ class Demo:
         problems = []
         for params in SEARCHES:
             counts = {
-                s.name: _json(s.index_url + "/esg-search/search", **params)["response"]["numFound"]
+                s.name: _json(s.index_url, **params)["response"]["numFound"]
                 for s in self.config.sites
             }
             if len(set(counts.values())) != 1 or not any(counts.values()):
@@ -302,7 +312,7 @@ Watch failover: kill site-b's index (the supervisor restarts it a second later),
             self.supervisor.release(service)
         urls = [victim.index_url, str(victim.data_url)]
         _wait("site-b to be ready again", lambda: all(
-            httpx.get(u + "/readyz", timeout=1).status_code == 200 for u in urls), 120)  # fmt: skip
+            _readiness(u, timeout=1)[0] == 200 for u in urls), 120)  # fmt: skip
         ready_at = time.monotonic()
         _wait("the DNS servers to answer site-b again",
               lambda: every_server(True, list(NAME_SERVERS)), 30)  # fmt: skip

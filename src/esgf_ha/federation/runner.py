@@ -17,6 +17,7 @@ from esgf_ha.federation.plan import (
     plan,
     site_cert,
     trust_file,
+    trust_verify,
     uses_tls,
 )
 from esgf_ha.federation.supervisor import Supervisor
@@ -63,4 +64,6 @@ def federation_supervisor(
 ) -> Supervisor:
     service_certs(config)
     specs = plan(config, config_path.resolve(), service_tokens(config))
-    return Supervisor(specs, config.state_dir / "logs", on_event=on_event)
+    return Supervisor(
+        specs, config.state_dir / "logs", on_event=on_event, verify=trust_verify(config)
+    )

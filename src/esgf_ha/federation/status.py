@@ -4,7 +4,6 @@ services themselves."""
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,9 +11,10 @@ import dns.exception
 import dns.message
 import dns.query
 import dns.rdatatype
-import httpx
 import orjson
 
+from esgf_ha.common.index_client import IndexClient, IndexClientError, Verify
+from esgf_ha.common.retry import Backoff
 from esgf_ha.federation.config import FederationConfig
 from esgf_ha.federation.plan import dns_state, master_url, site_state
 from esgf_ha.replicator.state import read_summary
@@ -67,19 +67,16 @@ class FederationState:
         return asdict(self)
 
 
-def _probe(client: httpx.Client, url: str) -> ServiceState:
+def _probe(url: str, verify: Verify) -> ServiceState:
+    """One readiness request, no retry: status reports the moment, not a wait."""
     state = ServiceState(url)
     try:
-        r = client.get(url + "/readyz")
-    except httpx.HTTPError as exc:
-        state.error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        with IndexClient(url, verify=verify, timeout=2.0, retry=Backoff(retries=0)) as client:
+            status, state.detail = client.readiness()
+    except IndexClientError as exc:
+        state.error = str(exc)
         return state
-    state.ready = r.status_code == 200
-    try:
-        body = r.json()
-        state.detail = body if isinstance(body, dict) else {}
-    except ValueError:
-        state.detail = {}
+    state.ready = status == 200
     return state
 
 
@@ -114,35 +111,34 @@ def _disagreements(servers: list[DnsServerState]) -> list[str]:
     return out
 
 
-def collect(config: FederationConfig, verify: ssl.SSLContext | bool = True) -> FederationState:
-    with httpx.Client(timeout=2.0, verify=verify) as client:
-        master = _probe(client, master_url(config))
-        sites = []
-        for site in config.sites:
-            data_url = site.data_url
-            sites.append(
-                SiteState(
-                    site.name,
-                    site.address,
-                    _probe(client, site.index_url),
-                    _probe(client, data_url) if data_url else None,
-                    replication=read_summary(site_state(config, site) / "replicator"),
-                )
+def collect(config: FederationConfig, verify: Verify = True) -> FederationState:
+    master = _probe(master_url(config), verify)
+    sites = []
+    for site in config.sites:
+        data_url = site.data_url
+        sites.append(
+            SiteState(
+                site.name,
+                site.address,
+                _probe(site.index_url, verify),
+                _probe(data_url, verify) if data_url else None,
+                replication=read_summary(site_state(config, site) / "replicator"),
             )
-        servers = []
-        for server in config.dns.name_servers():
-            state = DnsServerState(server.ns_fqdn, server.address, server.port, None)
-            endpoint = dns_state(config, server) / "dns.endpoint.json"
-            if endpoint.exists():
-                info = orjson.loads(endpoint.read_bytes())
-                state.status = _probe(client, str(info["url"]))
-                state.port = int(info.get("dns_port") or state.port)
-                state.healthy = {
-                    str(h["site"]): bool(h["healthy"]) for h in state.status.detail.get("sites", [])
-                }
-                serial = state.status.detail.get("serial")
-                state.serial = int(serial) if isinstance(serial, int) else None
-            servers.append(state)
+        )
+    servers = []
+    for server in config.dns.name_servers():
+        state = DnsServerState(server.ns_fqdn, server.address, server.port, None)
+        endpoint = dns_state(config, server) / "dns.endpoint.json"
+        if endpoint.exists():
+            info = orjson.loads(endpoint.read_bytes())
+            state.status = _probe(str(info["url"]), verify)
+            state.port = int(info.get("dns_port") or state.port)
+            state.healthy = {
+                str(h["site"]): bool(h["healthy"]) for h in state.status.detail.get("sites", [])
+            }
+            serial = state.status.detail.get("serial")
+            state.serial = int(serial) if isinstance(serial, int) else None
+        servers.append(state)
     names = list(dict.fromkeys([config.dns.search_name, config.dns.data_name]))
     if config.dns.mode == "rfc2136" and config.dns.rfc2136 is not None:
         # the primary answers, not our processes

@@ -20,6 +20,8 @@ from typing import IO
 
 import httpx
 
+from esgf_ha.common.index_client import IndexClient, IndexClientError, Verify
+from esgf_ha.common.retry import Backoff
 from esgf_ha.federation.plan import ProcessSpec
 
 log = logging.getLogger("esgf_ha.supervisor")
@@ -80,11 +82,15 @@ class Supervisor:
         specs: list[ProcessSpec],
         log_dir: Path,
         on_event: Callable[[str, str], None] | None = None,
+        verify: Verify = True,
     ) -> None:
         self.children = [Child(s, log_dir / (s.name.replace("/", "-") + ".log")) for s in specs]
         self.on_event = on_event or (lambda name, what: None)
         self.stopping = threading.Event()
         self.held: set[str] = set()  # not restarted while held (an operator took them down)
+        # health checks verify HTTPS like every other client of the federation
+        self.verify = verify
+        self._probes: dict[str, IndexClient] = {}
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.spec.name == name)
@@ -94,9 +100,14 @@ class Supervisor:
             return False
         if child.spec.health_url is None:
             return True
+        url = httpx.URL(child.spec.health_url)
+        origin = f"{url.scheme}://{url.netloc.decode()}"
+        if origin not in self._probes:
+            once = Backoff(retries=0)  # the next check is the retry
+            self._probes[origin] = IndexClient(origin, verify=self.verify, timeout=1.0, retry=once)
         try:
-            return httpx.get(child.spec.health_url, timeout=1.0, verify=False).status_code == 200
-        except httpx.HTTPError:
+            return self._probes[origin].readiness(url.path)[0] == 200
+        except IndexClientError:
             return False
 
     def start_all(self, timeout: float = 120.0) -> None:
@@ -174,3 +185,6 @@ class Supervisor:
         for child in reversed(self.children):
             child.stop()
             self.on_event(child.spec.name, "stopped")
+        for probe in self._probes.values():
+            probe.close()
+        self._probes.clear()

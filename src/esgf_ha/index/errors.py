@@ -4,7 +4,6 @@ IndexServiceError
  ├── BadRequest            400  malformed request or parameter
  │    ├── InvalidParameter 400  unknown parameter name (esg-search wording)
  │    └── QuerySyntaxError 400  a `query` that is not Lucene syntax
- ├── Unauthorized          401  no or invalid credentials
  ├── Forbidden             403  valid credentials without the needed scope
  ├── NotFound              404
  ├── Conflict              409  e.g. republishing a version with different checksums
@@ -37,10 +36,6 @@ class InvalidParameter(BadRequest):
 
 class QuerySyntaxError(BadRequest):
     pass
-
-
-class Unauthorized(IndexServiceError):
-    status = 401
 
 
 class Forbidden(IndexServiceError):

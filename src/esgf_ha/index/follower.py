@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 import httpx
 import orjson
 
+from esgf_ha.common.index_client import error_text
 from esgf_ha.index.bootstrap import SnapshotError, download_snapshot
 from esgf_ha.index.service import IndexService
 from esgf_ha.index.store import decode_payload
@@ -232,10 +233,10 @@ class Follower:
         }
         r = self.client.get("/api/v1/changes", params=params)
         if r.status_code in (401, 403):
-            self.refused = f"HTTP {r.status_code} {_error_text(r)}"
+            self.refused = f"HTTP {r.status_code} {error_text(r)}"
             raise UpstreamError(f"upstream refused the token: {self.refused}")
         if r.status_code != 200:
-            raise UpstreamError(f"upstream answered HTTP {r.status_code}: {_error_text(r)}")
+            raise UpstreamError(f"upstream answered HTTP {r.status_code}: {error_text(r)}")
         try:
             body = orjson.loads(r.content)
             last_seq = int(body["last_seq"])
@@ -350,11 +351,3 @@ class Follower:
 
 def _float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
-
-
-def _error_text(r: httpx.Response) -> str:
-    try:
-        body = r.json()
-        return str(body.get("error", body)) if isinstance(body, dict) else str(body)
-    except ValueError:
-        return r.text[:200]

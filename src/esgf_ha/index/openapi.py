@@ -6,6 +6,7 @@ from typing import Any
 
 from esgf_ha.common.edge import READINESS_SCHEMA
 from esgf_ha.index import openapi_replication
+from esgf_ha.index.openapi_schema import BEARER, json_answer, json_body, query
 
 _ERROR = {
     "type": "object",
@@ -17,6 +18,18 @@ _ERROR = {
     "required": ["ok", "status", "error"],
 }
 _RECORD = {"type": "object", "additionalProperties": True, "description": "an ESGF record"}
+_BATCH = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "dataset": _RECORD,
+            "files": {"type": "array", "items": _RECORD},
+            "aggregations": {"type": "array", "items": _RECORD},
+        },
+        "required": ["dataset"],
+    },
+}
 
 
 _READINESS = {"application/json": {"schema": READINESS_SCHEMA}}
@@ -40,20 +53,7 @@ _DATE_EXAMPLES = [
 
 
 def _search_params() -> list[dict[str, Any]]:
-    def p(
-        name: str, schema: dict[str, Any], desc: str, examples: list[str] | None = None
-    ) -> dict[str, Any]:
-        param = {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "schema": schema,
-            "description": desc,
-        }
-        if examples:
-            param["examples"] = {f"e{i}": {"value": v} for i, v in enumerate(examples)}
-        return param
-
+    p = query
     text = {"type": "string", "minLength": 1}
     date = {"type": "string", "minLength": 1}
     return [
@@ -87,21 +87,9 @@ def _search_params() -> list[dict[str, Any]]:
 
 
 def document(version: str) -> dict[str, Any]:
-    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
-    ids_body = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1}
-                    },
-                    "required": ["ids"],
-                }
-            }
-        },
-    }
+    bearer = BEARER
+    ids = {"ids": {"type": "array", "items": {"type": "string"}, "minItems": 1}}
+    ids_body = json_body(ids, ["ids"])
     return {
         "openapi": "3.0.3",
         "info": {"title": "esgf-ha index node", "version": version},
@@ -133,39 +121,9 @@ def document(version: str) -> dict[str, Any]:
                 "post": {
                     "summary": "Publish datasets with their files, atomically",
                     "security": bearer,
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "datasets": {
-                                            "type": "array",
-                                            "items": {
-                                                "type": "object",
-                                                "properties": {
-                                                    "dataset": _RECORD,
-                                                    "files": {"type": "array", "items": _RECORD},
-                                                    "aggregations": {
-                                                        "type": "array",
-                                                        "items": _RECORD,
-                                                    },
-                                                },
-                                                "required": ["dataset"],
-                                            },
-                                        }
-                                    },
-                                    "required": ["datasets"],
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": json_body({"datasets": _BATCH}, ["datasets"]),
                     "responses": {
-                        "200": {
-                            "description": "published",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
+                        "200": json_answer("published"),
                         **_errors(400, 401, 403, 409, 413),
                     },
                 }

@@ -4,28 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": schema or {"type": "object"}}},
-    }
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
+from esgf_ha.index.openapi_schema import BEARER, json_answer, json_body, query
 
 _ERRORS = {
-    "400": _json("bad parameter"),
-    "401": _json("no or invalid token"),
-    "403": _json("the token lacks esgf:replicate"),
+    "400": json_answer("bad parameter"),
+    "401": json_answer("no or invalid token"),
+    "403": json_answer("the token lacks esgf:replicate"),
 }
 _ENTRY = {
     "type": "object",
@@ -58,22 +42,22 @@ _RANGE = {"type": "array", "minItems": 2, "maxItems": 3}
 
 
 def paths() -> dict[str, Any]:
-    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    bearer = BEARER
     return {
         "/api/v1/changes": {
             "get": {
                 "summary": "Change-log entries after `since`, oldest first (long-poll)",
                 "security": bearer,
                 "parameters": [
-                    _query("since", {"type": "integer", "minimum": 0}, "last seq already held"),
-                    _query("limit", {"type": "integer", "minimum": 0, "maximum": 1000}, "entries"),
-                    _query(
+                    query("since", {"type": "integer", "minimum": 0}, "last seq already held"),
+                    query("limit", {"type": "integer", "minimum": 0, "maximum": 1000}, "entries"),
+                    query(
                         "wait",
                         {"type": "number", "minimum": 0, "maximum": 60},
                         "seconds to wait for a new entry when there is none",
                     ),
                 ],
-                "responses": {"200": _json("entries", _CHANGES), **_ERRORS},
+                "responses": {"200": json_answer("entries", _CHANGES), **_ERRORS},
             }
         },
         "/api/v1/snapshot": {
@@ -91,47 +75,36 @@ def paths() -> dict[str, Any]:
             "post": {
                 "summary": "Content digests of id ranges, split points, or (id, hash) lists",
                 "security": bearer,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "core": {
-                                        "type": "string",
-                                        "enum": ["Dataset", "File", "Aggregation"],
-                                    },
-                                    "ranges": {"type": "array", "items": _RANGE},
-                                    "split": {"type": "array", "minItems": 3, "maxItems": 3},
-                                },
-                                "required": ["core"],
-                            }
-                        }
+                "requestBody": json_body(
+                    {
+                        "core": {"type": "string", "enum": ["Dataset", "File", "Aggregation"]},
+                        "ranges": {"type": "array", "items": _RANGE},
+                        "split": {"type": "array", "minItems": 3, "maxItems": 3},
                     },
-                },
-                "responses": {"200": _json("digests or bounds"), **_ERRORS},
+                    ["core"],
+                ),
+                "responses": {"200": json_answer("digests or bounds"), **_ERRORS},
             }
         },
         "/api/v1/replication": {
             "get": {
                 "summary": "Replication position, lag and upstream state",
                 "security": bearer,
-                "responses": {"200": _json("status"), **_ERRORS},
+                "responses": {"200": json_answer("status"), **_ERRORS},
             }
         },
         "/api/v1/replication/pause": {
             "post": {
                 "summary": "Stop applying upstream changes (replicas only)",
                 "security": bearer,
-                "responses": {"200": _json("paused"), **_ERRORS},
+                "responses": {"200": json_answer("paused"), **_ERRORS},
             }
         },
         "/api/v1/replication/resume": {
             "post": {
                 "summary": "Apply upstream changes again (replicas only)",
                 "security": bearer,
-                "responses": {"200": _json("resumed"), **_ERRORS},
+                "responses": {"200": json_answer("resumed"), **_ERRORS},
             }
         },
     }

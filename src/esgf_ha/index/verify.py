@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import httpx
+from esgf_ha.common.index_client import IndexClient, IndexClientError
 
 CORES = ("Dataset", "File", "Aggregation")
 LIST_BELOW = 512
@@ -42,7 +42,7 @@ class Report:
 
 
 class _Side:
-    def __init__(self, client: httpx.Client, name: str, report: Report) -> None:
+    def __init__(self, client: IndexClient, name: str, report: Report) -> None:
         self.client = client
         self.name = name
         self.report = report
@@ -50,12 +50,9 @@ class _Side:
     def ask(self, body: dict[str, object]) -> dict:
         self.report.requests += 1
         try:
-            r = self.client.post("/api/v1/digest", json=body)
-        except httpx.HTTPError as exc:
+            return dict(self.client.post_json("/api/v1/digest", body))
+        except IndexClientError as exc:
             raise VerifyError(f"{self.name}: {exc}") from None
-        if r.status_code != 200:
-            raise VerifyError(f"{self.name}: HTTP {r.status_code} {r.text[:300]}")
-        return dict(r.json())
 
     def digests(self, core: str, ranges: list[list[object]]) -> list[dict]:
         return list(self.ask({"core": core, "ranges": ranges})["digests"])
@@ -64,7 +61,7 @@ class _Side:
         return list(self.ask({"core": core, "split": [low, high, PARTS]})["bounds"])
 
 
-def compare(master: httpx.Client, replica: httpx.Client) -> Report:
+def compare(master: IndexClient, replica: IndexClient) -> Report:
     report = Report()
     left, right = _Side(master, "master", report), _Side(replica, "replica", report)
     for core in CORES:

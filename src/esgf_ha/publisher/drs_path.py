@@ -25,8 +25,10 @@ class Root:
     def parse(cls, spec: str) -> Root:
         """`NAME=PATH`, as given to `--root`."""
         name, sep, path = spec.partition("=")
-        if not sep or not name or not path or "/" in name:
+        if not sep or not name or not path:
             raise ValueError(f"--root wants NAME=PATH (e.g. esg_dataroot=/esg/data), got {spec!r}")
+        if "/" in name:  # the name is one segment of the file URLs
+            raise ValueError(f"--root wants NAME=PATH, and the root name {name!r} has a '/'")
         return cls(name, Path(path).expanduser().resolve())
 
 

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import netCDF4
 import numpy as np
@@ -29,6 +29,8 @@ from esgf_ha.records.samples import (
     CMIP6_EXPERIMENTS,
     CMIP6_SOURCES,
     CMIP6_VARIABLES,
+    cmip5_facets,
+    cmip6_facets,
 )
 
 NLAT, NLON = 18, 36  # 36 longitudes: esgcet then reports a global west/east range
@@ -210,7 +212,7 @@ def _write(plan: _FilePlan) -> int:
 
 
 def _cmip6_attrs(
-    facets: dict[str, str],
+    facets: dict[str, Any],
     version: str,
     freq: str,
     realm: str,
@@ -279,18 +281,7 @@ def _cmip6_plans(
         institution, source_type = CMIP6_SOURCES[source]
         table, standard, long_name, units, realm, freq = CMIP6_VARIABLES[variable]
         variant = f"r{member}i1p1f1"
-        activity = CMIP6_EXPERIMENTS[experiment]
-        facets = {
-            "mip_era": "CMIP6",
-            "activity_drs": activity,
-            "institution_id": institution,
-            "source_id": source,
-            "experiment_id": experiment,
-            "member_id": variant,
-            "table_id": table,
-            "variable_id": variable,
-            "grid_label": "gn",
-        }
+        facets = cmip6_facets(source, experiment, variable, member)
         versions = _version_dates(rng, 2 if i == 0 or rng.random() < 0.5 else 1)
         n_versions += len(versions)
         for v_index, version in enumerate(versions):
@@ -329,16 +320,7 @@ def _cmip5_plans(
     for i, (model, experiment, real) in enumerate(picked):
         institute = CMIP5_MODELS[model]
         ensemble = f"r{real}i1p1"
-        facets = {
-            "product": "output1",
-            "institute": institute,
-            "model": model,
-            "experiment": experiment,
-            "time_frequency": "mon",
-            "realm": "atmos",
-            "cmor_table": "Amon",
-            "ensemble": ensemble,
-        }
+        facets = cmip5_facets(model, experiment, real)
         versions = _version_dates(rng, 2 if i == 0 or rng.random() < 0.5 else 1)
         n_versions += len(versions)
         for v_index, version in enumerate(versions):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -23,7 +24,7 @@ class Project:
         parts = [self.id_prefix] if self.id_prefix else []
         return ".".join(parts + [facets[f] for f in self.id_facets])
 
-    def directory(self, facets: dict[str, str], version: str) -> str:
+    def directory(self, facets: Mapping[str, object], version: str) -> str:
         values = {**facets, "version": f"v{version}", "root": ""}
         return (self.directory_template % values).lstrip("/")
 

@@ -12,9 +12,10 @@ import random
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from esgf_ha.records.build import FileInfo, build_records
-from esgf_ha.records.drs import CMIP5, CMIP6
+from esgf_ha.records.drs import CMIP5, CMIP6, Project
 
 CMIP6_SOURCES = {
     "CESM2": ("NCAR", ["AOGCM", "BGC"]),
@@ -71,15 +72,76 @@ def _files(
     return infos, bodies
 
 
-def cmip6_samples(
-    count: int,
-    *,
-    seed: int = 1,
-    data_node: str = "esgf-data.example.org",
-    index_node: str = "esgf-index.example.org",
-    root_name: str = "esg_dataroot",
-    url_base: str | None = None,
-) -> list[SampleDataset]:
+class Placement(TypedDict, total=False):
+    """Where sample records say their files are (defaults: example.org hosts)."""
+
+    data_node: str
+    index_node: str
+    root_name: str
+    url_base: str | None
+
+
+def _sample(
+    project: Project,
+    facets: dict[str, object],
+    version: str,
+    infos: list[FileInfo],
+    bodies: dict[str, bytes],
+    where: Placement,
+    extra: dict[str, object],
+) -> SampleDataset:
+    dataset, files = build_records(
+        project,
+        facets,
+        version,
+        infos,
+        data_node=where.get("data_node", "esgf-data.example.org"),
+        index_node=where.get("index_node", "esgf-index.example.org"),
+        root_name=where.get("root_name", "esg_dataroot"),
+        url_base=where.get("url_base"),
+        extra=extra,
+    )
+    return SampleDataset(
+        dataset, files, {str(f["publish_path"]): bodies[str(f["title"])] for f in files}
+    )
+
+
+def cmip6_facets(
+    source: str, experiment: str, variable: str, member: int, *, activity_id: bool = False
+) -> dict[str, object]:
+    """The dataset facets of one sample CMIP6 dataset: those its DRS path is made of, and
+    `activity_id` (a list in records, absent from paths) when asked for."""
+    institution = CMIP6_SOURCES[source][0]
+    activity = CMIP6_EXPERIMENTS[experiment]
+    return {
+        "mip_era": "CMIP6",
+        "activity_drs": activity,
+        **({"activity_id": [activity]} if activity_id else {}),
+        "institution_id": institution,
+        "source_id": source,
+        "experiment_id": experiment,
+        "member_id": f"r{member}i1p1f1",
+        "table_id": CMIP6_VARIABLES[variable][0],
+        "variable_id": variable,
+        "grid_label": "gn",
+    }
+
+
+def cmip5_facets(model: str, experiment: str, realization: int) -> dict[str, object]:
+    """The dataset facets of one sample CMIP5 dataset (monthly atmosphere)."""
+    return {
+        "product": "output1",
+        "institute": CMIP5_MODELS[model],
+        "model": model,
+        "experiment": experiment,
+        "time_frequency": "mon",
+        "realm": "atmos",
+        "cmor_table": "Amon",
+        "ensemble": f"r{realization}i1p1",
+    }
+
+
+def cmip6_samples(count: int, *, seed: int = 1, **where: Unpack[Placement]) -> list[SampleDataset]:
     rng = random.Random(seed)
     out: list[SampleDataset] = []
     combos = [
@@ -94,18 +156,7 @@ def cmip6_samples(
         institution, source_type = CMIP6_SOURCES[source]
         table, standard, long_name, units, realm, freq = CMIP6_VARIABLES[variable]
         variant = f"r{member}i1p1f1"
-        facets: dict[str, object] = {
-            "mip_era": "CMIP6",
-            "activity_drs": CMIP6_EXPERIMENTS[experiment],
-            "activity_id": [CMIP6_EXPERIMENTS[experiment]],
-            "institution_id": institution,
-            "source_id": source,
-            "experiment_id": experiment,
-            "member_id": variant,
-            "table_id": table,
-            "variable_id": variable,
-            "grid_label": "gn",
-        }
+        facets = cmip6_facets(source, experiment, variable, member, activity_id=True)
         extra: dict[str, object] = {
             "variant_label": variant,
             "sub_experiment_id": "none",
@@ -132,50 +183,18 @@ def cmip6_samples(
         for version in versions:
             stem = f"{variable}_{table}_{source}_{experiment}_{variant}_gn"
             infos, bodies = _files(rng, stem, [1850, 1860])
-            dataset, files = build_records(
-                CMIP6,
-                facets,
-                version,
-                infos,
-                data_node=data_node,
-                index_node=index_node,
-                root_name=root_name,
-                url_base=url_base,
-                extra=extra,
-            )
-            out.append(
-                SampleDataset(
-                    dataset, files, {str(f["publish_path"]): bodies[str(f["title"])] for f in files}
-                )
-            )
+            out.append(_sample(CMIP6, facets, version, infos, bodies, where, extra))
     return out
 
 
-def cmip5_samples(
-    count: int,
-    *,
-    seed: int = 2,
-    data_node: str = "esgf-data.example.org",
-    index_node: str = "esgf-index.example.org",
-    root_name: str = "esg_dataroot",
-    url_base: str | None = None,
-) -> list[SampleDataset]:
+def cmip5_samples(count: int, *, seed: int = 2, **where: Unpack[Placement]) -> list[SampleDataset]:
     rng = random.Random(seed)
     out: list[SampleDataset] = []
     combos = [(m, e, r) for m in CMIP5_MODELS for e in CMIP5_EXPERIMENTS for r in (1, 2)]
     rng.shuffle(combos)
     for model, experiment, real in combos[:count]:
         ensemble = f"r{real}i1p1"
-        facets: dict[str, object] = {
-            "product": "output1",
-            "institute": CMIP5_MODELS[model],
-            "model": model,
-            "experiment": experiment,
-            "time_frequency": "mon",
-            "realm": "atmos",
-            "cmor_table": "Amon",
-            "ensemble": ensemble,
-        }
+        facets = cmip5_facets(model, experiment, real)
         infos, bodies = [], {}
         for variable in ("tas", "pr"):
             stem = f"{variable}_Amon_{model}_{experiment}_{ensemble}"
@@ -195,25 +214,11 @@ def cmip5_samples(
             "datetime_stop": "1859-12-31T00:00:00Z",
         }
         master_title = f"{model} model output prepared for CMIP5 {experiment}"
-        dataset, files = build_records(
-            CMIP5,
-            facets,
-            "20110916",
-            infos,
-            data_node=data_node,
-            index_node=index_node,
-            root_name=root_name,
-            url_base=url_base,
-            extra=extra,
-        )
-        dataset["drs_id"] = dataset["master_id"]
-        dataset["title"] = master_title
-        dataset["description"] = [f"{model} {experiment} monthly atmosphere fields"]
-        out.append(
-            SampleDataset(
-                dataset, files, {str(f["publish_path"]): bodies[str(f["title"])] for f in files}
-            )
-        )
+        sample = _sample(CMIP5, facets, "20110916", infos, bodies, where, extra)
+        sample.dataset["drs_id"] = sample.dataset["master_id"]
+        sample.dataset["title"] = master_title
+        sample.dataset["description"] = [f"{model} {experiment} monthly atmosphere fields"]
+        out.append(sample)
     return out
 
 

@@ -3,15 +3,12 @@ this site does not hold yet, each with its files and every data node that serves
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import httpx
-
+from esgf_ha.common.index_client import AsyncIndexClient, IndexClientError, IndexRefused
 from esgf_ha.replicator.errors import IndexUnavailable
 from esgf_ha.replicator.selection import Selection
 
@@ -69,49 +66,20 @@ def rel_path_of(url: str) -> str | None:
 
 
 class IndexClient:
-    def __init__(self, base_url: str, client: httpx.AsyncClient, retries: int = 5) -> None:
-        self.base = base_url.rstrip("/")
+    """The index searched for work, through the shared client (its retries and TLS); its
+    failures become the replicator's `IndexUnavailable`."""
+
+    def __init__(self, client: AsyncIndexClient) -> None:
         self.client = client
-        self.retries = retries
 
     async def search(self, params: list[tuple[str, str]]) -> list[dict[str, object]]:
         """Every matching record, paged."""
-        docs: list[dict[str, object]] = []
-        offset = 0
-        while True:
-            page = [*params, ("format", "application/solr+json"), ("limit", str(PAGE)),
-                    ("offset", str(offset)), ("distrib", "false")]  # fmt: skip
-            body = await self._get("/esg-search/search", page)
-            batch = body["response"]["docs"]
-            docs.extend(batch)
-            offset += len(batch)
-            if not batch or offset >= int(body["response"]["numFound"]):
-                return docs
-
-    async def _get(
-        self, path: str, params: Sequence[tuple[str, str | int | float | bool | None]]
-    ) -> dict:
-        delay = 0.5
-        for attempt in range(self.retries):
-            try:
-                r = await self.client.get(self.base + path, params=httpx.QueryParams(list(params)))
-                if r.status_code < 500:
-                    r.raise_for_status()
-                    body: dict = r.json()
-                    return body
-                problem = f"HTTP {r.status_code}"
-            except httpx.HTTPStatusError as exc:
-                raise IndexUnavailable(
-                    f"{self.base} refused the search: {exc.response.status_code} "
-                    f"{exc.response.text[:200]}"
-                ) from None
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            if attempt + 1 < self.retries:
-                log.warning("index search failed, retrying", extra={"problem": problem})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
-        raise IndexUnavailable(f"{self.base} did not answer: {problem}")
+        try:
+            return await self.client.search_all(params, PAGE)
+        except IndexRefused as exc:
+            raise IndexUnavailable(f"{self.client.url} refused the search: {exc}") from None
+        except IndexClientError as exc:
+            raise IndexUnavailable(f"{self.client.url} did not answer: {exc}") from None
 
 
 async def find_work(

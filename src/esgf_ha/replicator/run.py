@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-import orjson
 
+from esgf_ha.common.index_client import AsyncIndexClient, IndexClientError, IndexRefused
+from esgf_ha.common.retry import Backoff
 from esgf_ha.replicator.discover import DatasetPlan, IndexClient, find_work
 from esgf_ha.replicator.download import Fetcher
 from esgf_ha.replicator.errors import IndexUnavailable, PublishRefused
@@ -85,12 +86,8 @@ class Replicator:
     async def run_once(self) -> PassSummary:
         began = time.monotonic()
         summary = PassSummary()
-        limits = httpx.Limits(max_connections=self.config.concurrency * 2 + 4)
-        timeout = httpx.Timeout(30.0, connect=5.0)
-        async with httpx.AsyncClient(
-            limits=limits, timeout=timeout, verify=self.config.verify, follow_redirects=True
-        ) as client:
-            index = IndexClient(self.config.index_url, client)
+        async with self._index() as searched, self._master() as master:
+            index = IndexClient(searched)
             step = time.monotonic()
 
             def lap(name: str) -> None:
@@ -108,15 +105,35 @@ class Replicator:
             lap("discover")
             await self._fetch_all(summary)
             lap("fetch")
-            await self._publish_complete(client, summary)
+            await self._publish_complete(master, summary)
             lap("publish")
-            await self._handle_retractions(index, client, summary)
+            await self._handle_retractions(index, master, summary)
             if self.config.remove_old_versions:
-                await self._remove_old_versions(client, summary)
+                await self._remove_old_versions(master, summary)
             lap("retractions")
         summary.seconds = round(time.monotonic() - began, 3)
         log.info("pass finished", extra={"phases": summary.phases, "bytes": summary.bytes})
         return summary
+
+    def _index(self) -> AsyncIndexClient:
+        """Where work is searched for: the master or a nearby replica."""
+        return AsyncIndexClient(
+            self.config.index_url,
+            verify=self.config.verify,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=self.config.concurrency + 2),
+            on_retry=_retrying,
+        )
+
+    def _master(self) -> AsyncIndexClient:
+        """Where replica records are published, retracted and deleted, with our token."""
+        return AsyncIndexClient(
+            self.config.master_url,
+            token=self.config.token,
+            verify=self.config.verify,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            on_retry=_retrying,
+        )
 
     def _queue(self, plan: DatasetPlan) -> bool:
         files = [
@@ -168,7 +185,7 @@ class Replicator:
         finally:
             fetcher.close()
 
-    async def _publish_complete(self, client: httpx.AsyncClient, summary: PassSummary) -> None:
+    async def _publish_complete(self, client: AsyncIndexClient, summary: PassSummary) -> None:
         for instance, _, status, record, _ in self.state.datasets("queued", "complete"):
             rows = self.state.files(instance)
             failed = [r for r in rows if r.status == "failed"]
@@ -199,32 +216,18 @@ class Replicator:
             summary.published.append(instance)
             log.info("published replica", extra={"instance_id": instance, "id": rid})
 
-    async def _post(self, client: httpx.AsyncClient, path: str, body: object) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
-        url = self.config.master_url.rstrip("/") + path
-        delay = 0.5
-        problem = ""
-        for _ in range(6):
-            try:
-                r = await client.post(url, content=orjson.dumps(body), headers=headers)
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if r.status_code == 200:
-                    answer: dict = r.json()
-                    return answer
-                if r.status_code < 500:
-                    raise PublishRefused(f"{path}: HTTP {r.status_code}: {r.text[:300]}")
-                problem = f"HTTP {r.status_code}"
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
-        raise IndexUnavailable(f"{url}: {problem}")
+    async def _post(self, client: AsyncIndexClient, path: str, body: object) -> dict:
+        try:
+            answer: dict = await client.post_json(path, body)
+        except IndexRefused as exc:
+            raise PublishRefused(str(exc)) from None
+        except IndexClientError as exc:
+            raise IndexUnavailable(str(exc)) from None
+        return answer
 
     # -- retractions and newer versions ----------------------------------------------------------
     async def _handle_retractions(
-        self, index: IndexClient, client: httpx.AsyncClient, summary: PassSummary
+        self, index: IndexClient, client: AsyncIndexClient, summary: PassSummary
     ) -> None:
         mine = self.state.datasets("queued", "complete", "published", "failed")
         for start in range(0, len(mine), 50):
@@ -238,7 +241,7 @@ class Replicator:
                 await self._withdraw(client, instance, row[4], summary)
 
     async def _withdraw(
-        self, client: httpx.AsyncClient, instance: str, rid: str | None, summary: PassSummary
+        self, client: AsyncIndexClient, instance: str, rid: str | None, summary: PassSummary
     ) -> None:
         for row in self.state.files(instance):
             path = self.config.root_path / row.rel_path
@@ -260,7 +263,7 @@ class Replicator:
         log.warning("retracted upstream: withdrawn here", extra={"instance_id": instance,
                     "files": self.config.on_retract})  # fmt: skip
 
-    async def _remove_old_versions(self, client: httpx.AsyncClient, summary: PassSummary) -> None:
+    async def _remove_old_versions(self, client: AsyncIndexClient, summary: PassSummary) -> None:
         published = self.state.datasets("published")
         newest: dict[str, str] = {}
         for _, master_id, _, record, _ in published:
@@ -284,54 +287,55 @@ class Replicator:
         until the index we search has applied that change too (a replica may trail by a
         moment, and searching it before would miss what just woke us)."""
         since = self.state.get_meta("change_seq")
-        headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
-        url = self.config.master_url.rstrip("/") + "/api/v1/changes"
         wait = min(self.config.poll_seconds, 60.0)
+        once = Backoff(retries=0)  # a failed poll is followed by the next one
         try:
-            async with httpx.AsyncClient(verify=self.config.verify, timeout=wait + 10) as c:
+            async with self._master() as master:
                 if since is None:
-                    r = await c.get(
-                        url, params={"since": 0, "limit": 0, "wait": 0}, headers=headers
+                    body = await master.get_json(
+                        "/api/v1/changes", {"since": 0, "limit": 0, "wait": 0}, retry=once
                     )
-                    since = str(_last_seq(r) or 0)
-                r = await c.get(
-                    url, params={"since": since, "limit": 1, "wait": wait}, headers=headers
+                    since = str(_last_seq(body) or 0)
+                body = await master.get_json(
+                    "/api/v1/changes",
+                    {"since": since, "limit": 1, "wait": wait},
+                    retry=once,
+                    timeout=wait + 10,
                 )
-                seq = _last_seq(r)
+                seq = _last_seq(body)
                 if seq is None:
                     await asyncio.sleep(wait)
                     return
                 self.state.set_meta("change_seq", str(seq))
-                await self._index_reaches(c, seq)
-        except httpx.HTTPError:
+            await self._index_reaches(seq)
+        except IndexRefused:
+            await asyncio.sleep(wait)
+        except IndexClientError:
             await asyncio.sleep(min(wait, 5.0))
 
-    async def _index_reaches(
-        self, client: httpx.AsyncClient, seq: int, timeout: float = 10.0
-    ) -> None:
+    async def _index_reaches(self, seq: int, timeout: float = 10.0) -> None:
         if self.config.index_url.rstrip("/") == self.config.master_url.rstrip("/"):
             return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            r = await client.get(self.config.index_url.rstrip("/") + "/readyz")
-            try:
-                if int(r.json().get("seq", 0)) >= seq:
+        async with self._index() as index:
+            while time.monotonic() < deadline:
+                _, body = await index.readiness()
+                try:
+                    if int(body.get("seq", 0)) >= seq:
+                        return
+                except (ValueError, TypeError):
                     return
-            except (ValueError, AttributeError):
-                return
-            await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)
 
     def close(self) -> None:
         self.state.close()
 
 
-def _last_seq(r: httpx.Response) -> int | None:
-    if r.status_code != 200:
-        return None
-    try:
-        body = r.json()
-    except ValueError:
-        return None
+def _retrying(message: str) -> None:
+    log.warning("index request failed, retrying", extra={"problem": message})
+
+
+def _last_seq(body: object) -> int | None:
     if isinstance(body, dict):
         for key in ("last_seq", "seq"):
             if isinstance(body.get(key), int):
