@@ -107,5 +107,7 @@ class WordIndex:
             if self._text is None:
                 plain = [w for w in self._codes if "\n" not in w]
                 self._odd = [w for w in self._codes if "\n" in w]
-                self._text = "\n" + "\n".join(plain)
+                # each word after its newline; no words is no text at all, not a lone newline
+                # that `*` would match as an empty word no value holds
+                self._text = "".join("\n" + w for w in plain)
             return self._text, self._odd
