@@ -55,4 +55,6 @@ cli.add_command(deploy)
 
 
 def main() -> None:
+    """The `esgf-ha` console script; the program name is fixed so help reads the same
+    whether it runs as the script or as `python -m esgf_ha`."""
     cli(prog_name="esgf-ha")

@@ -112,6 +112,7 @@ def _given(**values: Any) -> dict[str, Any]:
 
 
 def shutdown_of(drain_seconds: float, grace_seconds: float) -> Shutdown:
+    """The graceful-stop policy from the shared --drain-seconds/--grace-seconds options."""
     from esgf_ha.common.server import Shutdown
 
     return Shutdown(drain=drain_seconds, grace=grace_seconds)

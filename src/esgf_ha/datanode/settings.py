@@ -12,6 +12,10 @@ ROOT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 class DataSettings(BaseSettings):
+    """Everything one data node needs, validated together: combinations that cannot work
+    (a restricted root without a token key, an unknown root name) stop it at start-up
+    rather than at the first download."""
+
     model_config = SettingsConfigDict(env_prefix="ESGF_HA_DATA_", extra="forbid")
 
     state_dir: Path = Field(Path("state/data"), description="endpoint file, TLS files")

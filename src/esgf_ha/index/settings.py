@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class IndexSettings(BaseSettings):
+    """Everything one index node needs, in one object, so the app, the CLI and the tests
+    build a node from the same description and an operator finds every knob in one place."""
+
     model_config = SettingsConfigDict(env_prefix="ESGF_HA_INDEX_", extra="forbid")
 
     role: Literal["master", "replica"] = Field("master", description="master takes writes")
