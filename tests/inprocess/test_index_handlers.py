@@ -141,3 +141,52 @@ def test_readiness_reports_the_store_it_serves(
     batch = orjson.dumps(as_batch(cmip6_samples(1)))
     assert index_app.post("/api/v1/publish", content=batch, headers=auth).status_code == 200
     assert index_app.get("/readyz").json()["seq"] == index_service.seq > 0
+
+
+@pytest.mark.parametrize(
+    "query,message",
+    [
+        ("since=abc", "since"),
+        ("since=-1", "since"),
+        ("limit=99999999", "limit"),
+        ("wait=soon", "wait must be a number"),
+        ("wait=100000", "wait must be between"),
+        ("encoding=gzip", "encoding must be json or zlib"),
+    ],
+)
+def test_the_change_feed_refuses_bad_parameters(
+    index_app: AppClient, index_service: IndexService, query: str, message: str
+) -> None:
+    auth = index_token(index_service, "esgf:replicate")
+    r = index_app.get(f"/api/v1/changes?{query}", headers=auth)
+    assert r.status_code == 400, r.text
+    assert message in error_of(r)
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({}, "core"),
+        ({"core": "Dataset"}, "ranges must be a list"),
+        ({"core": "Dataset", "ranges": [[1, None]]}, "string or null"),
+        ({"core": "File", "split": ["", None, 1]}, "parts must be between 2 and 256"),
+        ({"core": "File", "split": "all"}, "split must be"),
+    ],
+)
+def test_the_digest_refuses_malformed_requests(
+    index_app: AppClient, index_service: IndexService, body: dict, message: str
+) -> None:
+    auth = index_token(index_service, "esgf:replicate")
+    r = index_app.post("/api/v1/digest", content=orjson.dumps(body), headers=auth)
+    assert r.status_code == 400, r.text
+    assert message in error_of(r)
+
+
+def test_replication_endpoints_want_the_replicate_scope(
+    index_app: AppClient, index_service: IndexService
+) -> None:
+    assert index_app.get("/api/v1/changes").status_code == 401
+    r = index_app.get("/api/v1/changes", headers=index_token(index_service, "esgf:publish"))
+    assert r.status_code == 403 and "esgf:replicate" in error_of(r)
+    r = index_app.get("/api/v1/changes", headers=index_token(index_service, "esgf:replicate"))
+    assert r.status_code == 200, r.text
