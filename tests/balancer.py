@@ -60,13 +60,14 @@ class Balancer:
         endpoint = self.state_dir / "dns.endpoint.json"
         endpoint.unlink(missing_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.state_dir / "dns.log", "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "esgf_ha", "serve", "dns", "-c", str(self.config_path),
-             "--state-dir", str(self.state_dir),
-             *(["--server", self.server] if self.server else [])],
-            stdout=log, stderr=log,
-        )  # fmt: skip
+        # the child holds its own copy of the descriptor: ours is closed at once
+        with open(self.state_dir / "dns.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "esgf_ha", "serve", "dns", "-c", str(self.config_path),
+                 "--state-dir", str(self.state_dir),
+                 *(["--server", self.server] if self.server else [])],
+                stdout=log, stderr=log,
+            )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.state_dir / "dns.log").read_text()[-2000:]
@@ -134,10 +135,11 @@ class Bind:
             f'  allow-update {{ key "{self.key_name}"; }}; }};\n'
             f'controls {{ }};\n'
         )  # fmt: skip
-        log = open(self.workdir / "named.log", "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            [named, "-g", "-c", str(self.workdir / "named.conf")], stdout=log, stderr=log
-        )
+        # the child holds its own copy of the descriptor: ours is closed at once
+        with open(self.workdir / "named.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [named, "-g", "-c", str(self.workdir / "named.conf")], stdout=log, stderr=log
+            )
         wait_for(
             lambda: "SOA" in dig(self.port, zone, "SOA", "+noall", "+answer", server=self.address),
             30,

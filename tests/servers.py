@@ -36,8 +36,9 @@ def spawn(
     command = [sys.executable, "-m", "esgf_ha", *args, "--state-dir", str(state_dir),
                "--listen", listen, *(["--tls"] if tls else []), *extra_args]  # fmt: skip
     log_path = state_dir / "server.log"
-    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
-    return subprocess.Popen(command, stdout=log, stderr=log), log_path
+    # the child holds its own copy of the descriptor: ours is closed at once
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=log), log_path
 
 
 def wait_ready(

@@ -1,9 +1,18 @@
-"""Catalog XML against checked-in golden files (regenerate: ESGF_HA_REGEN_GOLDEN=1)."""
+"""Catalog XML against checked-in golden files.
+
+Regenerating is a separate, deliberate step: `ESGF_HA_REGEN_GOLDEN=1 pytest
+tests/test_datanode_golden.py` rewrites the files and then fails every test it rewrote, so a run
+with the switch left on can never pass; review `git diff tests/golden` and run again without it.
+Under CI (`CI` set) the switch is refused outright.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from esgf_ha.datanode import catalog, catalog_html
 from esgf_ha.records.build import FileInfo, build_records
@@ -23,11 +32,32 @@ FACETS = {
 }
 
 
+REGENERATED: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _regeneration_fails_the_test() -> Iterator[None]:
+    """A regenerating run must not count as a passing one: the files it wrote prove nothing."""
+    if os.environ.get("ESGF_HA_REGEN_GOLDEN") and os.environ.get("CI"):
+        pytest.fail("ESGF_HA_REGEN_GOLDEN is refused under CI: golden files are checked in")
+    REGENERATED.clear()
+    yield
+    if REGENERATED:
+        pytest.fail(
+            f"rewritten by ESGF_HA_REGEN_GOLDEN: {', '.join(REGENERATED)}; "
+            "review `git diff tests/golden` and run again without it"
+        )
+
+
 def _check(name: str, text: str) -> None:
     path = GOLDEN / name
     if os.environ.get("ESGF_HA_REGEN_GOLDEN"):
         path.write_text(text)
-    assert text == path.read_text(), f"{name} changed; regenerate if intended"
+        REGENERATED.append(name)
+        return
+    assert text == path.read_text(), (
+        f"{name} changed; if intended, regenerate with ESGF_HA_REGEN_GOLDEN=1 and review the diff"
+    )
 
 
 def test_dataset_catalog_golden() -> None:

@@ -110,6 +110,6 @@ def test_nginx_serves_the_bytes_our_node_authorises(tmp_path: Path) -> None:
             assert r.status_code == 200 and r.content == restricted.paths[0].read_bytes()
     finally:
         nginx.terminate()
-        nginx.wait(10)
+        nginx.communicate(timeout=10)  # reaps it and closes our end of its stderr pipe
         node.stop()
         index.stop()

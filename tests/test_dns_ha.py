@@ -112,8 +112,9 @@ def _unbound(tmp: Path, w: World) -> subprocess.Popen[bytes]:
         "remote-control:\n  control-enable: no\n"
         f'stub-zone:\n  name: "{ZONE}."\n{stubs}'
     )  # fmt: skip
-    log = open(tmp / "unbound.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(w.exec(unbound, "-d", "-c", str(conf)), stdout=log, stderr=log)
+    # the child holds its own copy of the descriptor: ours is closed at once
+    with open(tmp / "unbound.log", "ab") as log:
+        proc = subprocess.Popen(w.exec(unbound, "-d", "-c", str(conf)), stdout=log, stderr=log)
     return proc
 
 

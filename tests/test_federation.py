@@ -75,9 +75,10 @@ def federation(
                 "http_port": free_port(address["master"]), "ttl": 1},
         "health": {"interval": 0.3, "failures": 2, "recoveries": 1},
     })  # fmt: skip
-    log = open(tmp_path / "up.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([sys.executable, "-m", "esgf_ha", "up", "-c", str(config)],
-                            stdout=log, stderr=log)  # fmt: skip
+    # the child holds its own copy of the descriptor: ours is closed at once
+    with open(tmp_path / "up.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "esgf_ha", "up", "-c", str(config)],
+                                stdout=log, stderr=log)  # fmt: skip
     try:
         yield config, proc
     finally:
@@ -193,12 +194,13 @@ def netns() -> Iterator[str]:
 def test_pyesgf_searches_through_the_system_resolver(tmp_path: Path, netns: str) -> None:
     assert PYESGF.exists(), "built by `make clients-setup`"
     inside = ["ip", "netns", "exec", netns]
-    log = open(tmp_path / "demo.log", "ab")  # noqa: SIM115 - handed to the child
-    demo = subprocess.Popen(
-        [*inside, sys.executable, "-m", "esgf_ha", "demo", "--state-dir", str(tmp_path / "d"),
-         "--dns-port", "53", "--datasets", "3"],
-        stdout=log, stderr=log,
-    )  # fmt: skip
+    # the child holds its own copy of the descriptor: ours is closed at once
+    with open(tmp_path / "demo.log", "ab") as log:
+        demo = subprocess.Popen(
+            [*inside, sys.executable, "-m", "esgf_ha", "demo", "--state-dir", str(tmp_path / "d"),
+             "--dns-port", "53", "--datasets", "3"],
+            stdout=log, stderr=log,
+        )  # fmt: skip
     try:
         wait_for(lambda: b"Press Ctrl-C" in (tmp_path / "demo.log").read_bytes(), 300, 0.5)
 

@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from esgf_ha.index import query as lucene
 from esgf_ha.index.errors import IndexServiceError, QuerySyntaxError
-from esgf_ha.index.params import parse_search
+from esgf_ha.index.params import MAX_LIMIT, MAX_OFFSET, parse_search
 from esgf_ha.index.service import IndexService
 from esgf_ha.index.words import WordIndex, tokenize
 from esgf_ha.records.samples import cmip5_samples, cmip6_samples
@@ -145,9 +145,14 @@ def test_parser_returns_a_tree_or_a_syntax_error(text: str) -> None:
 @settings(max_examples=400, deadline=None)
 def test_parameters_parse_or_fail_cleanly(params: list[tuple[str, str]]) -> None:
     try:
-        parse_search(params, {"source_type", "size", "version"})
+        req = parse_search(params, {"source_type", "size", "version"})
     except IndexServiceError as exc:
         assert exc.status in (400, 501) and exc.message
+        return
+    # what is accepted is within the bounds every later step relies on
+    assert 0 <= req.limit <= MAX_LIMIT and 0 <= req.offset <= MAX_OFFSET
+    assert req.type in ("Dataset", "File", "Aggregation")
+    assert all(values for values in req.constraints.values())
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +235,7 @@ WORD_TEXT = st.text(alphabet="abc?*\n[]. ", max_size=8)
 
 
 @given(st.lists(WORD_TEXT, max_size=12), st.text(alphabet="abc?*[].", min_size=1, max_size=6))
+@example([], "*")  # no words at all: `*` once matched the empty text as a word (KeyError)
 @settings(max_examples=400, deadline=None)
 def test_wildcard_words_match_as_word_by_word(values: list[str], pattern: str) -> None:
     """The one-pass wildcard match over all words finds exactly the values a word-by-word

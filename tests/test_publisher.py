@@ -629,6 +629,7 @@ def test_master_starting_late_is_waited_for(tmp_path: Path):
         assert len(docs(server, type="Dataset")) == versions
     finally:
         proc.kill()
+        proc.communicate(timeout=30)  # closes our ends of its pipes on every path
         server.stop()
 
 

@@ -46,6 +46,11 @@ def test_killed_publisher_rerun_publishes_the_rest_without_duplicates(tmp_path: 
         assert workers, "the publisher reads files in worker processes"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        # not communicate(): its killed workers may hold the pipes open a moment longer; the
+        # output is never read, so our ends are just closed rather than left to the GC
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
         partial = server.search(type="Dataset", limit=0)["response"]["numFound"]
         assert 0 < partial < len(versions), partial
 

@@ -226,6 +226,10 @@ def test_killed_replicator_restarts_without_duplicates(
                 time.sleep(0.05)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+            # its output is never read: our ends of its pipes are closed, not left to the GC
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
             assert slow.response_bytes < 12 << 20, "killed too late to test a restart"
             run = subprocess.run(args, capture_output=True, text=True, timeout=120)
             out = summary(run)

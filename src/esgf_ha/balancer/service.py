@@ -41,6 +41,7 @@ class Metrics(edge.Metrics):
     """The common HTTP metrics plus the DNS side's."""
 
     def __init__(self) -> None:
+        """Register the DNS series beside the edge's, so a scrape shows them before any query."""
         super().__init__("dns")
         self.queries = Counter(
             "esgf_ha_dns_queries",
@@ -71,12 +72,17 @@ class Metrics(edge.Metrics):
 
 
 class Balancer:
+    """One DNS server of the zone with the health checker that decides its answers; each
+    checks every site itself, so no balancer depends on another to answer."""
+
     def __init__(
         self,
         config: FederationConfig,
         verify: ssl.SSLContext | bool = True,
         server: NameServer | None = None,
     ) -> None:
+        """`server` picks which of the configured name servers this process is; `verify` is
+        what health checks use for the sites' certificates."""
         self.config = config
         self.server = server or config.dns.name_server(None)
         self.metrics = Metrics()
@@ -106,6 +112,7 @@ class Balancer:
         self._push.set()
 
     def respond(self, query: dns.message.Message, transport: str) -> dns.message.Message:
+        """Answer one query from the zone as health last left it, counting it by rcode."""
         response = answer(query, self.zone)
         self.metrics.queries.labels(transport, dns.rcode.to_text(response.rcode())).inc()
         return response
@@ -134,6 +141,8 @@ class Balancer:
 
     # -- status --------------------------------------------------------------------------------
     def status(self) -> dict[str, object]:
+        """What `esgf-ha status` and `/readyz` show: the sites' health and what each name
+        answers now, including names answered fail-open because no site is healthy."""
         return {
             "version": __version__,
             "mode": self.config.dns.mode,
@@ -165,6 +174,8 @@ class Balancer:
         }
 
     def app(self) -> Starlette:
+        """The small HTTP side for supervisors and Prometheus; DNS itself is not HTTP."""
+
         async def livez(request: Request) -> Response:
             return JSONResponse({"ok": True})
 
@@ -194,6 +205,8 @@ class Balancer:
 
     # -- running -------------------------------------------------------------------------------
     async def run(self, state_dir: Path, shutdown: Shutdown | None = None) -> None:
+        """Check health, answer DNS (or push RFC 2136 updates) and serve the HTTP side until
+        `shutdown`; the endpoint file in `state_dir` tells tests and `status` the ports."""
         tasks = [asyncio.create_task(self.checker.run(), name="health")]
         udp = tcp = None
         info: dict[str, object] = {}

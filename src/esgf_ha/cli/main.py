@@ -46,6 +46,7 @@ class LazyGroup(click.Group):
 
     @property  # type: ignore[override]
     def commands(self) -> dict[str, click.Command]:
+        """Every subcommand, imported now: walkers of the tree (help checks, docs) need all."""
         loaded: dict[str, click.Command] = self.__dict__.setdefault("_loaded", {})
         for name in COMMANDS:
             if name not in loaded:
@@ -57,12 +58,14 @@ class LazyGroup(click.Group):
         self.__dict__["_loaded"] = dict(value or {})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The one subcommand being run, imported only now."""
         loaded: dict[str, click.Command] = self.__dict__.setdefault("_loaded", {})
         if cmd_name not in loaded and cmd_name in COMMANDS:
             loaded[cmd_name] = _load(cmd_name)
         return loaded.get(cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Names for `--help`, without importing any subcommand."""
         return sorted(COMMANDS)
 
 
@@ -82,4 +85,6 @@ def cli() -> None:
 
 
 def main() -> None:
+    """The `esgf-ha` console script; the program name is fixed so help reads the same
+    whether it runs as the script or as `python -m esgf_ha`."""
     cli(prog_name="esgf-ha")

@@ -28,6 +28,7 @@ def parse_roots(values: Iterable[str]) -> dict[str, Path]:
 
 
 def parse_root_list(values: Iterable[str]) -> list[Root]:
+    """`--root NAME=PATH` values as the publisher's and replicator's `Root` objects."""
     return [Root(name, path) for name, path in parse_roots(values).items()]
 
 

@@ -28,6 +28,8 @@ stderr = Console(stderr=True, soft_wrap=True)
 def make_client(
     index_url: str, token: str | None, cert: Path | None, cacert: Path | None, retries: int
 ) -> IndexClient:
+    """The client every publishing command uses; credentials and CA problems become usage
+    errors here, before any file is scanned."""
     if not token and cert is None:
         raise click.UsageError("give --token (or ESGF_HA_TOKEN) or --cert to publish")
     try:
@@ -45,6 +47,8 @@ def make_client(
 
 @contextmanager
 def progress_hooks(enabled: bool) -> Iterator[Hooks]:
+    """Progress bars on stderr for the scan and the upload, so stdout stays the report a
+    script can parse; disabled, the pipeline gets hooks that do nothing."""
     if not enabled:
         yield Hooks()
         return
@@ -74,6 +78,7 @@ def progress_hooks(enabled: bool) -> Iterator[Hooks]:
 
 
 def print_report(report: Report, as_json: bool) -> None:
+    """Problems file by file on stderr, then the summary (or JSON) on stdout."""
     for warn in report.warnings:
         stderr.print(
             f"[yellow]warning[/] {warn['kind']}: {warn['path']}: {warn['warning']}",

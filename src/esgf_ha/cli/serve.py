@@ -128,6 +128,7 @@ def shutdown_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def shutdown_of(drain_seconds: float, grace_seconds: float) -> Shutdown:
+    """The graceful-stop policy from the shared --drain-seconds/--grace-seconds options."""
     from esgf_ha.common.server import Shutdown
 
     return Shutdown(drain=drain_seconds, grace=grace_seconds)

@@ -25,11 +25,13 @@ class SettingsCommand(click.Command):
     imported only for `--help` and when the command runs, to keep the CLI quick to start)."""
 
     def __init__(self, *args: Any, settings: str, **kwargs: Any) -> None:
+        """`settings` is "module:Class", resolved only when help or the command needs it."""
         super().__init__(*args, **kwargs)
         self.settings_path = settings
 
     @property
     def settings_class(self) -> type[BaseSettings]:
+        """The settings class, imported on first use."""
         module, _, name = self.settings_path.partition(":")
         cls: type[BaseSettings] = getattr(importlib.import_module(module), name)
         return cls
@@ -40,6 +42,7 @@ class SettingOption(click.Option):
     default and environment variable, read from the settings class so they cannot drift."""
 
     def get_help_extra(self, ctx: click.Context) -> Any:
+        """Help's `[default: …; env var: …]`, taken from the settings field, not the option."""
         extra = super().get_help_extra(ctx)
         command = ctx.command
         if (

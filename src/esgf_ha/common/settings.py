@@ -20,7 +20,7 @@ class ServiceSettings(BaseSettings):
     environment, then the defaults. No `.env` file and no secrets directory are read."""
 
     @classmethod
-    def settings_customise_sources(
+    def settings_customise_sources(  # noqa: D102 - pydantic-settings' hook, documented there
         cls,
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,

@@ -18,6 +18,7 @@ log = logging.getLogger("esgf_ha.datanode")
 
 
 def http_url(record: Record) -> str | None:
+    """A File record's HTTPServer download URL: the one access a client can be sent to."""
     for url in record.get("url") or []:
         parts = str(url).split("|")
         if len(parts) == 3 and parts[2] == "HTTPServer":
@@ -26,13 +27,18 @@ def http_url(record: Record) -> str | None:
 
 
 class DataNode:
+    """What a data node knows and decides, kept apart from HTTP so the app only translates:
+    its roots, which of them need a token, and the index it asks about files."""
+
     def __init__(self, settings: DataSettings, index: IndexClient | None) -> None:
+        """Without an `index` the node serves its disks alone: no checksums, no redirects."""
         self.settings = settings
         self.roots: dict[str, Path] = {k: Path(v) for k, v in settings.roots.items()}
         self.restricted = frozenset(settings.restricted)
         self.index = index
 
     def locate(self, url_path: str) -> Located:
+        """The file a URL path names under our roots; refuses paths that would leave them."""
         return locate(self.roots, url_path)
 
     async def file_records(self, rel: str) -> list[Record]:
@@ -47,6 +53,8 @@ class DataNode:
             return []
 
     async def checksum(self, rel: str, size: int) -> tuple[str | None, str | None]:
+        """The published checksum and its type for the file at `rel`, if the index has one
+        for a file of this size; (None, None) when it cannot say."""
         for rec in await self.file_records(rel):
             checksum, ctype = rec.get("checksum"), rec.get("checksum_type")
             checksum = checksum[0] if isinstance(checksum, list) else checksum
@@ -75,6 +83,8 @@ class DataNode:
         raise NotFound("the file is published for this node but missing from its disk")
 
     def not_ready(self) -> list[str]:
+        """Why the node cannot serve (a root gone, unreadable or hung); empty when ready.
+        Listing a root, not just testing it, catches a stale network mount."""
         problems = []
         for name, path in self.roots.items():
             try:
@@ -90,10 +100,12 @@ class DataNode:
         return problems
 
     async def close(self) -> None:
+        """Release the index client's connections at shutdown."""
         if self.index is not None:
             await self.index.close()
 
     def describe(self) -> dict[str, Any]:
+        """The configuration readiness reports, for an operator checking what is served."""
         return {
             "roots": {k: str(v) for k, v in self.roots.items()},
             "restricted": sorted(self.restricted),

@@ -37,12 +37,18 @@ STORE_FILE = "index.sqlite3"
 
 @dataclass
 class IndexStats:
+    """Counts for readiness and metrics, taken without touching SQLite."""
+
     records: dict[str, int]
     seq: int
     opened_in: float
 
 
 class IndexService:
+    """The index node without HTTP: the durable store, the in-memory facet index over it,
+    and the lock that keeps a search from seeing one without the other. The HTTP layer and
+    the replication follower talk to the store only through here."""
+
     def __init__(
         self,
         state_dir: Path,
@@ -52,6 +58,7 @@ class IndexService:
         from_snapshot: bool,
         facets: FacetProfile | None = None,
     ) -> None:
+        """Use `open`, which loads or rebuilds the facet index; this only wires the parts."""
         self.state_dir = state_dir
         self.store = store
         self.cores = cores
@@ -185,6 +192,7 @@ class IndexService:
             listener(self.seq)
 
     def close(self) -> None:
+        """Save the facet snapshot, so the next start skips the rebuild, then close the store."""
         try:
             self.save_snapshot()
         except OSError as exc:
@@ -244,27 +252,34 @@ class IndexService:
         return names
 
     def stats(self) -> IndexStats:
+        """Live record counts per core, from the facet index (cheap enough for every probe)."""
         return IndexStats({c: self.cores[c].live_count for c in CORES}, self.seq, self.opened_in)
 
     # -- writes -------------------------------------------------------------------------------
     # `binding`: the data nodes (and projects) the writer may touch; None for operators
     def publish_batch(self, batch: object, binding: Binding | None = None) -> publish.Outcome:
+        """Publish a whole batch in one transaction: all of it is searchable, or none."""
         return self._locked_write(lambda txn: publish.publish_batch(txn, batch, binding))
 
     def publish_record(
         self, record: dict[str, object], binding: Binding | None = None
     ) -> publish.Outcome:
+        """Publish one record, as esgcet's /ws/publish sends them."""
         return self._locked_write(lambda txn: publish.publish_record(txn, record, binding))
 
     def retract(self, ids: list[str], binding: Binding | None = None) -> publish.Outcome:
+        """Retract dataset versions: their files go, the dataset record stays, marked
+        retracted and not latest, so users can still learn why their data went."""
         return self._locked_write(lambda txn: publish.retract(txn, ids, binding))
 
     def delete(self, ids: list[str], binding: Binding | None = None) -> publish.Outcome:
+        """Remove datasets and their files; replicas learn of it from the change feed."""
         return self._locked_write(lambda txn: publish.delete(txn, ids, binding))
 
     def update(
         self, core: str, action: str, updates: list, binding: Binding | None = None
     ) -> publish.Outcome:
+        """Apply esg-search /ws/update field changes to the records a query selects."""
         return self._locked_write(lambda txn: publish.update(txn, core, action, updates, binding))
 
     def _locked_write(self, operation: Callable[[Transaction], T]) -> T:

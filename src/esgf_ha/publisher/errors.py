@@ -22,57 +22,66 @@ class PublisherError(Exception):
 
 
 class FileProblem(PublisherError):
+    """One file that cannot be published; the run goes on with the others and reports it,
+    because one bad file among thousands must not stop a publication."""
+
     def __init__(self, path: str, message: str) -> None:
+        """Keep path and reason apart: the run report lists them as separate fields."""
         super().__init__(f"{path}: {message}")
         self.path = path
         self.reason = message
 
     def __reduce__(self) -> tuple[type[FileProblem], tuple[str, str]]:
-        # rebuilt in the parent when a worker process raised it
+        """Rebuild it in the parent when a worker process raised it (the default pickling
+        would pass the joined message as the path)."""
         return (type(self), (self.path, self.reason))
 
     @property
     def kind(self) -> str:
+        """The class name: a stable tag in the run report and the CLI's messages."""
         return type(self).__name__
 
 
 class NotNetCDF(FileProblem):
-    pass
+    """Not a netCDF file, or a corrupt one: nothing can be read from it."""
 
 
 class Unreadable(FileProblem):
-    pass
+    """Missing, a dangling link, no permission, or changed since the mapfile was written."""
 
 
 class OutsideRoot(FileProblem):
-    pass
+    """A path or symlink target outside its data root: the data node could never serve it."""
 
 
 class NotDRS(FileProblem):
-    pass
+    """A path that is not a DRS path of the project, so no dataset id can be built from it."""
 
 
 class MissingAttribute(FileProblem):
-    pass
+    """A global attribute the project requires is absent from the file."""
 
 
 class DRSMismatch(FileProblem):
-    pass
+    """The path and the file's global attributes disagree; publishing either would mislead."""
 
 
 class MapfileError(PublisherError):
-    pass
+    """A mapfile line that cannot be parsed; the message gives the file and line number."""
 
 
 class IndexError_(PublisherError):  # noqa: N801 - the builtin IndexError is another thing
+    """The master index refused a batch or could not be reached."""
+
     def __init__(self, message: str, status: int | None = None) -> None:
+        """Keep the HTTP status when there was one: 4xx and 5xx call for different actions."""
         super().__init__(message)
         self.status = status
 
 
 class Rejected(IndexError_):
-    pass
+    """The index refused a batch (4xx); retrying the same batch cannot help."""
 
 
 class Unreachable(IndexError_):
-    pass
+    """No answer, or 5xx, after every retry; the same run may succeed later."""

@@ -6,8 +6,10 @@ RecordError
 
 
 class RecordError(ValueError):
-    pass
+    """Base of the record model's errors; a ValueError so callers outside the package that
+    only know the built-in still catch it."""
 
 
 class InvalidRecord(RecordError):
-    pass
+    """A record that breaks the schema; the message names the record and the field, because
+    a publisher fixing a batch of thousands needs to know which one."""

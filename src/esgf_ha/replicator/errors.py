@@ -27,6 +27,8 @@ class SourceFailed(ReplicatorError):
     """One download attempt from one data node failed (the next source is tried)."""
 
     def __init__(self, host: str, reason: str, *, keep_partial: bool = True) -> None:
+        """`keep_partial=False` when the source sent wrong bytes (not merely too few): it is
+        then not tried again for this file, while a short read only moves to the next one."""
         super().__init__(f"{host}: {reason}")
         self.host = host
         self.reason = reason
