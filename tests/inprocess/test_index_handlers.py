@@ -57,7 +57,7 @@ def test_a_form_body_that_is_not_utf8_is_a_400(index_app: AppClient) -> None:
 
 def test_unknown_paths_and_methods_answer_json(index_app: AppClient) -> None:
     r = index_app.get("/api/v1/nothing-here")
-    assert r.status_code == 404 and error_of(r) == "not found"
+    assert r.status_code == 404 and error_of(r) == "no such endpoint"
     r = index_app.delete("/api/v1/publish")
     assert r.status_code == 405 and error_of(r) == "method not allowed"
 
@@ -78,7 +78,8 @@ def test_writes_challenge_a_missing_token_and_refuse_a_wrong_one(
         "/api/v1/publish", content=body, headers=index_token(index_service, "esgf:download")
     )
     assert r.status_code == 403 and "esgf:publish" in error_of(r)
-    assert "www-authenticate" not in r.headers
+    # a valid token without the scope: the challenge says which scope is missing (RFC 6750)
+    assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
     # nothing of the refused writes reached the store
     assert sum(index_service.stats().records.values()) == 0
 
