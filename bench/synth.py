@@ -40,27 +40,13 @@ from typing import Any
 
 import numpy as np
 
+from esgf_ha.index.stac.vocabulary import PROJECT_FACETS
+
 DATA_PATH = pathlib.Path(__file__).resolve().parent / "data" / "esgf-production-facets-2025.json"
 DEFAULT_SEED = 20250101
 
-#: MetaGrid's default facet list, in its order.
-FACETS: tuple[str, ...] = (
-    "activity_id",
-    "data_node",
-    "source_id",
-    "institution_id",
-    "source_type",
-    "experiment_id",
-    "sub_experiment_id",
-    "nominal_resolution",
-    "variant_label",
-    "grid_label",
-    "table_id",
-    "frequency",
-    "realm",
-    "variable_id",
-    "cf_standard_name",
-)
+#: MetaGrid's default facet list, in its order (the one the search page and STAC show).
+FACETS: tuple[str, ...] = PROJECT_FACETS["CMIP6"]
 MULTI_VALUED: tuple[str, ...] = ("activity_id", "source_type", "realm")
 MAX_VALUES = 3  # at most this many values per multi-valued facet
 #: Probability of drawing 1, 2 or 3 values per record (duplicates are dropped), tuned so the

@@ -41,90 +41,89 @@ def serve() -> None:
     """Run one service in the foreground."""
 
 
+def option_group(*options: Callable[..., Any]) -> Callable[[Callable[..., Any]], Any]:
+    """Apply `options` in the order given, so `--help` lists them in that order."""
+
+    def apply(func: Callable[..., Any]) -> Any:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
 def tls_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--tls, --tls-cert, --tls-key and --hostname, as every HTTP service takes them."""
-    for option in reversed(
-        [
-            click.option(
-                "--tls/--no-tls",
-                cls=SettingOption,
-                default=None,
-                help="serve HTTPS (a certificate is made on first start)",
-            ),
-            click.option(
-                "--tls-cert",
-                cls=SettingOption,
-                type=click.Path(path_type=Path, exists=True),
-                help="use this certificate chain (PEM) instead of a generated one",
-            ),
-            click.option(
-                "--tls-key",
-                cls=SettingOption,
-                type=click.Path(path_type=Path, exists=True),
-                help="private key for --tls-cert",
-            ),
-            click.option(
-                "--hostname",
-                "hostnames",
-                cls=SettingOption,
-                multiple=True,
-                help="extra host name for the generated certificate (repeatable)",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
+    return option_group(
+        click.option(
+            "--tls/--no-tls",
+            cls=SettingOption,
+            default=None,
+            help="serve HTTPS (a certificate is made on first start)",
+        ),
+        click.option(
+            "--tls-cert",
+            cls=SettingOption,
+            type=click.Path(path_type=Path, exists=True),
+            help="use this certificate chain (PEM) instead of a generated one",
+        ),
+        click.option(
+            "--tls-key",
+            cls=SettingOption,
+            type=click.Path(path_type=Path, exists=True),
+            help="private key for --tls-cert",
+        ),
+        click.option(
+            "--hostname",
+            "hostnames",
+            cls=SettingOption,
+            multiple=True,
+            help="extra host name for the generated certificate (repeatable)",
+        ),
+    )(func)
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--header-timeout and --max-connections, as every HTTP service takes them."""
-    for option in reversed(
-        [
-            click.option(
-                "--header-timeout",
-                cls=SettingOption,
-                type=click.FloatRange(min=0, min_open=True),
-                help="close a connection that has not sent a request's headers within this "
-                "many seconds",
-            ),
-            click.option(
-                "--max-connections",
-                cls=SettingOption,
-                type=click.IntRange(min=1),
-                help="open connections at most; over it the oldest idle one is closed",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
+    return option_group(
+        click.option(
+            "--header-timeout",
+            cls=SettingOption,
+            type=click.FloatRange(min=0, min_open=True),
+            help="close a connection that has not sent a request's headers within this "
+            "many seconds",
+        ),
+        click.option(
+            "--max-connections",
+            cls=SettingOption,
+            type=click.IntRange(min=1),
+            help="open connections at most; over it the oldest idle one is closed",
+        ),
+    )(func)
 
 
 def shutdown_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--drain-seconds and --grace-seconds: how the service stops on SIGTERM."""
-    for option in reversed(
-        [
-            click.option(
-                "--drain-seconds",
-                type=click.FloatRange(0, 600),
-                default=0.0,
-                show_default=True,
-                envvar="ESGF_HA_DRAIN_SECONDS",
-                help="on SIGTERM, answer /readyz 503 but keep serving this long, so health "
-                "checks and the DNS move users away first [env ESGF_HA_DRAIN_SECONDS]",
-            ),
-            click.option(
-                "--grace-seconds",
-                type=click.FloatRange(1, 3600),
-                default=20.0,
-                show_default=True,
-                envvar="ESGF_HA_GRACE_SECONDS",
-                help="then wait this long for requests in flight before cancelling them "
-                "[env ESGF_HA_GRACE_SECONDS]",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
+    return option_group(
+        click.option(
+            "--drain-seconds",
+            type=click.FloatRange(0, 600),
+            default=0.0,
+            show_default=True,
+            envvar="ESGF_HA_DRAIN_SECONDS",
+            help="on SIGTERM, answer /readyz 503 but keep serving this long, so health "
+            "checks and the DNS move users away first [env ESGF_HA_DRAIN_SECONDS]",
+        ),
+        click.option(
+            "--grace-seconds",
+            type=click.FloatRange(1, 3600),
+            default=20.0,
+            show_default=True,
+            envvar="ESGF_HA_GRACE_SECONDS",
+            help="then wait this long for requests in flight before cancelling them "
+            "[env ESGF_HA_GRACE_SECONDS]",
+        ),
+    )(func)
 
 
 def shutdown_of(drain_seconds: float, grace_seconds: float) -> Shutdown:
