@@ -224,6 +224,29 @@ def _sortby(value: object) -> bool:
     )
 
 
+def _set_common(q: StacQuery, name: str, value: object) -> bool:
+    """Set what GET and POST searches spell alike; False for a parameter that differs."""
+    if name == "collections":
+        q.collections = _list(value, name)
+    elif name == "ids":
+        q.ids = _list(value, name)
+    elif name == "intersects":
+        q.bbox = _intersects(value)
+    elif name == "datetime":
+        q.start, q.end = _datetime(value)
+    elif name == "limit":
+        q.limit = _limit(value)
+    elif name == "token":
+        q.offset = _offset(value)
+    elif name == "filter-crs":
+        _crs(value)
+    elif name == "sortby":
+        q.sort_newest = _sortby(value)
+    else:
+        return False
+    return True
+
+
 def from_get(params: Sequence[tuple[str, str]]) -> StacQuery:
     q = StacQuery()
     lang = None
@@ -233,30 +256,16 @@ def from_get(params: Sequence[tuple[str, str]]) -> StacQuery:
         if name in seen:
             raise BadRequest(f"parameter {name} given more than once")
         seen.add(name)
-        if name == "collections":
-            q.collections = _list(value, name)
-        elif name == "ids":
-            q.ids = _list(value, name)
-        elif name == "bbox":
+        if _set_common(q, name, value):
+            continue
+        if name == "bbox":
             q.bbox = _bbox(value, text=True)
-        elif name == "intersects":
-            q.bbox = _intersects(value)
-        elif name == "datetime":
-            q.start, q.end = _datetime(value)
-        elif name == "limit":
-            q.limit = _limit(value)
-        elif name == "token":
-            q.offset = _offset(value)
         elif name == "filter":
             raw_filter = value
         elif name == "filter-lang":
             lang = value
-        elif name == "filter-crs":
-            _crs(value)
         elif name == "fields":
             q.fields = _fields_text(value)
-        elif name == "sortby":
-            q.sort_newest = _sortby(value)
         else:
             raise BadRequest(
                 f"unsupported parameter {name!r}: item search takes collections, ids, bbox, "
@@ -283,24 +292,12 @@ def from_post(body: object) -> StacQuery:
             if name == "fields":
                 raise BadRequest('fields must be {"include": [...], "exclude": [...]}')
             continue
-        if name == "collections":
-            q.collections = _list(value, name)
-        elif name == "ids":
-            q.ids = _list(value, name)
-        elif name == "bbox":
+        if _set_common(q, name, value):
+            continue
+        if name == "bbox":
             q.bbox = _bbox(value, text=False)
-        elif name == "intersects":
-            q.bbox = _intersects(value)
-        elif name == "datetime":
-            q.start, q.end = _datetime(value)
-        elif name == "limit":
-            q.limit = _limit(value)
-        elif name == "token":
-            q.offset = _offset(value)
         elif name == "filter":
             q.filter = filters.parse(value, body.get("filter-lang"))
-        elif name == "filter-crs":
-            _crs(value)
         elif name == "fields":
             if not isinstance(value, dict):
                 raise BadRequest('fields must be {"include": [...], "exclude": [...]}')
@@ -309,8 +306,6 @@ def from_post(body: object) -> StacQuery:
                 _list(value.get("exclude") or [], "fields.exclude"),
                 from_default="include" in value,
             )
-        elif name == "sortby":
-            q.sort_newest = _sortby(value)
         elif name == "filter-lang":
             continue
         else:
