@@ -104,16 +104,23 @@ def test_download_structure_and_dry_run(setup) -> None:
     assert not list(work.glob("*.nc"))
 
 
+def script_for_served_sample(
+    index_server: IndexServer, fs: RangeFileServer, served: Path, seed: int
+) -> str:
+    """Publish one sample dataset whose files `fs` serves from `served`; its wget script."""
+    sample = cmip6_samples(1, seed=seed, data_node=f"127.0.0.1:{fs.port}", url_base=fs.base)[0]
+    for publish_path, body in sample.bodies.items():
+        path = served / "thredds/fileServer/esg_dataroot" / publish_path.split("/", 1)[1]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    assert index_server.publish(as_batch([sample])).status_code == 200
+    return get_script(index_server, dataset_id=str(sample.dataset["id"]))
+
+
 def test_token_is_sent_when_given(tmp_path: Path, index_server: IndexServer) -> None:
     served = tmp_path / "served"
     with RangeFileServer(served, token="s3cret") as fs:
-        sample = cmip6_samples(1, seed=9, data_node=f"127.0.0.1:{fs.port}", url_base=fs.base)[0]
-        for publish_path, body in sample.bodies.items():
-            path = served / "thredds/fileServer/esg_dataroot" / publish_path.split("/", 1)[1]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(body)
-        assert index_server.publish(as_batch([sample])).status_code == 200
-        script = get_script(index_server, dataset_id=str(sample.dataset["id"]))
+        script = script_for_served_sample(index_server, fs, served, seed=9)
         denied = run(script, tmp_path / "w1")
         assert denied.returncode == 1
         allowed = run(script, tmp_path / "w2", "-t", "s3cret")
@@ -261,13 +268,7 @@ def test_quiet_verbose_and_debug_output(setup) -> None:
 def test_debug_never_prints_the_token(tmp_path: Path, index_server: IndexServer) -> None:
     served = tmp_path / "served"
     with RangeFileServer(served, token="s3cret") as fs:
-        sample = cmip6_samples(1, seed=5, data_node=f"127.0.0.1:{fs.port}", url_base=fs.base)[0]
-        for publish_path, body in sample.bodies.items():
-            path = served / "thredds/fileServer/esg_dataroot" / publish_path.split("/", 1)[1]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(body)
-        assert index_server.publish(as_batch([sample])).status_code == 200
-        script = get_script(index_server, dataset_id=str(sample.dataset["id"]))
+        script = script_for_served_sample(index_server, fs, served, seed=5)
         result = run(script, tmp_path / "w", "-d", "-t", "s3cret")
         assert result.returncode == 0, result.stderr
         assert "wget " in result.stderr and "s3cret" not in result.stdout + result.stderr
