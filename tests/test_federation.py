@@ -265,3 +265,31 @@ def test_plan_uses_operator_certificates_and_one_trust_bundle(tmp_path: Path) ->
     # the bundle holds the federation CA and the operator's CA
     federation_ca = (tmp_path / "state" / "master" / "tls" / "ca.pem").read_bytes()
     assert federation_ca in trust.read_bytes() and own.ca.read_bytes() in trust.read_bytes()
+
+
+def test_each_replicator_token_is_bound_to_its_own_sites_data_node(tmp_path: Path) -> None:
+    """A replicator publishes replica records of its own site only: a leaked replicator token
+    cannot rewrite another site's records."""
+    import jwt
+
+    from esgf_ha.federation.config import parse_config
+    from esgf_ha.federation.plan import plan
+    from esgf_ha.federation.runner import service_tokens
+
+    config = parse_config({
+        "state_dir": str(tmp_path / "state"),
+        "sites": [{"name": "a", "address": "127.0.1.2", "data_port": 8001},
+                  {"name": "b", "address": "127.0.1.3", "data_port": 8002,
+                   "data_roots": {"root": str(tmp_path)},
+                   "replication": {"query": "project=CMIP6"}}],
+    })  # fmt: skip
+    tokens = service_tokens(config)
+    assert set(tokens) == {"replica", "replicator/b"}
+    claims = jwt.decode(tokens["replicator/b"].read_text(), options={"verify_signature": False})
+    assert claims["data_nodes"] == ["127.0.1.3:8002"]
+    assert "data_nodes" not in jwt.decode(
+        tokens["replica"].read_text(), options={"verify_signature": False}
+    )
+    argv = {s.name: s.argv for s in plan(config, tmp_path / "f.yaml", tokens)}
+    replicator = argv["b/replicator"]
+    assert replicator[replicator.index("--token-file") + 1] == str(tokens["replicator/b"])

@@ -165,7 +165,7 @@ class _Planner:
             f"{site.name}/replicator",
             [*esgf_ha(), "replicate", "--state-dir", str(base / "replicator"),
              "--index", site.index_url, "--master", master_url(self.config),
-             "--token-file", str(self.tokens["replicator"]), "--site", site.name,
+             "--token-file", str(self.tokens[f"replicator/{site.name}"]), "--site", site.name,
              "--data-node", site.data_url or "", "--root", f"{root_name}={root_path}",
              *self.ca_args("--ca-file", uses_tls(self.config)), *selection, "--follow"],
             base / "replicator",
@@ -195,7 +195,7 @@ class _Planner:
 
 def plan(config: FederationConfig, config_path: Path, tokens: dict[str, Path]) -> list[ProcessSpec]:
     """The processes of the federation, in start order. `tokens` maps "replica" and
-    "replicator" to files holding bearer tokens signed by the master."""
+    "replicator/<site>" to files holding bearer tokens signed by the master."""
     planner = _Planner(config, config_path, tokens)
     specs = [planner.master()]
     for site in config.sites:

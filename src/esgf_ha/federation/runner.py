@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from esgf_ha.common.auth import issue_token
 from esgf_ha.common.tls import ensure_ca, issue_server_cert
@@ -26,17 +27,31 @@ TOKEN_TTL = 365 * 86400.0
 
 
 def service_tokens(config: FederationConfig) -> dict[str, Path]:
-    """Token files signed by the master's key for the replicas and the replicators."""
+    """Token files signed by the master's key: one for the replicas, and one per replicating
+    site for its replicator, bound to that site's data node, so a replicator can publish and
+    withdraw only the replica records of its own site."""
     state = master_state(config)
     state.mkdir(parents=True, exist_ok=True)
-    tokens = {}
-    for role, scopes in (("replica", REPLICA_SCOPES), ("replicator", REPLICATOR_SCOPES)):
-        path = state / "tokens" / f"{role}.jwt"
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        path.touch(mode=0o600)  # before the secret is in it
-        path.write_text(issue_token(state, scopes, subject=role, ttl=TOKEN_TTL))
-        tokens[role] = path
+    tokens = {"replica": _token_file(state, "replica", REPLICA_SCOPES)}
+    for site in config.sites:
+        if site.replication is not None and site.data_url:
+            tokens[f"replicator/{site.name}"] = _token_file(
+                state,
+                f"replicator-{site.name}",
+                REPLICATOR_SCOPES,
+                data_nodes=[urlsplit(site.data_url).netloc],
+            )
     return tokens
+
+
+def _token_file(
+    state: Path, name: str, scopes: list[str], data_nodes: list[str] | None = None
+) -> Path:
+    path = state / "tokens" / f"{name}.jwt"
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.touch(mode=0o600)  # before the secret is in it
+    path.write_text(issue_token(state, scopes, subject=name, ttl=TOKEN_TTL, data_nodes=data_nodes))
+    return path
 
 
 def service_certs(config: FederationConfig) -> None:
