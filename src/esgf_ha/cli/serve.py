@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from esgf_ha.cli.settings_cli import (
     given,
 )
 from esgf_ha.common.logs import setup_logging
+
+log = logging.getLogger("esgf_ha.server")
 
 if TYPE_CHECKING:
     from esgf_ha.common.server import Shutdown
@@ -277,15 +280,17 @@ The chosen address (useful with port 0) is logged and written to
     type=click.FloatRange(min=0),
     help="stop a search after this many seconds with 503 and Retry-After (0: no limit)",
 )
+@click.option(
+    "--workers",
+    cls=SettingOption,
+    metavar="N|auto",
+    help="worker processes answering on the one port (auto: one per CPU); see docs/index-node.md",
+)
 @connection_options
 @shutdown_options
 @click.option("--log-level", default="info", show_default=True)
 def serve_index(**options: Any) -> None:
     """Serve the ESGF search API (and, on the master, publication)."""
-    from esgf_ha.common.auth import TokenVerifier
-    from esgf_ha.common.connections import ConnectionLimits
-    from esgf_ha.common.server import serve as run
-    from esgf_ha.index.app import create_app
     from esgf_ha.index.facets import FacetConfigError, load_facet_profile
     from esgf_ha.index.service import IndexService
 
@@ -301,12 +306,6 @@ def serve_index(**options: Any) -> None:
     service = IndexService.open(
         settings.state_dir, durable=settings.role == "master", facets=facets
     )
-    verifier = TokenVerifier.from_state_dir(
-        settings.state_dir,
-        jwks_url=settings.jwks_url,
-        issuer=settings.token_issuer,
-        audience=settings.token_audience,
-    )
     tls_files = server_tls(
         settings.tls,
         settings.state_dir,
@@ -317,8 +316,36 @@ def serve_index(**options: Any) -> None:
         settings.client_ca,
         client_certs=settings.role == "master",
     )
+    shutdown = shutdown_of(options["drain_seconds"], options["grace_seconds"])
+    if settings.worker_count() > 1:
+        _serve_index_workers(settings, service, tls_files, shutdown)
+    else:
+        _serve_index_process(settings, service, tls_files, shutdown, None)
+
+
+def _serve_index_process(
+    settings: IndexSettings,
+    service: Any,
+    tls_files: TLSFiles | None,
+    shutdown: Shutdown,
+    sock: Any,
+) -> None:
+    """One process serving the index: the only one (`sock` None: bind `listen`), or a worker
+    on the supervisor's socket. The replica follower runs in the only process or worker 0."""
+    from esgf_ha.common.auth import TokenVerifier
+    from esgf_ha.common.connections import ConnectionLimits
+    from esgf_ha.common.server import serve as run
+    from esgf_ha.common.server import serve_on
+    from esgf_ha.index.app import create_app
+
+    verifier = TokenVerifier.from_state_dir(
+        settings.state_dir,
+        jwks_url=settings.jwks_url,
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+    )
     follower = None
-    if settings.role == "replica":
+    if settings.role == "replica" and service.worker in (None, 0):
         import ssl
 
         from esgf_ha.index.follower import Follower
@@ -333,20 +360,53 @@ def serve_index(**options: Any) -> None:
     app = create_app(settings, service, verifier, follower)
     if follower is not None:
         follower.start()
+    limits = ConnectionLimits(settings.header_timeout, settings.max_connections)
     try:
-        run(
-            app,
-            settings.listen,
-            name="index",
-            state_dir=settings.state_dir,
-            tls=tls_files,
-            limits=ConnectionLimits(settings.header_timeout, settings.max_connections),
-            shutdown=shutdown_of(options["drain_seconds"], options["grace_seconds"]),
-        )
+        if sock is None:
+            run(
+                app,
+                settings.listen,
+                name="index",
+                state_dir=settings.state_dir,
+                tls=tls_files,
+                limits=limits,
+                shutdown=shutdown,
+            )
+        else:
+            serve_on(sock, app, name="index", tls=tls_files, limits=limits, shutdown=shutdown)
     finally:
         if follower is not None:
             follower.stop()
         service.close()
+
+
+def _serve_index_workers(
+    settings: IndexSettings, service: Any, tls_files: TLSFiles | None, shutdown: Shutdown
+) -> None:
+    """Several workers on one socket (see common/workers.py); each catches up with the
+    others' commits through the store (IndexService.catch_up). Once all have stopped, the
+    supervisor brings its own facet index up to date and saves the snapshot."""
+    from esgf_ha.common.server import bind, parse_listen, url_of, write_endpoint
+    from esgf_ha.common.workers import Supervisor
+
+    sock = bind(*parse_listen(settings.listen))
+    url = url_of(sock, tls_files is not None)
+    service.detach()
+
+    def run_worker(index: int) -> None:
+        service.attach(index)
+        service.start_sync()
+        _serve_index_process(settings, service, tls_files, shutdown, sock)
+
+    write_endpoint(
+        settings.state_dir, "index", {"url": url, "ca": str(tls_files.ca) if tls_files else None}
+    )
+    count = settings.worker_count()
+    log.info("listening", extra={"service": "index", "url": url, "workers": count})
+    Supervisor(count, run_worker).run()
+    sock.close()
+    service.attach(None)
+    service.close()
 
 
 def index_settings_from_cli(options: dict[str, Any]) -> IndexSettings:

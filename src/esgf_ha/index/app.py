@@ -8,6 +8,7 @@ module per concern; this module only wires them to paths.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from starlette.applications import Starlette
@@ -57,6 +58,9 @@ class Routes:
     def freshness(self, response: Response) -> None:
         response.headers["X-ESGF-Index-Sequence"] = str(self.service.seq)
         response.headers["X-ESGF-Replication-Lag"] = f"{self.lag():.3f}"
+        if self.service.worker is not None:
+            # which worker process answered (`--workers`): its number and process id
+            response.headers["X-ESGF-Worker"] = f"{self.service.worker}:{os.getpid()}"
 
     def add(
         self,
