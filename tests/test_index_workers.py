@@ -156,6 +156,10 @@ def test_replica_with_workers_answers_as_its_master(tmp_path: Path) -> None:
     master = IndexServer(tmp_path / "master").start()
     replica = None
     try:
+        samples = cmip6_samples(6, seed=3)
+        # the replica's first copy is a snapshot bootstrap on worker 0, which swaps the store
+        # file: the other worker must reopen it
+        assert master.publish(as_batch(samples[:3])).status_code == 200
         token = master.token("esgf:replicate")
         replica = IndexServer(
             tmp_path / "replica",
@@ -164,11 +168,11 @@ def test_replica_with_workers_answers_as_its_master(tmp_path: Path) -> None:
             extra_args=["--upstream", master.url, "--token", token],
         ).start()
         seen: set[str] = set()
-        samples = cmip6_samples(6, seed=3)
-        for part in (samples[:3], samples[3:]):
-            assert master.publish(as_batch(part)).status_code == 200
-            caught_up(replica, master)
-            assert_same_everywhere(master, replica, seen)
+        caught_up(replica, master)
+        assert_same_everywhere(master, replica, seen)
+        assert master.publish(as_batch(samples[3:])).status_code == 200
+        caught_up(replica, master)
+        assert_same_everywhere(master, replica, seen)
         with master.client() as c:
             r = c.post(
                 "/api/v1/retract",
@@ -179,10 +183,32 @@ def test_replica_with_workers_answers_as_its_master(tmp_path: Path) -> None:
         caught_up(replica, master)
         assert_same_everywhere(master, replica, seen)
         assert seen == {"0", "1"}
+        # the worker without the follower reports the follower's view, not a blank one
+        target = _seq(master)
+        wait_for(lambda: replication_views(replica, target) == {"0", "1"}, 30, "both views")
     finally:
         if replica is not None:
             replica.stop()
         master.stop()
+
+
+def replication_views(replica: IndexServer, seq: int) -> set[str]:
+    """Workers whose replication status shows the upstream at `seq`, following, ready."""
+    good = set()
+    auth = replica.auth("esgf:replicate")
+    for _ in range(12):
+        with replica.client() as c:
+            status = c.get("/api/v1/replication", headers=auth)
+            ready = c.get("/readyz")
+        body = status.json()
+        if (
+            body["upstream"]["seq"] == seq
+            and body["upstream"]["state"] == "following"
+            and body["lag"] < 5
+            and ready.status_code == 200
+        ):
+            good.add(status.headers["X-ESGF-Worker"].split(":")[0])
+    return good
 
 
 def worker_pids(pool: IndexServer, tries: int = 40) -> dict[str, int]:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from esgf_ha.common.server import Shutdown
     from esgf_ha.common.tls import TLSFiles
     from esgf_ha.datanode.settings import DataSettings
+    from esgf_ha.index.follower import AnyFollower
     from esgf_ha.index.service import IndexService
     from esgf_ha.index.settings import IndexSettings
 
@@ -356,8 +357,12 @@ def _serve_index_process(parts: IndexParts, sock: socket.socket | None) -> None:
     from esgf_ha.index.app import create_app
 
     settings, service, tls_files = parts.settings, parts.service, parts.tls_files
-    follower = None
-    if settings.role == "replica" and service.worker in (None, 0):
+    follower: AnyFollower | None = None
+    if settings.role == "replica" and service.worker not in (None, 0):
+        from esgf_ha.index.follower import FollowerView
+
+        follower = FollowerView(service, str(settings.upstream))
+    elif settings.role == "replica":
         import ssl
 
         from esgf_ha.index.follower import Follower

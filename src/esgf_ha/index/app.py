@@ -20,7 +20,7 @@ from esgf_ha.common.edge import ROUTING_ERRORS, Handler, Metrics, json_error, me
 from esgf_ha.index import web
 from esgf_ha.index.changes import ChangeFeed
 from esgf_ha.index.errors import IndexServiceError, SearchTimeout
-from esgf_ha.index.follower import Follower
+from esgf_ha.index.follower import AnyFollower
 from esgf_ha.index.http.operations import Operations, index_metrics
 from esgf_ha.index.http.publication import Publication
 from esgf_ha.index.http.replication import Replication
@@ -124,7 +124,7 @@ def create_app(
     settings: IndexSettings,
     service: IndexService,
     verifier: TokenVerifier,
-    follower: Follower | None = None,
+    follower: AnyFollower | None = None,
 ) -> Starlette:
     metrics = index_metrics(service, follower)
     feed = ChangeFeed()
