@@ -304,3 +304,25 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_sigterm_drains_every_worker_first(tmp_path: Path) -> None:
+    """During the drain every worker answers /readyz 503 and still serves searches."""
+    pool = IndexServer(tmp_path / "pool", workers=2, extra_args=["--drain-seconds", "8"]).start()
+    assert pool.proc is not None
+    try:
+        wait_for(lambda: len(worker_pids(pool)) == 2, 20, "two workers")
+        pool.proc.send_signal(signal.SIGTERM)
+        draining: set[str] = set()
+        ends = time.monotonic() + 4  # well inside the drain
+        while draining != {"0", "1"} and time.monotonic() < ends:
+            with pool.client() as c:
+                ready = c.get("/readyz")
+                search = c.get("/esg-search/search", params={"limit": 0})
+            assert ready.status_code == 503, ready.text
+            assert search.status_code == 200
+            draining.add(search.headers["X-ESGF-Worker"].split(":")[0])
+        assert draining == {"0", "1"}
+        assert pool.proc.wait(20) == 0
+    finally:
+        pool.stop()
