@@ -60,10 +60,8 @@ class IndexService:
         opened_in: float,
         from_snapshot: bool,
         facets: FacetProfile | None = None,
-        seq: int | None = None,
     ) -> None:
-        """Use `open`, which loads or rebuilds the facet index; this only wires the parts.
-        `seq`: the change-log position `cores` reflect, when not the store's last."""
+        """Use `open`, which loads or rebuilds the facet index; this only wires the parts."""
         self.state_dir = state_dir
         self.store = store
         self.cores = cores
@@ -71,13 +69,13 @@ class IndexService:
         self.engine = Engine(store, cores, self.facets)
         self.lock = RWLock()
         self.opened_in = opened_in
-        self.seq = store.last_seq() if seq is None else seq
+        self.seq = store.last_seq()
         self.from_snapshot = from_snapshot
         self._saved_seq = self.seq if from_snapshot else -1
         # called with the new seq after every commit (long-polls of downstream replicas)
         self.listeners: list[Callable[[int], None]] = []
-        # several processes serve this store (see `share`): each catches up with the others'
-        # commits before a search and every SYNC_INTERVAL seconds
+        # several worker processes serve this store (see `attach`): each catches up with the
+        # others' commits before a search and in the background (`start_sync`)
         self.shared = False
         self.worker: int | None = None
         self._sync_lock = threading.Lock()
