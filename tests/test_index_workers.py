@@ -326,3 +326,39 @@ def test_sigterm_drains_every_worker_first(tmp_path: Path) -> None:
         assert pool.proc.wait(20) == 0
     finally:
         pool.stop()
+
+
+def test_long_polls_wake_on_any_workers_commit(tmp_path: Path) -> None:
+    """A downstream replica's long-poll, held by one worker, answers soon after a commit that
+    may land on another worker."""
+    pool = IndexServer(tmp_path / "pool", workers=2).start()
+    auth = pool.auth("esgf:replicate")
+    try:
+        for sample in cmip6_samples(4, seed=5):
+            since = _seq(pool)
+            got: dict[str, Any] = {}
+
+            def poll(since: int = since, got: dict[str, Any] = got) -> None:
+                began = time.monotonic()
+                with pool.client() as c:
+                    params = {"since": since, "wait": 15}
+                    got["r"] = c.get("/api/v1/changes", params=params, headers=auth)
+                got["took"] = time.monotonic() - began
+
+            waiter = threading.Thread(target=poll)
+            waiter.start()
+            time.sleep(0.5)
+            with pool.client() as c:
+                r = c.post(
+                    "/api/v1/publish",
+                    content=orjson.dumps(as_batch([sample])),
+                    headers=pool.auth(),
+                )
+            assert r.status_code == 200, r.text
+            waiter.join(20)
+            answer = got["r"]
+            assert answer.status_code == 200, answer.text
+            assert [c["seq"] for c in answer.json()["changes"]] == [since + 1]
+            assert got["took"] < 5, got["took"]
+    finally:
+        pool.stop()

@@ -391,7 +391,8 @@ class Store:
             conn.execute("PRAGMA cache_size=-65536")
             # a search past its time limit is stopped inside SQLite too (index/deadline.py)
             conn.set_progress_handler(deadline.sqlite_progress, deadline.SQLITE_PROGRESS_STEPS)
-        conn.execute("PRAGMA busy_timeout=10000")
+        # a writer may queue behind another worker process's large batch (`--workers`)
+        conn.execute(f"PRAGMA busy_timeout={60000 if write else 10000}")
         return conn
 
     def _migrate(self) -> None:
