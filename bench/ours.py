@@ -100,6 +100,9 @@ class ServerProcess:
     log_path: pathlib.Path
     dev_stub: bool = False
     proc: subprocess.Popen[bytes] | None = None
+    workers: int = 1
+    # CPUs the server (every worker) may run on, as taskset takes them ("0", "0,1"); None: any
+    cpus: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -117,7 +120,9 @@ class ServerProcess:
                 "--listen",
                 listen,
             ]
+        pinned = ["taskset", "-c", self.cpus] if self.cpus else []
         return [
+            *pinned,
             str(VENV_BIN / "esgf-ha"),
             "serve",
             "index",
@@ -127,6 +132,8 @@ class ServerProcess:
             str(self.state_dir),
             "--listen",
             listen,
+            "--workers",
+            str(self.workers),
         ]
 
     def start_and_wait(self, timeout: float) -> float:

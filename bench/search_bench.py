@@ -124,6 +124,8 @@ async def bench_ours(
         args.port or free_port(),
         OUT_DIR / f"server-{args.scale}-{report['stamp']}.log",
         args.dev_stub,
+        workers=args.workers,
+        cpus=args.server_cpus,
     )
     answers: dict[str, HttpAnswer] = {}
     try:
@@ -359,6 +361,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--reuse-state",
         action="store_true",
         help="skip the load when --state-dir already holds an index of this tier",
+    )
+    ap.add_argument(
+        "--workers", type=int, default=1, help="our server's worker processes (--workers)"
+    )
+    ap.add_argument(
+        "--server-cpus",
+        default=None,
+        metavar="LIST",
+        help="run our server on these CPUs only (taskset -c LIST, e.g. 0 or 0,1); the load "
+        "generator and PostgreSQL are not pinned",
     )
     ap.add_argument("--load-timeout", type=float, default=3600.0)
     ap.add_argument("--ready-timeout", type=float, default=600.0)

@@ -83,9 +83,12 @@ class IndexServer:
     proc: subprocess.Popen | None = None
     url: str = ""
     log_path: Path | None = None
+    # worker processes (`--workers`); 1 runs the one-process server as before
+    workers: int = 1
 
     def spawn(self) -> None:
         args = ["serve", "index", "--role", self.role]
+        args += ["--workers", str(self.workers)] if self.workers != 1 else []
         # kept on self before any wait, so stop() and kill() reach a process that never got ready
         self.proc, self.log_path = spawn(
             self.state_dir, "index", args, self.listen, self.tls, self.extra_args

@@ -148,6 +148,7 @@ INDEX_CASES = {
         F + "/ca.pem", P / "ca.pem", ["--upstream-ca", F + "/ca2.pem"], P / "ca2.pem"
     ),
     "max_lag": Case("2.5", 2.5, ["--max-lag", "4"], 4.0),
+    "workers": Case("auto", "auto", ["--workers", "3"], 3),
 }  # fmt: skip
 
 DATA_CASES = {
@@ -370,6 +371,8 @@ BAD = [
     ("index", [], {"ESGF_HA_INDEX_HOSTNAMES": "a,b"}, "ESGF_HA_INDEX_HOSTNAMES"),
     ("index", [], {"ESGF_HA_INDEX_MAX_BATCH_RECORDS": "-1"}, "ESGF_HA_INDEX_MAX_BATCH_RECORDS"),
     ("index", ["--listen", "nonsense"], {}, "HOST:PORT"),
+    ("index", ["--workers", "0"], {}, "--workers"),
+    ("index", [], {"ESGF_HA_INDEX_WORKERS": "many"}, "ESGF_HA_INDEX_WORKERS"),
     ("data", [], {}, "--root / ESGF_HA_DATA_ROOTS"),
     ("data", ["--root", "a=/tmp"], {"ESGF_HA_DATA_LISTEN": "here"}, "ESGF_HA_DATA_LISTEN"),
     ("data", [], {"ESGF_HA_DATA_ROOTS": '{"../x": "/tmp"}'}, "root name"),

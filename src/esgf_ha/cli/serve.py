@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +20,15 @@ from esgf_ha.cli.settings_cli import (
 )
 from esgf_ha.common.logs import setup_logging
 
+log = logging.getLogger("esgf_ha.server")
+
 if TYPE_CHECKING:
+    from esgf_ha.common.auth import TokenVerifier
     from esgf_ha.common.server import Shutdown
     from esgf_ha.common.tls import TLSFiles
     from esgf_ha.datanode.settings import DataSettings
+    from esgf_ha.index.follower import AnyFollower
+    from esgf_ha.index.service import IndexService
     from esgf_ha.index.settings import IndexSettings
 
 
@@ -277,15 +285,18 @@ The chosen address (useful with port 0) is logged and written to
     type=click.FloatRange(min=0),
     help="stop a search after this many seconds with 503 and Retry-After (0: no limit)",
 )
+@click.option(
+    "--workers",
+    cls=SettingOption,
+    metavar="N|auto",
+    help="worker processes answering on the one port (auto: one per CPU); see docs/index-node.md",
+)
 @connection_options
 @shutdown_options
 @click.option("--log-level", default="info", show_default=True)
 def serve_index(**options: Any) -> None:
     """Serve the ESGF search API (and, on the master, publication)."""
     from esgf_ha.common.auth import TokenVerifier
-    from esgf_ha.common.connections import ConnectionLimits
-    from esgf_ha.common.server import serve as run
-    from esgf_ha.index.app import create_app
     from esgf_ha.index.facets import FacetConfigError, load_facet_profile
     from esgf_ha.index.service import IndexService
 
@@ -301,12 +312,6 @@ def serve_index(**options: Any) -> None:
     service = IndexService.open(
         settings.state_dir, durable=settings.role == "master", facets=facets
     )
-    verifier = TokenVerifier.from_state_dir(
-        settings.state_dir,
-        jwks_url=settings.jwks_url,
-        issuer=settings.token_issuer,
-        audience=settings.token_audience,
-    )
     tls_files = server_tls(
         settings.tls,
         settings.state_dir,
@@ -317,8 +322,47 @@ def serve_index(**options: Any) -> None:
         settings.client_ca,
         client_certs=settings.role == "master",
     )
-    follower = None
-    if settings.role == "replica":
+    # made before any worker forks: the first start creates the signing key, once
+    verifier = TokenVerifier.from_state_dir(
+        settings.state_dir,
+        jwks_url=settings.jwks_url,
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+    )
+    shutdown = shutdown_of(options["drain_seconds"], options["grace_seconds"])
+    parts = IndexParts(settings, service, verifier, tls_files, shutdown)
+    if settings.worker_count() > 1:
+        _serve_index_workers(parts)
+    else:
+        _serve_index_process(parts, None)
+
+
+@dataclass
+class IndexParts:
+    """What `serve index` sets up once, before any worker process starts."""
+
+    settings: IndexSettings
+    service: IndexService
+    verifier: TokenVerifier
+    tls_files: TLSFiles | None
+    shutdown: Shutdown
+
+
+def _serve_index_process(parts: IndexParts, sock: socket.socket | None) -> None:
+    """One process serving the index: the only one (`sock` None: bind `listen`), or a worker
+    on the supervisor's socket. The replica follower runs in the only process or worker 0."""
+    from esgf_ha.common.connections import ConnectionLimits
+    from esgf_ha.common.server import serve as run
+    from esgf_ha.common.server import serve_on
+    from esgf_ha.index.app import create_app
+
+    settings, service, tls_files = parts.settings, parts.service, parts.tls_files
+    follower: AnyFollower | None = None
+    if settings.role == "replica" and service.worker not in (None, 0):
+        from esgf_ha.index.follower import FollowerView
+
+        follower = FollowerView(service, str(settings.upstream))
+    elif settings.role == "replica":
         import ssl
 
         from esgf_ha.index.follower import Follower
@@ -330,23 +374,55 @@ def serve_index(**options: Any) -> None:
             str(settings.upstream_token),
             verify=ssl.create_default_context(cafile=str(ca)) if ca else True,
         )
-    app = create_app(settings, service, verifier, follower)
+    app = create_app(settings, service, parts.verifier, follower)
     if follower is not None:
         follower.start()
+    limits = ConnectionLimits(settings.header_timeout, settings.max_connections)
     try:
-        run(
-            app,
-            settings.listen,
-            name="index",
-            state_dir=settings.state_dir,
-            tls=tls_files,
-            limits=ConnectionLimits(settings.header_timeout, settings.max_connections),
-            shutdown=shutdown_of(options["drain_seconds"], options["grace_seconds"]),
-        )
+        if sock is None:
+            run(
+                app,
+                settings.listen,
+                name="index",
+                state_dir=settings.state_dir,
+                tls=tls_files,
+                limits=limits,
+                shutdown=parts.shutdown,
+            )
+        else:
+            serve_on(sock, app, name="index", tls=tls_files, limits=limits, shutdown=parts.shutdown)
     finally:
         if follower is not None:
             follower.stop()
         service.close()
+
+
+def _serve_index_workers(parts: IndexParts) -> None:
+    """Several workers on one socket (see common/workers.py); each catches up with the
+    others' commits through the store (IndexService.catch_up). Once all have stopped, the
+    supervisor brings its own facet index up to date and saves the snapshot."""
+    from esgf_ha.common.server import bind, parse_listen, url_of, write_endpoint
+    from esgf_ha.common.workers import Supervisor
+
+    settings, service, tls_files = parts.settings, parts.service, parts.tls_files
+    sock = bind(*parse_listen(settings.listen))
+    url = url_of(sock, tls_files is not None)
+    service.detach()
+
+    def run_worker(index: int) -> None:
+        service.attach(index)
+        service.start_sync()
+        _serve_index_process(parts, sock)
+
+    write_endpoint(
+        settings.state_dir, "index", {"url": url, "ca": str(tls_files.ca) if tls_files else None}
+    )
+    count = settings.worker_count()
+    log.info("listening", extra={"service": "index", "url": url, "workers": count})
+    Supervisor(count, run_worker).run()
+    sock.close()
+    service.attach(None)
+    service.close()
 
 
 def index_settings_from_cli(options: dict[str, Any]) -> IndexSettings:

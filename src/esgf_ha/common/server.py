@@ -242,9 +242,23 @@ def serve(
     host, port = parse_listen(listen)
     sock = bind(host, port)
     url = url_of(sock, tls is not None)
+    write_endpoint(state_dir, name, {"url": url, "ca": str(tls.ca) if tls else None})
+    log.info("listening", extra={"service": name, "url": url})
+    serve_on(sock, app, name=name, tls=tls, protocol=protocol, limits=limits, shutdown=shutdown)
+
+
+def serve_on(
+    sock: socket.socket,
+    app: Any,
+    *,
+    name: str,
+    tls: TLSFiles | None = None,
+    protocol: type[H11Protocol] = PeerCertProtocol,
+    limits: ConnectionLimits | None = None,
+    shutdown: Shutdown | None = None,
+) -> None:
+    """Serve `app` on a socket already bound and listening (one of several workers may)."""
     config = uvicorn_config(app, tls, protocol, limits)
     server = uvicorn.Server(config)
     config.app = graceful(server, app, shutdown or Shutdown(), name)
-    write_endpoint(state_dir, name, {"url": url, "ca": str(tls.ca) if tls else None})
-    log.info("listening", extra={"service": name, "url": url})
     server.run(sockets=[sock])

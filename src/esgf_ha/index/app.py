@@ -8,6 +8,7 @@ module per concern; this module only wires them to paths.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from starlette.applications import Starlette
@@ -19,7 +20,7 @@ from esgf_ha.common.edge import ROUTING_ERRORS, Handler, Metrics, json_error, me
 from esgf_ha.index import web
 from esgf_ha.index.changes import ChangeFeed
 from esgf_ha.index.errors import IndexServiceError, SearchTimeout
-from esgf_ha.index.follower import Follower
+from esgf_ha.index.follower import AnyFollower
 from esgf_ha.index.http.operations import Operations, index_metrics
 from esgf_ha.index.http.publication import Publication
 from esgf_ha.index.http.replication import Replication
@@ -57,6 +58,9 @@ class Routes:
     def freshness(self, response: Response) -> None:
         response.headers["X-ESGF-Index-Sequence"] = str(self.service.seq)
         response.headers["X-ESGF-Replication-Lag"] = f"{self.lag():.3f}"
+        if self.service.worker is not None:
+            # which worker process answered (`--workers`): its number and process id
+            response.headers["X-ESGF-Worker"] = f"{self.service.worker}:{os.getpid()}"
 
     def add(
         self,
@@ -120,7 +124,7 @@ def create_app(
     settings: IndexSettings,
     service: IndexService,
     verifier: TokenVerifier,
-    follower: Follower | None = None,
+    follower: AnyFollower | None = None,
 ) -> Starlette:
     metrics = index_metrics(service, follower)
     feed = ChangeFeed()

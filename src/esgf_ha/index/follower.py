@@ -33,11 +33,14 @@ import orjson
 
 from esgf_ha.common.index_client import error_text
 from esgf_ha.index.bootstrap import SnapshotError, download_snapshot
+from esgf_ha.index.errors import NotReady
 from esgf_ha.index.service import IndexService
 from esgf_ha.index.store import decode_payload
 
 log = logging.getLogger("esgf_ha.index.follower")
 STATE_FILE = "replication.json"
+# the follower's status, for the worker processes that do not run it
+STATUS_FILE = "replication.status.json"
 LIMIT = 200
 WAIT = 20.0
 PAUSED_POLL = 2.0
@@ -148,7 +151,12 @@ class Follower:
 
     # -- status -------------------------------------------------------------------------------
     def lag(self, now: float | None = None) -> float:
+        since = self.stale_since()
         now = time.time() if now is None else now
+        return 0.0 if since is None else max(0.0, now - since)
+
+    def stale_since(self) -> float | None:
+        """Since when this replica may miss upstream changes (None: it is current)."""
         if self.unreachable_since is not None or self.refused is not None or not self.contacted:
             # nothing is known since the last contact (from a previous run, if none in this
             # one); never contacted at all: the data are as old as the newest entry held
@@ -157,10 +165,8 @@ class Follower:
                 known = self.held_at if self.held_at is not None else self.started_at
             if self.pending_at is not None:
                 known = min(known, self.pending_at)
-            return max(0.0, now - known)
-        if self.pending_at is not None:
-            return max(0.0, now - self.pending_at)
-        return 0.0
+            return known
+        return self.pending_at
 
     def state(self) -> str:
         if self.refused is not None:
@@ -198,6 +204,7 @@ class Follower:
         failures = 0
         while not self._stop.is_set():
             try:
+                self._share_status()
                 self._step()
                 failures = 0
             except (httpx.HTTPError, OSError) as exc:
@@ -334,6 +341,24 @@ class Follower:
             log.warning("upstream unreachable", extra={"upstream": self.upstream, "error": error})
         self.last_error = error
 
+    def _share_status(self) -> None:
+        """With several worker processes, the others answer status and readiness from what
+        this one writes before every step (see `FollowerView`)."""
+        if not self.service.shared:
+            return
+        status = self.status()
+        shared = {
+            **status.as_json(),
+            "stale_since": self.stale_since(),
+            "has_data": self.has_data,
+            "applied_records": self.applied_records,
+            "applied_entries": self.applied_entries,
+        }
+        path = self.service.state_dir / STATUS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(shared))
+        tmp.replace(path)
+
     # -- persisted operator state -------------------------------------------------------------
     def _load_state(self) -> dict:
         try:
@@ -351,3 +376,88 @@ class Follower:
 
 def _float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
+
+
+class FollowerView:
+    """The follower as the worker processes that do not run it see it: its status as worker 0
+    last wrote it (re-read at most every `REFRESH` seconds). Pause and resume need the
+    follower itself: here they ask the caller to try again (another connection may reach it).
+    A status that stops being written (worker 0 died) makes the lag grow, as it should."""
+
+    REFRESH = 0.25
+
+    def __init__(self, service: IndexService, upstream: str) -> None:
+        self.service = service
+        self.upstream = upstream.rstrip("/")
+        self.path = service.state_dir / STATUS_FILE
+        self.started_at = time.time()
+        self._read_at = 0.0
+        self._shared: dict[str, object] = {}
+
+    def _status(self) -> dict[str, object]:
+        now = time.monotonic()
+        if now - self._read_at > self.REFRESH:
+            self._read_at = now
+            try:
+                loaded = orjson.loads(self.path.read_bytes())
+                self._shared = loaded if isinstance(loaded, dict) else {}
+            except (OSError, orjson.JSONDecodeError):
+                self._shared = {}
+        return self._shared
+
+    def lag(self, now: float | None = None) -> float:
+        shared = self._status()
+        since = _float(shared.get("stale_since")) if shared else self.started_at
+        now = time.time() if now is None else now
+        return 0.0 if since is None else max(0.0, now - since)
+
+    @property
+    def applied_records(self) -> int:
+        return int(self._status().get("applied_records", 0))  # type: ignore[call-overload]
+
+    @property
+    def applied_entries(self) -> int:
+        return int(self._status().get("applied_entries", 0))  # type: ignore[call-overload]
+
+    @property
+    def bootstraps(self) -> int:
+        return int(self._status().get("bootstraps", 0))  # type: ignore[call-overload]
+
+    @property
+    def has_data(self) -> bool:
+        return bool(self._status().get("has_data", False)) or self.service.seq > 0
+
+    def status(self) -> FollowStatus:
+        shared = self._status()
+        seq = shared.get("seq")
+        return FollowStatus(
+            upstream=self.upstream,
+            state=str(shared.get("state", "connecting")),
+            seq=self.service.seq,
+            upstream_seq=seq if isinstance(seq, int) else None,
+            lag=self.lag(),
+            paused=bool(shared.get("paused", False)),
+            bootstraps=self.bootstraps,
+            last_bootstrap=_str(shared.get("last_bootstrap")),
+            last_error=_str(shared.get("last_error")),
+        )
+
+    def start(self) -> None:
+        """Nothing runs here: worker 0 follows."""
+
+    def stop(self) -> None:
+        """Nothing runs here: worker 0 follows."""
+
+    def pause(self) -> None:
+        raise NotReady("this worker does not run the replica follower; send the request again")
+
+    def resume(self) -> None:
+        self.pause()
+
+
+# what the HTTP layer reads: the follower itself, or worker 0's as another worker sees it
+AnyFollower = Follower | FollowerView
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -7,7 +7,10 @@ index under one exclusive lock, so a search never sees half of a publication bat
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from esgf_ha.index.columns import CoreIndex
 from esgf_ha.index.engine import Engine, SearchResult
 from esgf_ha.index.facets import FacetProfile
 from esgf_ha.index.params import SearchRequest
-from esgf_ha.index.store import Prepared, Store, Transaction
+from esgf_ha.index.store import Prepared, SlotDelta, Store, Transaction
 from esgf_ha.records.schema import CORES, normalize_record
 
 log = logging.getLogger("esgf_ha.index")
@@ -71,6 +74,15 @@ class IndexService:
         self._saved_seq = self.seq if from_snapshot else -1
         # called with the new seq after every commit (long-polls of downstream replicas)
         self.listeners: list[Callable[[int], None]] = []
+        # several worker processes serve this store (see `attach`): each catches up with the
+        # others' commits before a search and in the background (`start_sync`)
+        self.shared = False
+        self.worker: int | None = None
+        self._sync_lock = threading.Lock()
+        self._stale = False
+        self._store_ino = _inode(store.path)
+        self._stop_sync = threading.Event()
+        self._sync_thread: threading.Thread | None = None
 
     @classmethod
     def open(
@@ -140,6 +152,7 @@ class IndexService:
             self.engine = Engine(self.store, cores, self.facets)
             self.seq = self.store.last_seq()
             self._saved_seq = self.seq if shipped else -1
+            self._store_ino = _inode(target)
         shutil.rmtree(incoming, ignore_errors=True)
         log.info(
             "store replaced",
@@ -192,18 +205,139 @@ class IndexService:
             listener(self.seq)
 
     def close(self) -> None:
-        """Save the facet snapshot, so the next start skips the rebuild, then close the store."""
-        try:
-            self.save_snapshot()
-        except OSError as exc:
-            log.warning("could not save the facet snapshot: %s", exc)
+        """Save the facet snapshot, so the next start skips the rebuild, then close the store.
+
+        A worker of several saves nothing: the others may be writing still, and the snapshot
+        must match the store exactly; the supervisor saves once they have all stopped."""
+        self.stop_sync()
+        if not self.shared:
+            try:
+                self.save_snapshot()
+            except OSError as exc:
+                log.warning("could not save the facet snapshot: %s", exc)
         self.store.close()
+
+    # -- several worker processes on one store --------------------------------------------------
+    def detach(self) -> None:
+        """Close the store before the process forks workers (no SQLite handle may cross a
+        fork); the facet index stays, shared with the workers until they change it."""
+        self.store.close()
+
+    def attach(self, worker: int | None) -> None:
+        """Reopen the store after a fork and catch up with what was committed since the facet
+        index was loaded: as worker number `worker`, or (None) as the supervisor after every
+        worker stopped, which then saves the snapshot."""
+        self.store = Store(self.state_dir / STORE_FILE, durable=self.store.durable)
+        self.engine = Engine(self.store, self.cores, self.facets)
+        self._store_ino = _inode(self.store.path)
+        self.worker = worker
+        self.shared = True
+        self.catch_up()
+        if worker is None:
+            self.shared = False
+
+    def start_sync(self, interval: float = 0.05) -> None:
+        """Catch up with the other workers every `interval` seconds, so long-polls of
+        downstream replicas wake on any worker's commit."""
+
+        def run() -> None:
+            while not self._stop_sync.wait(interval):
+                try:
+                    self.catch_up()
+                except Exception:  # noqa: BLE001 - the next round retries; searches catch up too
+                    log.exception("catching up with the other workers failed")
+
+        self._sync_thread = threading.Thread(target=run, name="worker-sync", daemon=True)
+        self._sync_thread.start()
+
+    def stop_sync(self) -> None:
+        """End the catch-up thread (a stopping worker)."""
+        self._stop_sync.set()
+        if self._sync_thread is not None:
+            self._sync_thread.join()
+            self._sync_thread = None
+
+    def catch_up(self) -> None:
+        """Apply what other processes committed since this one last looked (shared only):
+        whole entries at a time, under the write lock, so no search sees half a batch."""
+        if not self.shared:
+            return
+        if _inode(self.state_dir / STORE_FILE) != self._store_ino:
+            self._reopen()
+        if not self._stale and self.store.last_seq() <= self.seq:
+            return
+        with self._sync_lock:
+            while True:
+                if self._stale:
+                    self._rebuild()
+                delta = self.store.delta_since(self.seq)
+                if not delta.complete:
+                    self._stale = True
+                    continue
+                with self.lock.write():
+                    # a local write may have moved on meanwhile: read again from there
+                    if delta.base != self.seq:
+                        continue
+                    changed = self._apply_delta(delta)
+                break
+        if changed:
+            self._notify()
+
+    def _apply_delta(self, delta: SlotDelta) -> bool:
+        """Apply another process's entries (caller holds the write lock); whether any."""
+        for _, core, removed, added in delta.entries:
+            if removed:
+                self.cores[core].remove(removed)
+            if added:
+                self.cores[core].add_many([a[0] for a in added], [a[1] for a in added])
+        moved = delta.seq != self.seq
+        self.seq = delta.seq
+        return moved
+
+    def _rebuild(self) -> None:
+        """Rebuild the facet index from one snapshot of the store (this process fell behind
+        the slot log); later commits are applied from the slot log afterwards."""
+        began = time.monotonic()
+        with self.store.read_snapshot() as conn:
+            seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0])
+            cores = build_cores(self.store, conn)
+        with self.lock.write():
+            self.cores = cores
+            self.engine = Engine(self.store, cores, self.facets)
+            self.seq = seq
+            self._stale = False
+        log.info(
+            "facet index rebuilt", extra={"seq": seq, "seconds": round(time.monotonic() - began, 3)}
+        )
+
+    def _reopen(self) -> None:
+        """Another worker swapped in a new store (a replica's bootstrap): open it and load
+        its facet index like a start does."""
+        path = self.state_dir / STORE_FILE
+        store = Store(path, durable=self.store.durable)
+        seq, max_slots = store.last_seq(), store.max_slots()
+        cores = snapshot.load(self.state_dir / SNAPSHOT_DIR, seq, max_slots)
+        if cores is None:
+            with store.read_snapshot() as conn:
+                seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0])
+                cores = build_cores(store, conn)
+        with self.lock.write():
+            self.store.close()
+            self.store = store
+            self.cores = cores
+            self.engine = Engine(store, cores, self.facets)
+            self.seq = seq
+            self._store_ino = _inode(path)
+            self._stale = False
+        log.info("store reopened", extra={"seq": seq})
+        self._notify()
 
     # -- reads --------------------------------------------------------------------------------
     def search(
         self, req: SearchRequest, timeout: float | None = None
     ) -> tuple[SearchResult, list[dict[str, object]]]:
         """Run a search; past `timeout` seconds (None: no limit) it stops with SearchTimeout."""
+        self.catch_up()
         with self.lock.read(), deadline.limit(timeout):
             result = self.engine.search(req)
             docs = self.store.fetch(req.type, result.slots)
@@ -290,21 +424,48 @@ class IndexService:
         not hold them up for the time it takes to write it.
         """
 
+        def own(txn: Transaction) -> None:
+            for core, slot in txn.removed:
+                self.cores[core].remove([slot])
+            for core in CORES:
+                added = [(slot, record) for c, slot, record in txn.added if c == core]
+                if added:
+                    self.cores[core].add_many([a[0] for a in added], [a[1] for a in added])
+
+        with self.store.transaction(self._commit_hook(own)) as txn:
+            result = operation(txn)
+        self._after_write()
+        return result
+
+    def _commit_hook(
+        self, own: Callable[[Transaction], None]
+    ) -> Callable[[Transaction, Callable[[], None]], None]:
+        """The commit of a write and its facet-index update as one step for searches.
+
+        With other workers on the store, what they committed before this transaction (it
+        holds SQLite's write lock, so that is all of it) is applied first, in seq order."""
+
         def commit(txn: Transaction, do_commit: Callable[[], None]) -> None:
             with self.lock.write():
+                if self.shared and txn.seq is not None and not self._stale:
+                    delta = SlotDelta(txn.conn, self.seq, upto=txn.seq)
+                    if delta.complete:
+                        self._apply_delta(delta)
+                    else:
+                        self._stale = True  # rebuilt after the commit (`_after_write`)
                 do_commit()
-                for core, slot in txn.removed:
-                    self.cores[core].remove([slot])
-                for core in CORES:
-                    added = [(slot, record) for c, slot, record in txn.added if c == core]
-                    if added:
-                        self.cores[core].add_many([a[0] for a in added], [a[1] for a in added])
-                self.seq = self.store.last_seq()
+                own(txn)
+                if not self.shared:
+                    self.seq = self.store.last_seq()
+                elif txn.seq is not None:
+                    self.seq = txn.seq
 
-        with self.store.transaction(commit) as txn:
-            result = operation(txn)
+        return commit
+
+    def _after_write(self) -> None:
+        if self._stale:
+            self.catch_up()
         self._notify()
-        return result
 
     def bulk_load(
         self, datasets: Iterable[dict[str, object]], files: Iterable[dict[str, object]] = ()
@@ -318,30 +479,34 @@ class IndexService:
                     normalized = [normalize_record(r) for r in chunk]
 
                     # same lock order as every write: the store's, then the search lock
-                    def commit(
+                    def own(
                         txn: Transaction,
-                        do_commit: Callable[[], None],
                         core: str = core,
                         normalized: list[dict[str, object]] = normalized,
                     ) -> None:
-                        with self.lock.write():
-                            do_commit()
-                            self.cores[core].add_many(txn.bulk_slots, normalized)
-                            self.seq = self.store.last_seq()
+                        self.cores[core].add_many(txn.bulk_slots, normalized)
 
-                    self.store.bulk_insert(core, normalized, commit)
-                    self._notify()
+                    self.store.bulk_insert(core, normalized, self._commit_hook(own))
+                    self._after_write()
                     counts[core] += len(normalized)
         self.save_snapshot()
         return counts
 
 
-def build_cores(store: Store) -> dict[str, CoreIndex]:
-    """The facet index of every core, read from the store."""
+def _inode(path: Path) -> int:
+    """The store file's identity: a snapshot bootstrap renames a new file over it."""
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return -1
+
+
+def build_cores(store: Store, conn: sqlite3.Connection | None = None) -> dict[str, CoreIndex]:
+    """The facet index of every core, read from the store (on `conn`, in its snapshot)."""
     cores = {core: CoreIndex(core) for core in CORES}
     for core in CORES:
         index = cores[core]
-        for chunk in _chunks(store.scan(core), 50_000):
+        for chunk in _chunks(store.scan(core, conn=conn), 50_000):
             index.add_many([slot for slot, _ in chunk], [record for _, record in chunk])
     return cores
 

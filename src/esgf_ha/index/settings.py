@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -82,9 +83,20 @@ class IndexSettings(ServiceSettings):
         description="replica: bearer token with scope esgf:replicate for the upstream",
     )
     upstream_ca: Path | None = Field(None, description="replica: CA (PEM) of an HTTPS upstream")
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1,
+        description="worker processes serving this index on one port, each with its own copy "
+        "of the facet index (auto: one per CPU); 1 serves from the main process",
+    )
     max_lag: float = Field(
         30.0, gt=0, description="replica: /readyz fails when the known lag exceeds this (seconds)"
     )
+
+    def worker_count(self) -> int:
+        """How many worker processes `workers` asks for on this machine."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return int(self.workers)
 
     @model_validator(mode="after")
     def _check(self) -> IndexSettings:

@@ -174,6 +174,9 @@ class Transaction:
         # a replica applying an upstream entry: (seq, at, kind, payload) logged verbatim
         self.upstream: tuple[int, float, str, bytes] | None = None
         self.bulk_slots: list[int] = []
+        self.bulk_core = ""
+        # the change-log seq this transaction commits under (None: it changed nothing)
+        self.seq: int | None = None
 
     def get(self, core: str, record_id: str) -> tuple[int, dict[str, object]] | None:
         row = self.conn.execute(
@@ -274,6 +277,87 @@ class Transaction:
         return kind, encode_payload(payload)
 
 
+# How many change-log entries the slot log keeps: a worker further behind rebuilds its facet
+# index from the store instead (workers catch up every ~50 ms, so this is hours of writes).
+SLOT_LOG_KEEP = 10_000
+
+
+def _ranges(slots: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted slots as inclusive (lo, hi) runs: inserts take consecutive slots, so a batch of
+    thousands of records is one row of the slot log."""
+    out: list[tuple[int, int]] = []
+    for slot in sorted(set(slots)):
+        if out and out[-1][1] == slot - 1:
+            out[-1] = (out[-1][0], slot)
+        else:
+            out.append((slot, slot))
+    return out
+
+
+def _log_entry(txn: Transaction) -> None:
+    """Append the transaction's change-log entry and the slots it changed (for the other
+    worker processes of this store, see `SlotDelta`), inside the transaction."""
+    conn = txn.conn
+    if txn.upstream is not None:
+        conn.execute("INSERT INTO changes VALUES (?, ?, ?, ?)", txn.upstream)
+        txn.seq = txn.upstream[0]
+    else:
+        entry = txn.entry()
+        if entry is None:
+            return
+        cur = conn.execute(
+            "INSERT INTO changes (at, kind, payload) VALUES (?, ?, ?)", (time.time(), *entry)
+        )
+        txn.seq = int(cur.lastrowid or 0)
+    rows: list[tuple[int, str, int, int, int]] = []
+    for core in TABLES:
+        removed = [slot for c, slot in txn.removed if c == core]
+        added = [slot for c, slot, _ in txn.added if c == core]
+        if txn.bulk_core == core:
+            added.extend(txn.bulk_slots)
+        rows.extend((txn.seq, core, lo, hi, 0) for lo, hi in _ranges(removed))
+        rows.extend((txn.seq, core, lo, hi, 1) for lo, hi in _ranges(added))
+    conn.executemany("INSERT INTO slot_log VALUES (?, ?, ?, ?, ?)", rows)
+    if txn.seq % 256 == 0:
+        floor = txn.seq - SLOT_LOG_KEEP
+        conn.execute("DELETE FROM slot_log WHERE seq <= ?", (floor,))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('slot_log_floor', ?)", (str(floor),))
+
+
+class SlotDelta:
+    """What other writers committed after `base`, read in one snapshot: per entry (in seq
+    order) the slots removed and the records added, each by core. `complete` is False when
+    the slot log no longer reaches back to `base` (the reader must rebuild instead)."""
+
+    def __init__(self, conn: sqlite3.Connection, base: int, upto: int | None = None) -> None:
+        self.base = base
+        floor_row = conn.execute("SELECT value FROM meta WHERE key='slot_log_floor'").fetchone()
+        self.complete = floor_row is None or int(floor_row[0]) <= base
+        bound = "AND seq < ?" if upto is not None else ""
+        args = (base,) if upto is None else (base, upto)
+        rows = conn.execute(
+            f"SELECT seq, core, lo, hi, added FROM slot_log WHERE seq > ? {bound} "
+            "ORDER BY seq, added, rowid",
+            args,
+        ).fetchall()
+        last = conn.execute(
+            f"SELECT coalesce(max(seq), 0) FROM changes WHERE seq > ? {bound}", args
+        ).fetchone()[0]
+        self.seq = max(base, int(last))
+        # (seq, core, removed slots, added (slot, record) pairs)
+        self.entries: list[tuple[int, str, list[int], list[tuple[int, dict[str, object]]]]] = []
+        for seq, core, lo, hi, added in rows:
+            if added:
+                found = conn.execute(
+                    f"SELECT {DOC_COLUMNS} FROM {TABLES[core]} WHERE slot BETWEEN ? AND ? "
+                    "ORDER BY slot",
+                    (lo, hi),
+                ).fetchall()
+                self.entries.append((seq, core, [], [unpack(r) for r in found]))
+            else:
+                self.entries.append((seq, core, list(range(lo, hi + 1)), []))
+
+
 class Store:
     def __init__(self, path: Path, *, readonly: bool = False, durable: bool = True) -> None:
         self.path = path
@@ -307,7 +391,8 @@ class Store:
             conn.execute("PRAGMA cache_size=-65536")
             # a search past its time limit is stopped inside SQLite too (index/deadline.py)
             conn.set_progress_handler(deadline.sqlite_progress, deadline.SQLITE_PROGRESS_STEPS)
-        conn.execute("PRAGMA busy_timeout=10000")
+        # a writer may queue behind another worker process's large batch (`--workers`)
+        conn.execute(f"PRAGMA busy_timeout={60000 if write else 10000}")
         return conn
 
     def _migrate(self) -> None:
@@ -325,6 +410,10 @@ class Store:
             CREATE TABLE IF NOT EXISTS changes (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
                 kind TEXT NOT NULL, payload BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS slot_log (
+                seq INTEGER NOT NULL, core TEXT NOT NULL,
+                lo INTEGER NOT NULL, hi INTEGER NOT NULL, added INTEGER NOT NULL);
+            CREATE INDEX IF NOT EXISTS slot_log_seq ON slot_log(seq);
             INSERT OR REPLACE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
             COMMIT;""".replace("{SCHEMA_VERSION}", str(SCHEMA_VERSION))
         )
@@ -397,15 +486,7 @@ class Store:
             txn = Transaction(conn)
             try:
                 yield txn
-                if txn.upstream is not None:
-                    conn.execute("INSERT INTO changes VALUES (?, ?, ?, ?)", txn.upstream)
-                else:
-                    entry = txn.entry()
-                    if entry is not None:
-                        conn.execute(
-                            "INSERT INTO changes (at, kind, payload) VALUES (?, ?, ?)",
-                            (time.time(), *entry),
-                        )
+                _log_entry(txn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -437,6 +518,7 @@ class Store:
         # a replica that meets a "bulk" entry bootstraps from a snapshot instead of replaying.
         with self.transaction(commit) as txn:
             txn.bulk_slots = _insert_many(txn.conn, Prepared(core, records))
+            txn.bulk_core = core
             txn.log("bulk", {"core": core, "count": len(txn.bulk_slots)})
         return txn.bulk_slots
 
@@ -463,8 +545,13 @@ class Store:
     def count(self, core: str) -> int:
         return int(self.reader().execute(f"SELECT count(*) FROM {TABLES[core]}").fetchone()[0])
 
-    def scan(self, core: str, batch: int = 50_000) -> Iterator[tuple[int, dict[str, object]]]:
-        conn = self._connect(write=False)
+    def scan(
+        self, core: str, batch: int = 50_000, conn: sqlite3.Connection | None = None
+    ) -> Iterator[tuple[int, dict[str, object]]]:
+        """Every record of a core in slot order; on `conn` (inside its read transaction) if
+        given, else on a connection of its own."""
+        own = conn is None
+        conn = self._connect(write=False) if conn is None else conn
         try:
             last = 0
             while True:
@@ -479,7 +566,29 @@ class Store:
                     yield unpack(row)
                 last = rows[-1][0]
         finally:
+            if own:
+                conn.close()
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own inside one read transaction: everything read on it is of
+        one committed state, whatever other processes commit meanwhile."""
+        conn = self._connect(write=False)
+        try:
+            conn.execute("BEGIN")
+            yield conn
+            conn.execute("COMMIT")
+        finally:
             conn.close()
+
+    def delta_since(self, base: int) -> SlotDelta:
+        """What was committed after `base` (by any process), read in one snapshot."""
+        conn = self.reader()
+        conn.execute("BEGIN")
+        try:
+            return SlotDelta(conn, base)
+        finally:
+            conn.execute("COMMIT")
 
     def fetch(self, core: str, slots: Sequence[int]) -> dict[int, dict[str, object]]:
         if not len(slots):

@@ -12,12 +12,12 @@ from starlette.responses import JSONResponse, Response
 from esgf_ha import __version__
 from esgf_ha.common.edge import PREFIX, Metrics, readiness
 from esgf_ha.index import openapi
-from esgf_ha.index.follower import Follower
+from esgf_ha.index.follower import AnyFollower
 from esgf_ha.index.service import IndexService
 from esgf_ha.index.settings import IndexSettings
 
 
-def index_metrics(service: IndexService, follower: Follower | None) -> Metrics:
+def index_metrics(service: IndexService, follower: AnyFollower | None) -> Metrics:
     """The common request metrics plus the index's gauges, read when scraped."""
     metrics = Metrics("index")
     registry = metrics.registry
@@ -55,7 +55,7 @@ class Operations:
         self,
         service: IndexService,
         settings: IndexSettings,
-        follower: Follower | None,
+        follower: AnyFollower | None,
         metrics: Metrics,
     ) -> None:
         self.service = service

@@ -15,7 +15,7 @@ from esgf_ha.common.auth import Principal, TokenVerifier
 from esgf_ha.index.bootstrap import SEQ_HEADER, make_snapshot
 from esgf_ha.index.changes import MAX_LIMIT, MAX_WAIT, ChangeFeed, ChangesQuery
 from esgf_ha.index.errors import BadRequest
-from esgf_ha.index.follower import Follower
+from esgf_ha.index.follower import AnyFollower
 from esgf_ha.index.http.writes import WriteGate
 from esgf_ha.index.service import DigestRange, IndexService
 from esgf_ha.index.settings import IndexSettings
@@ -87,7 +87,7 @@ class Replication:
         settings: IndexSettings,
         verifier: TokenVerifier,
         gate: WriteGate,
-        follower: Follower | None,
+        follower: AnyFollower | None,
         feed: ChangeFeed,
     ) -> None:
         self.service = service
@@ -140,7 +140,7 @@ class Replication:
             answer = {"digests": digests}
         return Response(orjson.dumps({"core": core, **answer}), media_type="application/json")
 
-    def following(self, request: Request) -> Follower:
+    def following(self, request: Request) -> AnyFollower:
         self.replicator(request)
         if self.follower is None:
             raise BadRequest("this index is the master: it follows no upstream")
