@@ -83,15 +83,19 @@ class _Unsure(Exception):
 
 
 def _mapped(prefix: str) -> ctypes.PyDLL | None:
-    """The one copy of a library this process has loaded (netCDF4's own: a second copy
-    would keep its own HDF5 state). PyDLL keeps the GIL held during calls: neither library
-    may be called from two threads at once."""
+    """The copy of a library netCDF4 loaded: a second copy (h5py brings its own HDF5) keeps
+    its own state. PyDLL keeps the GIL held during calls: neither library may be called from
+    two threads at once."""
     assert netCDF4.__netcdf4libversion__  # imported, so its libraries are mapped
     try:
         maps = Path("/proc/self/maps").read_text().splitlines()
     except OSError:
         return None
-    paths = {line.split()[-1] for line in maps if f"/{prefix}" in line}
+    mapped = {line.split()[-1] for line in maps if "/" in line}
+    netcdf = {p for p in mapped if Path(p).name.startswith("libnetcdf")}
+    paths = {p for p in mapped if Path(p).name.startswith(prefix)}
+    if len(paths) > 1 and len(netcdf) == 1:  # the one beside libnetcdf
+        paths = {p for p in paths if Path(p).parent == Path(next(iter(netcdf))).parent}
     return ctypes.PyDLL(paths.pop()) if len(paths) == 1 else None
 
 
