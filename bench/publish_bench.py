@@ -3,7 +3,8 @@ loopback, against esgcet's wire protocol (one HTTP request per record) on the sa
 in the same run; and checksum throughput against `sha256sum` on the same files.
 
     .venv/bin/python bench/publish_bench.py [--files 10000] [--workdir DIR] [--keep]
-    .venv/bin/python bench/publish_bench.py --plain-mapfiles --skip-esgcet --skip-checksums
+    .venv/bin/python bench/publish_bench.py --plain-mapfiles --skip-esgcet --skip-checksums \
+        --reference-src /tmp/old/src --rounds 3
 
 What is measured:
 1. `esgf-ha publish --mapfile ...` as a subprocess, end to end (Python start, reading the
@@ -15,6 +16,10 @@ What is measured:
    emulation with httpx (running real esgpublish on 10,000 files would add its own Python
    start and file reading per dataset on top; tests/test_publisher_esgcet.py runs the real
    one). Record building is not timed for this side, so the ratio favours esgcet.
+   With `--reference-src DIR`, the same command also runs with another copy of the package
+   (e.g. `git archive <commit> src | tar -x -C /tmp/old`) into a fresh master of its own,
+   alternating with ours for `--rounds` rounds, so that the ratio compares both on the
+   same machine state.
 3. SHA-256 of the same sample files and of a few large files: `sha256sum` (one process)
    against our `checksum_many` (threads), page cache warm for both.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -102,6 +108,61 @@ def checksum_bench(label: str, paths: list[Path]) -> None:
     )
 
 
+def publish_seconds(
+    work: Path, data: Path, chosen: list[Path], n_records: int, src: Path | None
+) -> tuple[float, float, dict[str, object]]:
+    """`esgf-ha publish --mapfile` end to end into a fresh master, with the package from
+    `src` (default: this checkout): wall seconds, and CPU seconds of the publisher and its
+    worker processes (the master's own work not included), which a shared machine disturbs
+    less than the wall time."""
+    server = IndexServer(Path(tempfile.mkdtemp(prefix="master-", dir=work))).start()
+    try:
+        cmd = [sys.executable, "-m", "esgf_ha", "publish", "--index", server.url,
+               "--token", server.token(), "--data-node", DATA_NODE,
+               "--root", f"esg_dataroot={data}", "--json", "--no-progress"]  # fmt: skip
+        for m in chosen:
+            cmd += ["--mapfile", str(m)]
+        env = dict(os.environ)
+        if src is not None:
+            env["PYTHONPATH"] = str(src)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        seconds = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        got = server.search(type="File", limit=0)["response"]["numFound"]
+        assert got == n_records, got
+        return seconds, cpu, json.loads(proc.stdout)
+    finally:
+        server.stop()
+
+
+def compare(work: Path, data: Path, chosen: list[Path], n: int, args: argparse.Namespace) -> None:
+    """Ours against the reference package, alternating, on the same mapfiles."""
+    ref_times, our_times, ref_cpus, our_cpus = [], [], [], []
+    for r in range(args.rounds):
+        ref, ref_cpu, _ = publish_seconds(work, data, chosen, n, args.reference_src)
+        ours, our_cpu, report = publish_seconds(work, data, chosen, n, None)
+        ref_times.append(ref)
+        our_times.append(ours)
+        ref_cpus.append(ref_cpu)
+        our_cpus.append(our_cpu)
+        print(f"round {r + 1}: reference {ref:7.2f} s ({ref_cpu:.1f} s CPU), ours {ours:7.2f} s "
+              f"({our_cpu:.1f} s CPU, scan {report['scan_seconds']:.2f} s), ratio "
+              f"{ref / ours:.2f}x wall, {ref_cpu / our_cpu:.2f}x CPU, "
+              f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    ref, ours = min(ref_times), min(our_times)
+    ref_cpu, our_cpu = min(ref_cpus), min(our_cpus)
+    print(f"reference ({args.reference_src}), best of {args.rounds}  {ref:7.2f} s  "
+          f"{n / ref:8.0f} records/s  {ref_cpu:6.1f} s CPU")  # fmt: skip
+    print(f"esgf-ha publish --mapfile, best of {args.rounds}  {ours:7.2f} s  "
+          f"{n / ours:8.0f} records/s  {our_cpu:6.1f} s CPU  (target < 10 s)")  # fmt: skip
+    print(f"ratio reference / ours (best of each): {ref / ours:.2f}x wall, "
+          f"{ref_cpu / our_cpu:.2f}x CPU")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=10_000, help="file records to publish (at least)")
@@ -111,6 +172,10 @@ def main() -> None:
     ap.add_argument("--plain-mapfiles", action="store_true",
                     help="publish from mapfiles without our tracking_id= keys, as esgprep writes "
                          "them (every file is then opened)")  # fmt: skip
+    ap.add_argument("--reference-src", type=Path,
+                    help="also publish with the package in this src directory (then only that "
+                         "comparison runs)")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of the reference comparison")
     ap.add_argument("--skip-esgcet", action="store_true", help="skip the esgcet protocol run")
     ap.add_argument("--skip-checksums", action="store_true", help="skip the checksum runs")
     args = ap.parse_args()
@@ -167,6 +232,9 @@ def main() -> None:
               f"{n_records} files would take {floor * n_records / (os.cpu_count() or 1):.1f} s "
               f"on {os.cpu_count()} cores")  # fmt: skip
 
+        if args.reference_src is not None:
+            compare(work, data, chosen, n_records, args)
+            return
         a = IndexServer(work / "master-a").start()
         b = IndexServer(work / "master-b", extra_args=["--ws-anonymous-from", "127.0.0.1/32"])
         b.start()
