@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import re
-import select
+import socket
+import struct
 import threading
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
@@ -142,35 +144,66 @@ class SendfileThreads:
         return self._limiter if self._limiter.available_tokens else None
 
 
+STALL_SECONDS = 60  # a client that takes no byte for this long is dropped
+MAX_SENDFILE = 1 << 30  # Linux moves at most ~2 GiB per call
+_ONE_SECOND = struct.pack("ll", 1, 0)  # struct timeval
+_NO_TIMEOUT = struct.pack("ll", 0, 0)
+
+
 def _blocking_sendfile(
     sock_fd: int, file_fd: int, offset: int, count: int, abandoned: threading.Event
 ) -> int:
-    """sendfile on a non-blocking socket from a worker thread, waiting for room with poll.
+    """sendfile from a worker thread with the socket made blocking, so the kernel waits for
+    room itself and one call moves many megabytes: no return to Python per socket buffer.
 
-    The thread owns both descriptors (duplicates) and closes them: once the request is
-    abandoned (the server stopped waiting for it) the caller no longer knows when this ends,
-    and it gives up within a second of `abandoned` being set."""
+    A send timeout of one second bounds each wait: the thread notices `abandoned` within a
+    second and drops a client that reads nothing for STALL_SECONDS. The thread owns both
+    descriptors (duplicates) and closes them: once the request is abandoned (the server
+    stopped waiting for it) the caller no longer knows when this ends. The duplicate shares
+    the event loop's file status flags, so the socket goes back to non-blocking before the
+    loop sees it again (its reading is paused and nothing else writes meanwhile)."""
+    sock = socket.socket(fileno=sock_fd)  # owns sock_fd from here on
     try:
-        poller = select.poll()
-        poller.register(sock_fd, select.POLLOUT)
-        sent = 0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _ONE_SECOND)
+        os.set_blocking(sock_fd, True)
+        sent, stalled = 0, 0
         while sent < count and not abandoned.is_set():
             try:
-                n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
-            except BlockingIOError:
-                for _ in range(60):
-                    if poller.poll(1000) or abandoned.is_set():
-                        break
-                else:
+                n = os.sendfile(sock_fd, file_fd, offset + sent, min(count - sent, MAX_SENDFILE))
+            except BlockingIOError:  # a second without room for a single byte
+                stalled += 1
+                if stalled >= STALL_SECONDS:
                     raise TimeoutError("the client stopped reading") from None
                 continue
             if n == 0:
                 break
             sent += n
+            stalled = 0
         return sent
     finally:
-        os.close(sock_fd)
+        try:
+            os.set_blocking(sock_fd, False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _NO_TIMEOUT)
+        except OSError:
+            pass  # the connection is gone; the event loop finds out on its own
+        sock.close()
         os.close(file_fd)
+
+
+def _cork(transport: Any, on: bool) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):  # the connection is gone: the transfer finds out
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
+
+
+def _sendfile_now(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
+    """As much of the span as the non-blocking socket takes right now (0 if none)."""
+    try:
+        return os.sendfile(sock_fd, file_fd, offset, count)
+    except BlockingIOError:
+        return 0
 
 
 class _Span:
@@ -215,15 +248,28 @@ class FileBody(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fh = None
         if self.send_body and self.length:
-            # opened before the status goes out: a file that vanished is still a clean 404
+            # opened before the status goes out: a file that vanished is still a clean 404.
+            # Opened on the event loop: the handler has just stat-ed the same path there, and
+            # a thread hop would cost more than the open (it shows in small-range latency)
             try:
-                fh = await anyio.to_thread.run_sync(open, self.stat.path, "rb")
+                fh = open(self.stat.path, "rb")  # noqa: SIM115 - closed once the body is out
             except OSError:
                 gone = JSONResponse(
                     {"ok": False, "status": 404, "error": "no such file"}, status_code=404
                 )
                 await gone(scope, receive, send)
                 return
+        protocol = (scope.get("state") or {}).get("sendfile_protocol")
+        zero_copy = (
+            fh is not None
+            and protocol is not None
+            and self.length >= self.sendfile_min
+            and protocol.transport.get_extra_info("sslcontext") is None
+        )
+        if zero_copy:
+            # headers and the first body bytes share packets (nginx's tcp_nopush): with
+            # TCP_NODELAY the headers would leave alone and wake the client once more
+            _cork(protocol.transport, True)
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
@@ -232,12 +278,7 @@ class FileBody(Response):
             return
         sent = 0
         try:
-            protocol = (scope.get("state") or {}).get("sendfile_protocol")
-            if (
-                protocol is not None
-                and self.length >= self.sendfile_min
-                and protocol.transport.get_extra_info("sslcontext") is None
-            ):
+            if zero_copy:
                 sent = await self._sendfile(protocol, fh, send)
             else:
                 sent = await self._chunks_until_disconnect(receive, send, fh)
@@ -250,40 +291,17 @@ class FileBody(Response):
         protocol.conn.send_with_data_passthrough(h11.Data(data=_Span(self.length)))  # type: ignore[arg-type]
         transport = protocol.transport
         sock = transport.get_extra_info("socket")
-        limiter = self.threads.free() if self.threads is not None else None
+        sent = 0
         try:
-            if sock is None or transport.get_write_buffer_size() or limiter is None:
-                # headers still queued, or every sendfile thread busy: the event loop sends
-                loop = asyncio.get_running_loop()
-                sent = await loop.sendfile(transport, fh, self.start, self.length)
-            else:
-                # a thread per transfer: the kernel copies of several downloads run on
-                # several cores, and the event loop stays free for other requests
-                reading = transport.is_reading()
-                transport.pause_reading()
-                # our own descriptors for the socket and the file: should the transport or
-                # the file be closed meanwhile, the numbers cannot be reused under the thread
-                fd, file_fd = os.dup(sock.fileno()), os.dup(fh.fileno())
-                abandoned = threading.Event()
-                try:
-                    sent = await anyio.to_thread.run_sync(
-                        _blocking_sendfile,
-                        fd,
-                        file_fd,
-                        self.start,
-                        self.length,
-                        abandoned,
-                        limiter=limiter,
-                        # a stopping server cancels requests still running after its grace
-                        # period: the thread is told and closes its descriptors itself
-                        abandon_on_cancel=True,
-                    )
-                except BaseException:
-                    abandoned.set()
-                    raise
-                finally:
-                    if reading and not transport.is_closing():
-                        transport.resume_reading()
+            try:
+                if sock is not None and not transport.get_write_buffer_size():
+                    # what fits in the socket buffer goes now, from the event loop: a 1 MiB
+                    # range usually leaves in this one call, without a thread hop
+                    sent = _sendfile_now(sock.fileno(), fh.fileno(), self.start, self.length)
+            finally:
+                _cork(transport, False)
+            if sent < self.length:
+                sent += await self._send_rest(transport, sock, fh, sent)
         except (ConnectionError, OSError, RuntimeError) as exc:
             # the client went away mid-transfer: nothing to clean up but the connection
             log.info("transfer aborted", extra={"path": str(self.stat.path), "error": str(exc)})
@@ -295,6 +313,44 @@ class FileBody(Response):
         # the h11 writer already counted the bytes: end the message normally
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return int(sent)
+
+    async def _send_rest(self, transport: Any, sock: Any, fh: Any, done: int) -> int:
+        """The body after its first `done` bytes: from a worker thread, or from the event
+        loop when the headers are still queued or every sendfile thread is busy."""
+        offset, count = self.start + done, self.length - done
+        limiter = self.threads.free() if self.threads is not None else None
+        if sock is None or transport.get_write_buffer_size() or limiter is None:
+            loop = asyncio.get_running_loop()
+            return int(await loop.sendfile(transport, fh, offset, count))
+        # a thread per transfer: the kernel copies of several downloads run on several
+        # cores, and the event loop stays free for other requests
+        reading = transport.is_reading()
+        transport.pause_reading()
+        # our own descriptors for the socket and the file: should the transport or the file
+        # be closed meanwhile, the numbers cannot be reused under the thread
+        fd, file_fd = os.dup(sock.fileno()), os.dup(fh.fileno())
+        abandoned = threading.Event()
+        try:
+            return int(
+                await anyio.to_thread.run_sync(
+                    _blocking_sendfile,
+                    fd,
+                    file_fd,
+                    offset,
+                    count,
+                    abandoned,
+                    limiter=limiter,
+                    # a stopping server cancels requests still running after its grace
+                    # period: the thread is told and closes its descriptors itself
+                    abandon_on_cancel=True,
+                )
+            )
+        except BaseException:
+            abandoned.set()
+            raise
+        finally:
+            if reading and not transport.is_closing():
+                transport.resume_reading()
 
     async def _chunks_until_disconnect(self, receive: Receive, send: Send, fh: Any) -> int:
         # uvicorn drops what is sent after the client left, so without this watcher a
