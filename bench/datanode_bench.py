@@ -64,7 +64,9 @@ def make_file(path: Path, size: int) -> None:
                 progress.advance(task, n)
 
 
-def start_node(state: Path, root: Path, listen: str, *extra: str) -> subprocess.Popen:
+def start_node(
+    state: Path, root: Path, listen: str, *extra: str, src: Path | None = None
+) -> subprocess.Popen:
     state.mkdir(parents=True, exist_ok=True)
     (state / "data.endpoint.json").unlink(missing_ok=True)
     log = open(state / "server.log", "ab")  # noqa: SIM115 - the child keeps it
@@ -87,6 +89,7 @@ def start_node(state: Path, root: Path, listen: str, *extra: str) -> subprocess.
         ],
         stdout=log,
         stderr=log,
+        env={**os.environ, "PYTHONPATH": str(src)} if src else None,
     )
     wait_until_ready(state, "data", proc, timeout=60)
     return proc
@@ -247,6 +250,14 @@ def main() -> int:
     )
     ap.add_argument("--ranges", type=int, default=300, help="1 MiB range requests per system")
     ap.add_argument("--dir", type=Path, default=None, help="where the test file lives")
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME=SRC",
+        help="also run the node from another source tree (`git archive COMMIT src`) as NAME,\n"
+        "e.g. --also ours-before=/tmp/before/src; repeatable",
+    )
     args = ap.parse_args()
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         console.print("nginx is not installed: apt-get install -y nginx-light")
@@ -304,6 +315,11 @@ def main() -> int:
             "ours": [procs[1].pid],
             "ours+nginx": [procs[2].pid, procs[3].pid],
         }
+        for also in args.also:
+            name, _, src = also.partition("=")
+            procs.append(start_node(work / name, data_root, "127.0.0.1:0", src=Path(src)))
+            systems[name] = json.loads((work / name / "data.endpoint.json").read_text())["url"]
+            pids[name] = [procs[-1].pid]
         for base in systems.values():
             wait_http(f"{base}/thredds/fileServer/{ROOT}/{REL}")
         results: dict[str, dict[str, float]] = {}

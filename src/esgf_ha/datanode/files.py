@@ -4,9 +4,11 @@ on plain HTTP (no copy through Python), large reads otherwise.
 Uvicorn does not implement the ASGI `http.response.zerocopy` extension, so the protocol we
 run (`SendfileProtocol`) puts itself into the request scope; the response tells h11 that
 `length` body bytes were sent (data passthrough with a placeholder, h11's documented way to
-use sendfile), then a worker thread calls `os.sendfile` on the socket until the span is out
-(`loop.sendfile` from the event loop when the headers are still queued or all threads are
-busy). Threads let the kernel copies of parallel downloads use every core."""
+use sendfile), corks the headers with the body, and calls `os.sendfile` once from the event
+loop: a range that fits the socket buffer is out then. The rest of a larger body goes from a
+worker thread (`loop.sendfile` from the event loop when all threads are busy), with little
+unsent data queued on the socket (`NOTSENT_LOWAT`). Threads let the kernel copies of parallel
+downloads use every core."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ import contextlib
 import logging
 import os
 import re
+import select
 import socket
-import struct
 import threading
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
@@ -144,58 +146,51 @@ class SendfileThreads:
         return self._limiter if self._limiter.available_tokens else None
 
 
-STALL_SECONDS = 60  # a client that takes no byte for this long is dropped
-MAX_SENDFILE = 1 << 30  # Linux moves at most ~2 GiB per call
-_ONE_SECOND = struct.pack("ll", 1, 0)  # struct timeval
-_NO_TIMEOUT = struct.pack("ll", 0, 0)
-
-
 def _blocking_sendfile(
     sock_fd: int, file_fd: int, offset: int, count: int, abandoned: threading.Event
 ) -> int:
-    """sendfile from a worker thread with the socket made blocking, so the kernel waits for
-    room itself and one call moves many megabytes: no return to Python per socket buffer.
+    """sendfile on a non-blocking socket from a worker thread, waiting for room with poll.
 
-    A send timeout of one second bounds each wait: the thread notices `abandoned` within a
-    second and drops a client that reads nothing for STALL_SECONDS. The thread owns both
-    descriptors (duplicates) and closes them: once the request is abandoned (the server
-    stopped waiting for it) the caller no longer knows when this ends. The duplicate shares
-    the event loop's file status flags, so the socket goes back to non-blocking before the
-    loop sees it again (its reading is paused and nothing else writes meanwhile)."""
-    sock = socket.socket(fileno=sock_fd)  # owns sock_fd from here on
+    The thread owns both descriptors (duplicates) and closes them: once the request is
+    abandoned (the server stopped waiting for it) the caller no longer knows when this ends,
+    and it gives up within a second of `abandoned` being set."""
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _ONE_SECOND)
-        os.set_blocking(sock_fd, True)
-        sent, stalled = 0, 0
+        poller = select.poll()
+        poller.register(sock_fd, select.POLLOUT)
+        sent = 0
         while sent < count and not abandoned.is_set():
             try:
-                n = os.sendfile(sock_fd, file_fd, offset + sent, min(count - sent, MAX_SENDFILE))
-            except BlockingIOError:  # a second without room for a single byte
-                stalled += 1
-                if stalled >= STALL_SECONDS:
+                n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
+            except BlockingIOError:
+                for _ in range(60):
+                    if poller.poll(1000) or abandoned.is_set():
+                        break
+                else:
                     raise TimeoutError("the client stopped reading") from None
                 continue
             if n == 0:
                 break
             sent += n
-            stalled = 0
         return sent
     finally:
-        try:
-            os.set_blocking(sock_fd, False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _NO_TIMEOUT)
-        except OSError:
-            pass  # the connection is gone; the event loop finds out on its own
-        sock.close()
+        os.close(sock_fd)
         os.close(file_fd)
 
 
-def _cork(transport: Any, on: bool) -> None:
+# Unsent bytes a socket may hold while a large body goes out. Without a bound, sendfile fills
+# the whole send buffer (4 MiB) and the kernel transmits the backlog from its pacing timers
+# in softirq context (BBR paces), which a loaded machine runs late: 32 streams moved half
+# of nginx's rate. Kept short, the data leaves in the sending thread's own system call.
+NOTSENT_LOWAT = 256 << 10
+_TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux's number
+
+
+def _tcp_option(transport: Any, option: int, value: int) -> None:
     sock = transport.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
     with contextlib.suppress(OSError):  # the connection is gone: the transfer finds out
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
+        sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def _sendfile_now(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
@@ -259,7 +254,7 @@ class FileBody(Response):
                 )
                 await gone(scope, receive, send)
                 return
-        protocol = (scope.get("state") or {}).get("sendfile_protocol")
+        protocol: Any = (scope.get("state") or {}).get("sendfile_protocol")
         zero_copy = (
             fh is not None
             and protocol is not None
@@ -269,7 +264,7 @@ class FileBody(Response):
         if zero_copy:
             # headers and the first body bytes share packets (nginx's tcp_nopush): with
             # TCP_NODELAY the headers would leave alone and wake the client once more
-            _cork(protocol.transport, True)
+            _tcp_option(protocol.transport, socket.TCP_CORK, 1)
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
@@ -299,9 +294,15 @@ class FileBody(Response):
                     # range usually leaves in this one call, without a thread hop
                     sent = _sendfile_now(sock.fileno(), fh.fileno(), self.start, self.length)
             finally:
-                _cork(transport, False)
+                _tcp_option(transport, socket.TCP_CORK, 0)
             if sent < self.length:
-                sent += await self._send_rest(transport, sock, fh, sent)
+                _tcp_option(transport, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
+                try:
+                    sent += await self._send_rest(transport, sock, fh, sent)
+                finally:
+                    # 0 is the system's default again: the next small range on this
+                    # connection fills the buffer in one call
+                    _tcp_option(transport, _TCP_NOTSENT_LOWAT, 0)
         except (ConnectionError, OSError, RuntimeError) as exc:
             # the client went away mid-transfer: nothing to clean up but the connection
             log.info("transfer aborted", extra={"path": str(self.stat.path), "error": str(exc)})
