@@ -1,15 +1,18 @@
 """Data node file-serving benchmark against nginx, same file, same disk, same run.
 
-    .venv/bin/python bench/datanode_bench.py                 # 1 GiB file, 3 rounds
+    .venv/bin/python bench/datanode_bench.py                 # 1 GiB file, 3 rounds, 8 and 32 streams
     .venv/bin/python bench/datanode_bench.py --size-mib 256 --rounds 1   # quick look
+    git archive COMMIT src | tar -x -C /tmp/before           # an older node beside, same run:
+    .venv/bin/python bench/datanode_bench.py --also ours-before=/tmp/before/src
 
 Systems: `ours` (esgf-ha serve data, sendfile), `nginx` (Debian nginx serving the root with
 `alias` + sendfile: the reference) and `ours+nginx` (the nginx mode: nginx proxies to our node,
 which authorises and answers with X-Accel-Redirect). Transfers are made by curl (C, so the
 client is not the bottleneck); the file is read once first so every system sees a warm page
-cache. Range latency: 1 MiB slices at random offsets over one keep-alive connection (httpx).
-Prints a table and writes bench/out/datanode-<date>.json.
-"""
+cache. Range latency: 1 MiB slices at random offsets over one keep-alive connection (httpx)
+per system, the systems taking turns request by request. Beside MB/s it reports the servers'
+CPU seconds per GB and per range request, which move far less than MB/s when other users load
+the machine. Prints a table and writes bench/out/datanode-<date>.json."""
 
 from __future__ import annotations
 
