@@ -1,15 +1,18 @@
 """Data node file-serving benchmark against nginx, same file, same disk, same run.
 
-    .venv/bin/python bench/datanode_bench.py                 # 1 GiB file, 3 rounds
+    .venv/bin/python bench/datanode_bench.py                 # 1 GiB file, 3 rounds, 8 and 32 streams
     .venv/bin/python bench/datanode_bench.py --size-mib 256 --rounds 1   # quick look
+    git archive COMMIT src | tar -x -C /tmp/before           # an older node beside, same run:
+    .venv/bin/python bench/datanode_bench.py --also ours-before=/tmp/before/src
 
 Systems: `ours` (esgf-ha serve data, sendfile), `nginx` (Debian nginx serving the root with
 `alias` + sendfile: the reference) and `ours+nginx` (the nginx mode: nginx proxies to our node,
 which authorises and answers with X-Accel-Redirect). Transfers are made by curl (C, so the
 client is not the bottleneck); the file is read once first so every system sees a warm page
-cache. Range latency: 1 MiB slices at random offsets over one keep-alive connection (httpx).
-Prints a table and writes bench/out/datanode-<date>.json.
-"""
+cache. Range latency: 1 MiB slices at random offsets over one keep-alive connection (httpx)
+per system, the systems taking turns request by request. Beside MB/s it reports the servers'
+CPU seconds per GB and per range request, which move far less than MB/s when other users load
+the machine. Prints a table and writes bench/out/datanode-<date>.json."""
 
 from __future__ import annotations
 
@@ -64,7 +67,9 @@ def make_file(path: Path, size: int) -> None:
                 progress.advance(task, n)
 
 
-def start_node(state: Path, root: Path, listen: str, *extra: str) -> subprocess.Popen:
+def start_node(
+    state: Path, root: Path, listen: str, *extra: str, src: Path | None = None
+) -> subprocess.Popen:
     state.mkdir(parents=True, exist_ok=True)
     (state / "data.endpoint.json").unlink(missing_ok=True)
     log = open(state / "server.log", "ab")  # noqa: SIM115 - the child keeps it
@@ -87,6 +92,7 @@ def start_node(state: Path, root: Path, listen: str, *extra: str) -> subprocess.
         ],
         stdout=log,
         stderr=log,
+        env={**os.environ, "PYTHONPATH": str(src)} if src else None,
     )
     wait_until_ready(state, "data", proc, timeout=60)
     return proc
@@ -148,32 +154,113 @@ def curl_streams(url: str, streams: int, size: int) -> float:
     return streams * size / elapsed / 1e6
 
 
-def range_latency(url: str, size: int, n: int, seed: int = 1) -> dict[str, float]:
+def range_latency(
+    urls: dict[str, str], pids: dict[str, list[int]], size: int, n: int, seed: int = 1
+) -> dict[str, dict[str, float]]:
+    """p50/p99 of 1 MiB ranges per system, and the servers' CPU per request. The systems take
+    turns request by request (the same offsets, one keep-alive connection each), so a load
+    spike on the shared machine lands on all of them alike."""
     rng = random.Random(seed)
-    times = []
-    with httpx.Client(timeout=30) as c:
-        for _ in range(n + 10):
+    times: dict[str, list[float]] = {name: [] for name in urls}
+    cpu: dict[str, float] = {}
+    clients = {name: httpx.Client(timeout=30) for name in urls}
+    try:
+        for i in range(n + 10):
+            if i == 10:  # the first requests warm up the connections
+                cpu = {name: cpu_seconds(pids[name]) for name in urls}
             start = rng.randrange(0, size - (1 << 20))
-            t = time.perf_counter()
-            r = c.get(url, headers={"Range": f"bytes={start}-{start + (1 << 20) - 1}"})
-            dt = time.perf_counter() - t
-            if r.status_code != 206 or len(r.content) != 1 << 20:
-                raise RuntimeError(f"bad range answer {r.status_code}")
-            times.append(dt * 1000)
-    times = sorted(times[10:])  # the first requests warm up the connection
-    return {
-        "p50_ms": statistics.median(times),
-        "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
-    }
+            headers = {"Range": f"bytes={start}-{start + (1 << 20) - 1}"}
+            for name, url in urls.items():
+                t = time.perf_counter()
+                r = clients[name].get(url, headers=headers)
+                dt = time.perf_counter() - t
+                if r.status_code != 206 or len(r.content) != 1 << 20:
+                    raise RuntimeError(f"bad range answer {r.status_code} from {name}")
+                times[name].append(dt * 1000)
+    finally:
+        for c in clients.values():
+            c.close()
+    out = {}
+    for name, t in times.items():
+        t = sorted(t[10:])
+        out[name] = {
+            "p50_ms": statistics.median(t),
+            "p99_ms": t[min(len(t) - 1, int(len(t) * 0.99))],
+            "range_cpu_ms": (cpu_seconds(pids[name]) - cpu[name]) / n * 1000,
+        }
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    found = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                found += process_tree(int(child))
+    except FileNotFoundError:
+        pass
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes, their threads and children (nginx workers):
+    unlike MB/s it hardly moves with the load other users put on the machine."""
+    ticks = 0
+    for pid in [p for top in pids for p in process_tree(top)]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def result_table(
+    results: dict[str, dict[str, float]], size_mib: int, rounds: int, streams: list[int]
+) -> Table:
+    """Best and median MB/s per stream count, each with its ratio to nginx in this run."""
+    ref = results["nginx"]
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    table = Table(title=f"{size_mib} MiB file, best / median of {rounds}; load average {load}")
+    columns = [("single_MBps", "1 stream"), ("single_median_MBps", "1 stream median")]
+    for n in streams:
+        columns += [(f"parallel{n}_MBps", f"{n} streams"), (f"parallel{n}_median_MBps", "median")]
+    table.add_column("system")
+    for _, title in columns:
+        table.add_column(f"{title} MB/s (ratio)")
+    cpu_keys = [f"parallel{n}_cpu_s_per_GB" for n in streams]
+    table.add_column(f"server CPU s/GB ({', '.join(map(str, streams))} streams)")
+    table.add_column("range p50 / p99 ms (ratio)")
+    table.add_column("CPU ms per range")
+    for name, r in results.items():
+        cells = [f"{r[key]:.0f} ({r[key] / ref[key]:.2f})" for key, _ in columns]
+        cpu = " / ".join(f"{r[k]:.3f}" for k in cpu_keys)
+        p50, p99 = r["p50_ms"], r["p99_ms"]
+        ranges = f"{p50:.2f} / {p99:.2f} ({p50 / ref['p50_ms']:.2f} / {p99 / ref['p99_ms']:.2f})"
+        table.add_row(name, *cells, cpu, ranges, f"{r['range_cpu_ms']:.2f}")
+    return table
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024, help="test file size (default 1 GiB)")
     ap.add_argument("--rounds", type=int, default=3, help="best of N per measurement")
-    ap.add_argument("--streams", type=int, default=8, help="parallel streams")
+    ap.add_argument(
+        "--streams",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[8, 32],
+        help="parallel stream counts, comma-separated (default 8,32)",
+    )
     ap.add_argument("--ranges", type=int, default=300, help="1 MiB range requests per system")
     ap.add_argument("--dir", type=Path, default=None, help="where the test file lives")
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME=SRC",
+        help="also run the node from another source tree (`git archive COMMIT src`) as NAME,\n"
+        "e.g. --also ours-before=/tmp/before/src; repeatable",
+    )
     args = ap.parse_args()
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         console.print("nginx is not installed: apt-get install -y nginx-light")
@@ -189,15 +276,14 @@ def main() -> int:
 
     procs: list[subprocess.Popen] = []
     try:
-        ours = start_node(work / "ours", data_root, "127.0.0.1:0")
-        procs.append(ours)
-        ours_url = json.loads((work / "ours" / "data.endpoint.json").read_text())["url"]
-
         nginx_port = free_port()
         procs.append(
             start_nginx(work / "nginx", plain_nginx_conf(work / "nginx", data_root, nginx_port))
         )
         nginx_url = f"http://127.0.0.1:{nginx_port}"
+
+        procs.append(start_node(work / "ours", data_root, "127.0.0.1:0"))
+        ours_url = json.loads((work / "ours" / "data.endpoint.json").read_text())["url"]
 
         accel_port, front_port = free_port(), free_port()
         settings = DataSettings(
@@ -227,30 +313,50 @@ def main() -> int:
         front_url = f"http://127.0.0.1:{front_port}"
 
         systems = {"nginx": nginx_url, "ours": ours_url, "ours+nginx": front_url}
+        pids = {
+            "nginx": [procs[0].pid],
+            "ours": [procs[1].pid],
+            "ours+nginx": [procs[2].pid, procs[3].pid],
+        }
+        for also in args.also:
+            name, _, src = also.partition("=")
+            procs.append(start_node(work / name, data_root, "127.0.0.1:0", src=Path(src)))
+            systems[name] = json.loads((work / name / "data.endpoint.json").read_text())["url"]
+            pids[name] = [procs[-1].pid]
         for base in systems.values():
             wait_http(f"{base}/thredds/fileServer/{ROOT}/{REL}")
         results: dict[str, dict[str, float]] = {}
         urls = {name: f"{base}/thredds/fileServer/{ROOT}/{REL}" for name, base in systems.items()}
         single: dict[str, list[float]] = {name: [] for name in systems}
-        multi: dict[str, list[float]] = {name: [] for name in systems}
+        multi = {n: {name: [] for name in systems} for n in args.streams}
+        cpu = {n: {name: 0.0 for name in systems} for n in args.streams}
+        steps = len(systems) * (1 + len(args.streams)) * args.rounds + 1
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("measuring", total=len(systems) * (2 * args.rounds + 1))
+            task = progress.add_task("measuring", total=steps)
             # systems take turns within each round, so a noisy neighbour hurts them alike
             for _ in range(args.rounds):
                 for name, url in urls.items():
                     single[name].append(curl_streams(url, 1, size))
                     progress.advance(task)
-                for name, url in urls.items():
-                    multi[name].append(curl_streams(url, args.streams, size))
-                    progress.advance(task)
-            for name, url in urls.items():
-                results[name] = {
-                    "single_MBps": max(single[name]),
-                    "single_median_MBps": statistics.median(single[name]),
-                    f"parallel{args.streams}_MBps": max(multi[name]),
-                    **range_latency(url, size, args.ranges),
-                }
-                progress.advance(task)
+                for n in args.streams:
+                    for name, url in urls.items():
+                        before = cpu_seconds(pids[name])
+                        multi[n][name].append(curl_streams(url, n, size))
+                        cpu[n][name] += cpu_seconds(pids[name]) - before
+                        progress.advance(task)
+            ranges = range_latency(urls, pids, size, args.ranges)
+            progress.advance(task)
+        for name in urls:
+            results[name] = {
+                "single_MBps": max(single[name]),
+                "single_median_MBps": statistics.median(single[name]),
+                **ranges[name],
+            }
+            for n in args.streams:
+                results[name][f"parallel{n}_MBps"] = max(multi[n][name])
+                results[name][f"parallel{n}_median_MBps"] = statistics.median(multi[n][name])
+                gb = n * size * args.rounds / 1e9
+                results[name][f"parallel{n}_cpu_s_per_GB"] = cpu[n][name] / gb
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -260,32 +366,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    ref = results["nginx"]
-    table = Table(title=f"{args.size_mib} MiB file, best of {args.rounds} (and median, 1 stream)")
-    par = f"parallel{args.streams}_MBps"
-    for col in (
-        "system",
-        "1 stream MB/s",
-        "ratio",
-        "median ratio",
-        f"{args.streams} streams MB/s",
-        "ratio",
-        "range p50 ms",
-        "range p99 ms",
-    ):
-        table.add_column(col)
-    for name, r in results.items():
-        table.add_row(
-            name,
-            f"{r['single_MBps']:.0f}",
-            f"{r['single_MBps'] / ref['single_MBps']:.2f}",
-            f"{r['single_median_MBps'] / ref['single_median_MBps']:.2f}",
-            f"{r[par]:.0f}",
-            f"{r[par] / ref[par]:.2f}",
-            f"{r['p50_ms']:.2f}",
-            f"{r['p99_ms']:.2f}",
-        )
-    console.print(table)
+    Console(width=220).print(result_table(results, args.size_mib, args.rounds, args.streams))
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -295,7 +376,8 @@ def main() -> int:
                 "size_mib": args.size_mib,
                 "rounds": args.rounds,
                 "results": results,
-                "runs_MBps": {"single": single, "parallel": multi},
+                "load_average": os.getloadavg(),
+                "runs_MBps": {"single": single, **{f"parallel{n}": multi[n] for n in multi}},
             },
             indent=2,
         )

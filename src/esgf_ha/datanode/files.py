@@ -4,18 +4,22 @@ on plain HTTP (no copy through Python), large reads otherwise.
 Uvicorn does not implement the ASGI `http.response.zerocopy` extension, so the protocol we
 run (`SendfileProtocol`) puts itself into the request scope; the response tells h11 that
 `length` body bytes were sent (data passthrough with a placeholder, h11's documented way to
-use sendfile), then a worker thread calls `os.sendfile` on the socket until the span is out
-(`loop.sendfile` from the event loop when the headers are still queued or all threads are
-busy). Threads let the kernel copies of parallel downloads use every core."""
+use sendfile), corks the headers with the body, and calls `os.sendfile` once from the event
+loop: a range that fits the socket buffer is out then. The rest of a larger body goes from a
+worker thread (`loop.sendfile` from the event loop when all threads are busy), with little
+unsent data queued on the socket (`NOTSENT_LOWAT`). Threads let the kernel copies of parallel
+downloads use every core."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import re
 import select
+import socket
 import threading
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
@@ -173,6 +177,30 @@ def _blocking_sendfile(
         os.close(file_fd)
 
 
+# Unsent bytes a socket may hold while a large body goes out. Without a bound, sendfile fills
+# the whole send buffer (4 MiB) and the kernel transmits the backlog from its pacing timers
+# in softirq context (BBR paces), which a loaded machine runs late: 32 streams moved half
+# of nginx's rate. Kept short, the data leaves in the sending thread's own system call.
+NOTSENT_LOWAT = 256 << 10
+_TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux's number
+
+
+def _tcp_option(transport: Any, option: int, value: int) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):  # the connection is gone: the transfer finds out
+        sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+def _sendfile_now(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
+    """As much of the span as the non-blocking socket takes right now (0 if none)."""
+    try:
+        return os.sendfile(sock_fd, file_fd, offset, count)
+    except BlockingIOError:
+        return 0
+
+
 class _Span:
     """Stands for `n` body bytes that sendfile writes behind h11's back."""
 
@@ -215,15 +243,28 @@ class FileBody(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fh = None
         if self.send_body and self.length:
-            # opened before the status goes out: a file that vanished is still a clean 404
+            # opened before the status goes out: a file that vanished is still a clean 404.
+            # Opened on the event loop: the handler has just stat-ed the same path there, and
+            # a thread hop would cost more than the open (it shows in small-range latency)
             try:
-                fh = await anyio.to_thread.run_sync(open, self.stat.path, "rb")
+                fh = open(self.stat.path, "rb")  # noqa: SIM115 - closed once the body is out
             except OSError:
                 gone = JSONResponse(
                     {"ok": False, "status": 404, "error": "no such file"}, status_code=404
                 )
                 await gone(scope, receive, send)
                 return
+        protocol: Any = (scope.get("state") or {}).get("sendfile_protocol")
+        zero_copy = (
+            fh is not None
+            and protocol is not None
+            and self.length >= self.sendfile_min
+            and protocol.transport.get_extra_info("sslcontext") is None
+        )
+        if zero_copy:
+            # headers and the first body bytes share packets (nginx's tcp_nopush): with
+            # TCP_NODELAY the headers would leave alone and wake the client once more
+            _tcp_option(protocol.transport, socket.TCP_CORK, 1)
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
@@ -232,12 +273,7 @@ class FileBody(Response):
             return
         sent = 0
         try:
-            protocol = (scope.get("state") or {}).get("sendfile_protocol")
-            if (
-                protocol is not None
-                and self.length >= self.sendfile_min
-                and protocol.transport.get_extra_info("sslcontext") is None
-            ):
+            if zero_copy:
                 sent = await self._sendfile(protocol, fh, send)
             else:
                 sent = await self._chunks_until_disconnect(receive, send, fh)
@@ -250,40 +286,23 @@ class FileBody(Response):
         protocol.conn.send_with_data_passthrough(h11.Data(data=_Span(self.length)))  # type: ignore[arg-type]
         transport = protocol.transport
         sock = transport.get_extra_info("socket")
-        limiter = self.threads.free() if self.threads is not None else None
+        sent = 0
         try:
-            if sock is None or transport.get_write_buffer_size() or limiter is None:
-                # headers still queued, or every sendfile thread busy: the event loop sends
-                loop = asyncio.get_running_loop()
-                sent = await loop.sendfile(transport, fh, self.start, self.length)
-            else:
-                # a thread per transfer: the kernel copies of several downloads run on
-                # several cores, and the event loop stays free for other requests
-                reading = transport.is_reading()
-                transport.pause_reading()
-                # our own descriptors for the socket and the file: should the transport or
-                # the file be closed meanwhile, the numbers cannot be reused under the thread
-                fd, file_fd = os.dup(sock.fileno()), os.dup(fh.fileno())
-                abandoned = threading.Event()
+            try:
+                if sock is not None and not transport.get_write_buffer_size():
+                    # what fits in the socket buffer goes now, from the event loop: a 1 MiB
+                    # range usually leaves in this one call, without a thread hop
+                    sent = _sendfile_now(sock.fileno(), fh.fileno(), self.start, self.length)
+            finally:
+                _tcp_option(transport, socket.TCP_CORK, 0)
+            if sent < self.length:
+                _tcp_option(transport, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
                 try:
-                    sent = await anyio.to_thread.run_sync(
-                        _blocking_sendfile,
-                        fd,
-                        file_fd,
-                        self.start,
-                        self.length,
-                        abandoned,
-                        limiter=limiter,
-                        # a stopping server cancels requests still running after its grace
-                        # period: the thread is told and closes its descriptors itself
-                        abandon_on_cancel=True,
-                    )
-                except BaseException:
-                    abandoned.set()
-                    raise
+                    sent += await self._send_rest(transport, sock, fh, sent)
                 finally:
-                    if reading and not transport.is_closing():
-                        transport.resume_reading()
+                    # 0 is the system's default again: the next small range on this
+                    # connection fills the buffer in one call
+                    _tcp_option(transport, _TCP_NOTSENT_LOWAT, 0)
         except (ConnectionError, OSError, RuntimeError) as exc:
             # the client went away mid-transfer: nothing to clean up but the connection
             log.info("transfer aborted", extra={"path": str(self.stat.path), "error": str(exc)})
@@ -295,6 +314,44 @@ class FileBody(Response):
         # the h11 writer already counted the bytes: end the message normally
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return int(sent)
+
+    async def _send_rest(self, transport: Any, sock: Any, fh: Any, done: int) -> int:
+        """The body after its first `done` bytes: from a worker thread, or from the event
+        loop when the headers are still queued or every sendfile thread is busy."""
+        offset, count = self.start + done, self.length - done
+        limiter = self.threads.free() if self.threads is not None else None
+        if sock is None or transport.get_write_buffer_size() or limiter is None:
+            loop = asyncio.get_running_loop()
+            return int(await loop.sendfile(transport, fh, offset, count))
+        # a thread per transfer: the kernel copies of several downloads run on several
+        # cores, and the event loop stays free for other requests
+        reading = transport.is_reading()
+        transport.pause_reading()
+        # our own descriptors for the socket and the file: should the transport or the file
+        # be closed meanwhile, the numbers cannot be reused under the thread
+        fd, file_fd = os.dup(sock.fileno()), os.dup(fh.fileno())
+        abandoned = threading.Event()
+        try:
+            return int(
+                await anyio.to_thread.run_sync(
+                    _blocking_sendfile,
+                    fd,
+                    file_fd,
+                    offset,
+                    count,
+                    abandoned,
+                    limiter=limiter,
+                    # a stopping server cancels requests still running after its grace
+                    # period: the thread is told and closes its descriptors itself
+                    abandon_on_cancel=True,
+                )
+            )
+        except BaseException:
+            abandoned.set()
+            raise
+        finally:
+            if reading and not transport.is_closing():
+                transport.resume_reading()
 
     async def _chunks_until_disconnect(self, receive: Receive, send: Send, fh: Any) -> int:
         # uvicorn drops what is sent after the client left, so without this watcher a
