@@ -319,16 +319,10 @@ def serve_index(**options: Any) -> None:
     )
     follower = None
     if settings.role == "replica":
-        import ssl
-
         from esgf_ha.index.follower import Follower
 
-        ca = settings.upstream_ca
         follower = Follower(
-            service,
-            str(settings.upstream),
-            str(settings.upstream_token),
-            verify=ssl.create_default_context(cafile=str(ca)) if ca else True,
+            service, str(settings.upstream), str(settings.upstream_token), ca=settings.upstream_ca
         )
     app = create_app(settings, service, verifier, follower)
     if follower is not None:

@@ -92,8 +92,7 @@ def _search() -> dict[str, Any]:
 
 
 def _publication() -> dict[str, Any]:
-    refusals = (400, 404, 413)
-    return {
+    paths = {
         "/api/v1/publish": {
             "post": operation(
                 "Publish datasets with their files, atomically",
@@ -102,26 +101,16 @@ def _publication() -> dict[str, Any]:
                 body=json_body({"datasets": _BATCH}, ["datasets"]),
                 refusals=(400, 409, 413),
             )
-        },
-        "/api/v1/retract": {
-            "post": operation(
-                "Retract dataset versions",
-                {"200": json_answer("retracted")},
-                secured=True,
-                body=IDS_BODY,
-                refusals=refusals,
-            )
-        },
-        "/api/v1/delete": {
-            "post": operation(
-                "Delete records and their children",
-                {"200": json_answer("deleted")},
-                secured=True,
-                body=IDS_BODY,
-                refusals=refusals,
-            )
-        },
+        }
     }
+    for verb, summary, done in (
+        ("retract", "Retract dataset versions", "retracted"),
+        ("delete", "Delete records and their children", "deleted"),
+    ):
+        answers = {"200": json_answer(done)}
+        op = operation(summary, answers, secured=True, body=IDS_BODY, refusals=(400, 404, 413))
+        paths[f"/api/v1/{verb}"] = {"post": op}
+    return paths
 
 
 def _replication() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from esgf_ha.common.edge import ERROR_SCHEMA
+from esgf_ha.index.errors import BadRequest
 
 Schema = dict[str, Any]
 OBJECT: Schema = {"type": "object"}
@@ -48,6 +49,29 @@ class QueryParam:
         assert self.low is not None and self.high is not None, f"{self.name} has no bounds"
         return self.low, self.high
 
+    def read(self, raw: str | None, default: Any) -> Any:
+        """The value of a request's `raw` text (`default` when absent or empty), held to the
+        kind, bounds and choices the document states; BadRequest names what is wrong."""
+        if raw is None or raw == "":
+            return default
+        if self.choices:
+            if raw not in self.choices:
+                raise BadRequest(f"{self.name} must be {' or '.join(self.choices)}, got {raw!r}")
+            return raw
+        if self.kind not in ("integer", "number"):
+            return raw
+        convert, what = (int, "an integer") if self.kind == "integer" else (float, "a number")
+        try:
+            value = convert(raw)
+        except ValueError:
+            raise BadRequest(f"{self.name} must be {what}, got {raw!r}") from None
+        low, high = self.bounds
+        if not low <= value <= high:
+            raise BadRequest(
+                f"{self.name} must be between {_plain(low)} and {_plain(high)}, got {raw}"
+            )
+        return value
+
     @property
     def schema(self) -> Schema:
         schema: Schema = {"type": self.kind}
@@ -72,6 +96,10 @@ class QueryParam:
         if self.examples:
             param["examples"] = {f"e{i}": {"value": v} for i, v in enumerate(self.examples)}
         return param
+
+
+def _plain(number: float) -> str:
+    return f"{number:g}" if isinstance(number, float) else str(number)
 
 
 def json_body(properties: dict[str, Schema], required: list[str]) -> Schema:

@@ -85,32 +85,6 @@ def digest_request(
     return body["core"], out, None
 
 
-def int_param(request: Request, param: QueryParam, default: int) -> int:
-    raw = request.query_params.get(param.name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{param.name} must be an integer, got {raw!r}") from None
-    low, high = param.bounds
-    if not low <= value <= high:
-        raise BadRequest(f"{param.name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _wait(request: Request) -> float:
-    raw = request.query_params.get(WAIT.name) or "0"
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise BadRequest(f"wait must be a number of seconds, got {raw!r}") from None
-    low, high = WAIT.bounds
-    if not low <= wait <= high:
-        raise BadRequest(f"wait must be between {low} and {high:.0f} seconds")
-    return wait
-
-
 class Replication:
     def __init__(
         self,
@@ -133,14 +107,13 @@ class Replication:
 
     async def changes(self, request: Request) -> Response:
         self.replicator(request)
-        since = int_param(request, SINCE, 0)
-        limit = int_param(request, LIMIT, 100)
-        wait = _wait(request)
+        given = request.query_params
+        since: int = SINCE.read(given.get(SINCE.name), 0)
+        limit: int = LIMIT.read(given.get(LIMIT.name), 100)
+        wait: float = WAIT.read(given.get(WAIT.name), 0.0)
+        encoding: str = ENCODING.read(given.get(ENCODING.name), "json")
         if wait and limit:
             await self.feed.wait_beyond(lambda: self.service.seq, since, wait)
-        encoding = request.query_params.get(ENCODING.name, "json")
-        if encoding not in ENCODING.choices:
-            raise BadRequest(f"encoding must be json or zlib, got {encoding!r}")
         query = ChangesQuery(since, limit, wait, compressed=encoding == "zlib")
         body = await run_in_threadpool(self.service.changes, query)
         return Response(body, media_type="application/json")
