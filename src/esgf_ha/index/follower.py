@@ -205,12 +205,10 @@ class Follower:
             try:
                 self._step()
                 failures = 0
-            except IndexUnreachable as exc:
+            except (IndexUnreachable, httpx.HTTPError, OSError) as exc:
                 failures += 1
-                self._unreachable(str(exc))
-            except (httpx.HTTPError, OSError) as exc:
-                failures += 1
-                self._unreachable(f"{type(exc).__name__}: {exc}")
+                text = str(exc) if isinstance(exc, IndexUnreachable) else None
+                self._unreachable(text or f"{type(exc).__name__}: {exc}")
                 self._backoff(failures)
             except (UpstreamError, SnapshotError) as exc:
                 failures += 1
