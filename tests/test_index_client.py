@@ -129,6 +129,29 @@ def test_client_gives_up_after_the_last_retry_and_never_retries_a_4xx() -> None:
     assert len(seen) == 1 and refused.value.status == 400
 
 
+def test_send_is_one_attempt_answered_whatever_its_status() -> None:
+    """What a caller with its own loop (the follower, the DNS health checks) relies on."""
+    transport, seen = _flaky_network(10)
+    with IndexClient("http://index.invalid", retry=QUICK, transport=transport) as client:
+        r = client.send("GET", "/api/v1/changes", params={"since": 3})
+    assert r.status_code == 503 and error_text(r) == "restarting" and len(seen) == 1
+
+    async def nothing_listening() -> None:
+        url = f"http://127.0.0.1:{free_port()}"
+        async with AsyncIndexClient(url, retry=QUICK) as client:
+            with pytest.raises(IndexUnreachable, match=r"/readyz: ConnectError") as failed:
+                await client.send("GET", "/readyz")
+        assert "retries" not in str(failed.value)
+
+    asyncio.run(nothing_listening())
+
+
+def test_an_endless_loop_takes_the_same_schedule() -> None:
+    policy = Backoff(first=0.4, cap=5.0)
+    assert [policy.delay(n) for n in range(6)] == [0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    assert policy.delay(10_000) == 5.0
+
+
 def test_error_text_prefers_the_json_error() -> None:
     assert error_text(httpx.Response(400, json={"error": "bad facet"})) == "bad facet"
     assert error_text(httpx.Response(502, text=" proxy down \n")) == "proxy down"

@@ -276,8 +276,8 @@ def test_new_version_and_retraction(
 
         # the origin retracts v2: our copy is quarantined and our replica record retracted
         original = f"{CMIP6.master_id(FACETS)}.v20210101|{node.host}"
-        r = master.client().post("/api/v1/retract", json={"ids": [original]},
-                                 headers=master.auth())  # fmt: skip
+        with master.client() as c:
+            r = c.post("/api/v1/retract", json={"ids": [original]}, headers=master.auth())
         assert r.status_code == 200, r.text
         out = summary(replicate(tmp_path, master, destination))
         assert [p.rsplit(".", 1)[1] for p in out["retracted"]] == ["v20210101"]

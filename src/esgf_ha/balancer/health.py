@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from esgf_ha.common.index_client import AsyncIndexClient, IndexUnreachable
 from esgf_ha.federation.config import FederationConfig, SiteConfig
 
 log = logging.getLogger("esgf_ha.balancer.health")
@@ -60,19 +61,29 @@ class HealthChecker:
         self.policy = config.health
         self.sites = [SiteHealth(site) for site in config.sites]
         self.on_change = on_change
-        self._client = httpx.AsyncClient(
-            timeout=self.policy.timeout,  # each phase; `probe` bounds the whole check
-            verify=verify,
-            # a fresh connection per probe: a reused one could hide a site that stopped accepting
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
+        # one client per service of each site, for its `/readyz` only
+        self._clients = {
+            (site.name, what): AsyncIndexClient(
+                url,
+                verify=verify,
+                timeout=self.policy.timeout,  # each phase; `probe` bounds the whole check
+                # a fresh connection per probe: a reused one could hide a site that stopped
+                # accepting
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
+            for site in config.sites
+            for what, url in (("index", site.index_url), ("data", site.data_url))
+            if url
+        }
 
     def healthy(self) -> list[SiteConfig]:
         return [h.site for h in self.sites if h.healthy]
 
-    async def _ready(self, what: str, url: str) -> str | None:
+    async def _ready(self, what: str, client: AsyncIndexClient) -> str | None:
         try:
-            r = await self._client.get(url + "/readyz")
+            r = await client.send("GET", "/readyz")
+        except IndexUnreachable as exc:
+            return f"{what}: {exc}"
         except httpx.HTTPError as exc:
             return f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")
         if r.status_code != 200:
@@ -82,10 +93,10 @@ class HealthChecker:
     async def probe(self, site: SiteConfig) -> str | None:
         """None when the site is ready, otherwise why not. Its services are asked at once,
         and the whole check ends at the deadline whatever the peer does."""
-        urls = [(w, u) for w, u in (("index", site.index_url), ("data", site.data_url)) if u]
+        clients = [(w, c) for (name, w), c in self._clients.items() if name == site.name]
         try:
             async with asyncio.timeout(self.policy.timeout):
-                problems = await asyncio.gather(*(self._ready(w, u) for w, u in urls))
+                problems = await asyncio.gather(*(self._ready(w, c) for w, c in clients))
         except TimeoutError:
             return f"no answer within {self.policy.timeout:g} s"
         return next((p for p in problems if p is not None), None)
@@ -147,4 +158,5 @@ class HealthChecker:
         await asyncio.gather(*(self._run_site(h) for h in self.sites))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in self._clients.values():
+            await client.close()

@@ -363,16 +363,10 @@ def _serve_index_process(parts: IndexParts, sock: socket.socket | None) -> None:
 
         follower = FollowerView(service, str(settings.upstream))
     elif settings.role == "replica":
-        import ssl
-
         from esgf_ha.index.follower import Follower
 
-        ca = settings.upstream_ca
         follower = Follower(
-            service,
-            str(settings.upstream),
-            str(settings.upstream_token),
-            verify=ssl.create_default_context(cafile=str(ca)) if ca else True,
+            service, str(settings.upstream), str(settings.upstream_token), ca=settings.upstream_ca
         )
     app = create_app(settings, service, parts.verifier, follower)
     if follower is not None:

@@ -62,6 +62,18 @@ def error_body(status: int, message: str) -> dict[str, object]:
     return {"ok": False, "status": status, "error": message}
 
 
+# what `error_body` writes, as the OpenAPI documents describe it
+ERROR_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "ok": {"type": "boolean"},
+        "status": {"type": "integer"},
+        "error": {"type": "string"},
+    },
+    "required": ["ok", "status", "error"],
+}
+
+
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)
 

@@ -226,13 +226,19 @@ class IndexClient(_Core):
             if not found or len(docs) >= int(batch["response"]["numFound"]):
                 return docs
 
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One attempt, answered whatever its status, for a caller that keeps its own loop and
+        reads statuses itself (a health probe, the replica's long-poll); a failure to connect
+        is IndexUnreachable."""
+        try:
+            return self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc, path) from None
+
     def readiness(self, path: str = "/readyz") -> tuple[int, dict[str, Any]]:
         """A health endpoint's status and JSON body, asked once: 503 is an answer here, and
         a probe that retried would report late."""
-        try:
-            return self._readiness(self.http.get(path))
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc, path) from None
+        return self._readiness(self.send("GET", path))
 
     def publish(self, entries: list[dict[str, object]]) -> dict[str, object]:
         """POST a batch `[{"dataset": {...}, "files": [...]}]`; all of it commits or none."""
@@ -298,11 +304,15 @@ class AsyncIndexClient(_Core):
         response = await self.request("POST", path, content=content, headers=headers)
         return orjson.loads(response.content)
 
-    async def readiness(self, path: str = "/readyz") -> tuple[int, dict[str, Any]]:
+    async def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One attempt, answered whatever its status (see `IndexClient.send`)."""
         try:
-            return self._readiness(await self.http.get(path))
+            return await self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise self._unreachable(exc, path) from None
+
+    async def readiness(self, path: str = "/readyz") -> tuple[int, dict[str, Any]]:
+        return self._readiness(await self.send("GET", path))
 
     async def search(self, params: Params) -> dict[str, Any]:
         answer: dict[str, Any] = await self.get_json("/esg-search/search", _search_params(params))

@@ -28,9 +28,13 @@ class Backoff:
     first: float = 0.5
     cap: float = 10.0
 
+    def delay(self, n: int) -> float:
+        """The wait after failure `n` (0 for the first), for a loop that never gives up."""
+        return min(self.first * 2 ** min(n, 64), self.cap)
+
     def delays(self) -> Iterator[float]:
         for n in range(self.retries):
-            yield min(self.first * 2**n, self.cap)
+            yield self.delay(n)
 
     def run(
         self,

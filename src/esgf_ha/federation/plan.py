@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from esgf_ha.common.index_client import tls_verify
 from esgf_ha.federation.config import FederationConfig, NameServer, SiteConfig
 
 REPLICA_SCOPES = ["esgf:replicate"]
@@ -84,9 +85,7 @@ def trust_file(config: FederationConfig) -> Path | None:
 def trust_verify(config: FederationConfig) -> ssl.SSLContext | bool:
     """The `verify` argument for the federation's own HTTPS clients (DNS checks, status)."""
     trust = trust_file(config)
-    if trust is not None and trust.exists():
-        return ssl.create_default_context(cafile=str(trust))
-    return True
+    return tls_verify(trust) if trust is not None and trust.exists() else True
 
 
 class _Planner:

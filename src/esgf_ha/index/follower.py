@@ -22,16 +22,17 @@ from __future__ import annotations
 import base64
 import logging
 import random
-import ssl
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import orjson
 
-from esgf_ha.common.index_client import error_text
+from esgf_ha.common.index_client import IndexClient, IndexUnreachable, error_text
+from esgf_ha.common.retry import Backoff
 from esgf_ha.index.bootstrap import SnapshotError, download_snapshot
 from esgf_ha.index.errors import NotReady
 from esgf_ha.index.service import IndexService
@@ -44,6 +45,10 @@ STATUS_FILE = "replication.status.json"
 LIMIT = 200
 WAIT = 20.0
 PAUSED_POLL = 2.0
+LONG_POLL = httpx.Timeout(10, read=WAIT + 15)
+# between failed steps: 0.4 s doubling up to 5 s, each shortened by up to half at random so
+# the replicas of a restarted upstream do not all come back at once
+RETRY = Backoff(first=0.4, cap=5.0)
 
 
 class UpstreamError(Exception):
@@ -87,17 +92,17 @@ class Follower:
         upstream: str,
         token: str,
         *,
-        verify: bool | ssl.SSLContext = True,
+        ca: Path | None = None,
         started_at: float | None = None,
     ) -> None:
+        """`ca`: the PEM bundle an HTTPS upstream's certificate is checked against (default:
+        the system's roots)."""
         self.service = service
         self.upstream = upstream.rstrip("/")
-        self.client = httpx.Client(
-            base_url=self.upstream,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(10, read=WAIT + 15),
-            verify=verify,
-        )
+        # one attempt per request: the loop below retries forever with its own backoff and
+        # reports the upstream unreachable meanwhile; a long-poll may take WAIT to answer
+        self.index = IndexClient(self.upstream, token=token, ca=ca, timeout=LONG_POLL)
+        self.client = self.index.http  # the snapshot download streams through it
         self.state_path = service.state_dir / STATE_FILE
         saved = self._load_state()
         self.paused = bool(saved.get("paused", False))
@@ -207,9 +212,10 @@ class Follower:
                 self._share_status()
                 self._step()
                 failures = 0
-            except (httpx.HTTPError, OSError) as exc:
+            except (IndexUnreachable, httpx.HTTPError, OSError) as exc:
                 failures += 1
-                self._unreachable(f"{type(exc).__name__}: {exc}")
+                text = str(exc) if isinstance(exc, IndexUnreachable) else None
+                self._unreachable(text or f"{type(exc).__name__}: {exc}")
                 self._backoff(failures)
             except (UpstreamError, SnapshotError) as exc:
                 failures += 1
@@ -223,7 +229,7 @@ class Follower:
                 self._backoff(failures)
 
     def _backoff(self, failures: int) -> None:
-        delay = min(5.0, 0.2 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0)
+        delay = RETRY.delay(failures - 1) * random.uniform(0.5, 1.0)
         self._wake.wait(delay)
         self._wake.clear()
 
@@ -238,7 +244,7 @@ class Follower:
             "wait": 0 if probe else WAIT,
             "encoding": "zlib",
         }
-        r = self.client.get("/api/v1/changes", params=params)
+        r = self.index.send("GET", "/api/v1/changes", params=params)
         if r.status_code in (401, 403):
             self.refused = f"HTTP {r.status_code} {error_text(r)}"
             raise UpstreamError(f"upstream refused the token: {self.refused}")

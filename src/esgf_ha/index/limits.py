@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from esgf_ha.index.errors import BadRequest, PayloadTooLarge
+from esgf_ha.index.publish import CHILDREN
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class WriteLimits:
                 continue
             total += 1
             self.check_record(entry.get("dataset"), f"datasets[{i}].dataset")
-            for key in ("files", "aggregations"):
+            for key, _ in CHILDREN:
                 children = entry.get(key)
                 if not isinstance(children, list):
                     continue

@@ -7,13 +7,14 @@ same messages (esgf-pyclient greps `Invalid HTTP query parameter=<name>`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from esgf_ha.index import query as lucene
 from esgf_ha.index.errors import BadRequest, InvalidParameter, UnsupportedFormat
+from esgf_ha.index.openapi_schema import QueryParam
 from esgf_ha.records.errors import InvalidRecord
 from esgf_ha.records.schema import CORES, parse_bool, parse_date
 
@@ -160,66 +161,159 @@ def _check_names(params: Sequence[tuple[str, str]], allowed: AbstractSet[str]) -
             raise InvalidParameter(base)
 
 
+Setter = Callable[[SearchRequest, QueryParam, str], None]
+
+
+def _set_offset(req: SearchRequest, p: QueryParam, value: str) -> None:
+    req.offset = _int(p.name, value, MAX_OFFSET)
+
+
+def _set_limit(req: SearchRequest, p: QueryParam, value: str) -> None:
+    # read up to MAX_OFFSET first, so a limit past the page size gets esg-search's own message
+    req.limit = _int(p.name, value, MAX_OFFSET)
+    if req.limit > MAX_LIMIT:
+        raise BadRequest(f"Too many records requested, maximum allowed value is limit={MAX_LIMIT}")
+
+
+def _set_format(req: SearchRequest, p: QueryParam, value: str) -> None:
+    if value not in p.choices:
+        raise UnsupportedFormat(f"Invalid requested format: {value}")
+    req.format = FORMATS[value]
+
+
+def _set_type(req: SearchRequest, p: QueryParam, value: str) -> None:
+    if value not in p.choices:
+        raise BadRequest(
+            f"Invalid value for parameter=type: {value!r} (one of {', '.join(p.choices)})"
+        )
+    req.type = value
+
+
+def _set_query(req: SearchRequest, p: QueryParam, value: str) -> None:
+    req.query_text = value if req.query_text is None else f"({req.query_text}) AND ({value})"
+
+
+def _set_names(req: SearchRequest, p: QueryParam, value: str) -> None:
+    setattr(req, p.name, [f for f in (part.strip() for part in value.split(",")) if f])
+
+
+def _set_bool(req: SearchRequest, p: QueryParam, value: str) -> None:
+    setattr(req, p.name, _bool(p.name, value))
+
+
+def _set_flag(req: SearchRequest, p: QueryParam, value: str) -> None:
+    req.flags[p.name] = parse_bool(value)
+    req.flag_text[p.name] = value
+
+
+def _set_date(req: SearchRequest, p: QueryParam, value: str) -> None:
+    setattr(req, "from_" if p.name == "from" else p.name, _date_param(p.name, value))
+
+
+def _set_text(req: SearchRequest, p: QueryParam, value: str) -> None:
+    setattr(req, p.name, value)
+
+
+def _set_bbox(req: SearchRequest, p: QueryParam, value: str) -> None:
+    req.bbox = _bbox(value)
+
+
+def _set_structure(req: SearchRequest, p: QueryParam, value: str) -> None:
+    req.download_structure = split_values(value)
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """A named search parameter: how it is read, and (through `doc`) how OpenAPI shows it.
+
+    `first_only`: later repeats are ignored, as esg-search does; `flag`: a negated `name!=`
+    is a constraint on the field like any facet's."""
+
+    doc: QueryParam
+    apply: Setter
+    first_only: bool = False
+    flag: bool = False
+
+
+# Values at the edges of what a date parameter can hold: the fuzzer tries these examples
+_DATE_EXAMPLES = (
+    "2020-01-01T00:00:00Z",
+    "NOW-1DAY",
+    "NOW+10000YEARS",
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+)
+
+
+def _date(name: str, description: str) -> SearchParam:
+    return SearchParam(QueryParam(name, "string", description, examples=_DATE_EXAMPLES), _set_date)
+
+
+def _boolean(name: str, description: str, setter: Setter = _set_bool) -> SearchParam:
+    flag = setter is _set_flag
+    return SearchParam(QueryParam(name, "boolean", description), setter, first_only=flag, flag=flag)
+
+
+def _string(name: str, description: str, setter: Setter = _set_text) -> SearchParam:
+    return SearchParam(QueryParam(name, "string", description), setter)
+
+
+# Every named parameter of `/esg-search/search` and `/wget`, in the order OpenAPI lists them;
+# any other known name is a field constraint (`project=CMIP6`)
+SEARCH_PARAMS: dict[str, SearchParam] = {
+    p.doc.name: p
+    for p in (
+        SearchParam(QueryParam("type", "string", "record type", choices=CORES), _set_type, True),
+        SearchParam(QueryParam("format", "string", "response format", choices=tuple(FORMATS)),
+                    _set_format),
+        SearchParam(
+            QueryParam("query", "string", "Lucene query", examples=(
+                "datetime_start:[0001-01-01T00:00:00+01:00 TO *]", "*a*b*c*", "tas OR pr")),
+            _set_query,
+        ),
+        SearchParam(QueryParam("offset", "integer", "first record", 0, MAX_OFFSET), _set_offset),
+        SearchParam(QueryParam("limit", "integer", "page size", 0, MAX_LIMIT), _set_limit),
+        _string("facets", "comma list of facets, or *", _set_names),
+        _string("fields", "comma list of fields, or *", _set_names),
+        _boolean("distrib", "accepted for compatibility"),
+        _string("shards", "accepted for compatibility"),
+        _boolean("latest", "latest versions only", _set_flag),
+        _boolean("replica", "replicas (true) or masters (false)", _set_flag),
+        _boolean("retracted", "retracted or not", _set_flag),
+        _string("min_version", "lowest version"),
+        _string("max_version", "highest version"),
+        _date("start", "data coverage ends after (ISO date)"),
+        _date("end", "data coverage starts before (ISO date)"),
+        _date("from", "indexed after (ISO date or NOW-1DAY)"),
+        _date("to", "indexed before"),
+        _string("bbox", "[west,south,east,north]", _set_bbox),
+        _boolean("sort", "newest first"),
+        _string("download_structure", "wget: comma list of fields naming the directories",
+                _set_structure),
+        _string("download_emptypath", "wget: directory for files a field is missing from"),
+    )
+}  # fmt: skip
+# facet constraints OpenAPI shows as examples of the rest (the fuzzer tries them)
+FACET_EXAMPLES = (
+    QueryParam("project", "string", "facet constraint"),
+    QueryParam("variable_id", "string", "facet constraint"),
+)
+
+
 def _apply(req: SearchRequest, base: str, value: str, negate: bool, first: bool) -> None:
     """One parameter into the request; `first`: the first time this name was given."""
     if base in UNSUPPORTED:
         raise BadRequest(f"Unsupported parameter: {base}")
-    if base == "offset":
-        req.offset = _int(base, value, MAX_OFFSET)
-    elif base == "limit":
-        req.limit = _int(base, value, MAX_OFFSET)
-        if req.limit > MAX_LIMIT:
-            raise BadRequest(
-                f"Too many records requested, maximum allowed value is limit={MAX_LIMIT}"
-            )
-    elif base == "format":
-        if value not in FORMATS:
-            raise UnsupportedFormat(f"Invalid requested format: {value}")
-        req.format = FORMATS[value]
-    elif base == "query":
-        req.query_text = value if req.query_text is None else f"({req.query_text}) AND ({value})"
-    elif base == "facets":
-        req.facets = [f for f in (p.strip() for p in value.split(",")) if f]
-    elif base == "fields":
-        req.fields = [f for f in (p.strip() for p in value.split(",")) if f]
-    elif base == "distrib":
-        req.distrib = _bool(base, value)
-    elif base == "sort":
-        req.sort = _bool(base, value)
-    elif base == "shards":
-        req.shards = value
-    elif base == "from":
-        req.from_ = _date_param(base, value)
-    elif base == "to":
-        req.to = _date_param(base, value)
-    elif base == "type":
-        if first:
-            if value not in CORES:
-                raise BadRequest(
-                    f"Invalid value for parameter=type: {value!r} (one of {', '.join(CORES)})"
-                )
-            req.type = value
-    elif base in ("latest", "replica", "retracted") and not negate:
-        if first:
-            req.flags[base] = parse_bool(value)
-            req.flag_text[base] = value
-    elif base in ("start", "end"):
-        setattr(req, base, _date_param(base, value))
-    elif base == "bbox":
-        req.bbox = _bbox(value)
-    elif base in ("min_version", "max_version"):
-        setattr(req, base, value)
-    elif base == "download_structure":
-        req.download_structure = split_values(value)
-    elif base == "download_emptypath":
-        req.download_emptypath = value
-    else:
+    param = SEARCH_PARAMS.get(base)
+    if param is None or (negate and param.flag):
         target = req.negations if negate else req.constraints
         values = split_values(value)
         for v in values:
             if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
                 v = v[1:-1]
             target.setdefault(base, []).append(v)
+    elif first or not param.first_only:
+        param.apply(req, param.doc, value)
 
 
 def parse_search(

@@ -30,6 +30,8 @@ from esgf_ha.records.errors import InvalidRecord
 from esgf_ha.records.schema import normalize_record, parse_date, version_number
 
 CHILD_CORES = ("File", "Aggregation")
+# the lists of child records an entry of a batch may hold beside its "dataset", and their type
+CHILDREN = (("files", "File"), ("aggregations", "Aggregation"))
 NOT_INHERITED = frozenset(
     """id type master_id instance_id title number_of_files number_of_aggregations size access
     datetime_start datetime_stop datetime_end globus_url url checksum checksum_type tracking_id
@@ -152,7 +154,7 @@ def publish_batch(txn: Transaction, batch: object, binding: Binding | None = Non
         children: list[tuple[str, dict[str, object]]] = []
         # files carry their dataset's facets (esgcet copies them); a file's own values win
         inherited = {k: v for k, v in dataset.items() if k not in NOT_INHERITED}
-        for key, core in (("files", "File"), ("aggregations", "Aggregation")):
+        for key, core in CHILDREN:
             raw_children = entry.get(key, [])
             if not isinstance(raw_children, list):
                 raise BadRequest(f"{where}.{key} must be a list")

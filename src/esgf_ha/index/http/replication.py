@@ -17,12 +17,41 @@ from esgf_ha.index.changes import MAX_LIMIT, MAX_WAIT, ChangeFeed, ChangesQuery
 from esgf_ha.index.errors import BadRequest
 from esgf_ha.index.follower import AnyFollower
 from esgf_ha.index.http.writes import WriteGate
+from esgf_ha.index.openapi_schema import QueryParam, json_body
 from esgf_ha.index.service import DigestRange, IndexService
 from esgf_ha.index.settings import IndexSettings
+from esgf_ha.records.schema import CORES
 
 log = logging.getLogger("esgf_ha.index.http")
 SCOPE = "esgf:replicate"
-CORES = ("Dataset", "File", "Aggregation")
+# a digest request names at most this many ranges, or splits one into this many parts at most
+MAX_RANGES = 256
+MAX_PARTS = 256
+# the highest `since` taken: a sequence number SQLite stores as a signed 64-bit integer
+MAX_SEQ = 2**62
+SINCE = QueryParam("since", "integer", "last seq already held", 0, MAX_SEQ)
+LIMIT = QueryParam("limit", "integer", "entries", 0, MAX_LIMIT)
+WAIT = QueryParam(
+    "wait", "number", "seconds to wait for a new entry when there is none", 0, MAX_WAIT
+)
+ENCODING = QueryParam(
+    "encoding", "string", "json, or zlib: the same body compressed", choices=("json", "zlib")
+)
+CHANGES_PARAMS = [SINCE, LIMIT, WAIT, ENCODING]
+_RANGE = {"type": "array", "minItems": 2, "maxItems": 3, "description": "[lo, hi|null, list?]"}
+DIGEST_BODY = json_body(
+    {
+        "core": {"type": "string", "enum": list(CORES)},
+        "ranges": {"type": "array", "items": _RANGE, "minItems": 1, "maxItems": MAX_RANGES},
+        "split": {
+            "type": "array",
+            "minItems": 3,
+            "maxItems": 3,
+            "description": f"[lo, hi|null, parts], parts from 2 to {MAX_PARTS}",
+        },
+    },
+    ["core"],
+)
 
 
 def _bound(value: object, name: str) -> str | None:
@@ -34,50 +63,26 @@ def _bound(value: object, name: str) -> str | None:
 def digest_request(
     body: object,
 ) -> tuple[str, list[DigestRange] | None, tuple[str, str | None, int] | None]:
-    """Validate a digest request: {"core", "ranges": [[lo, hi|null, list?], ...]} or
-    {"core", "split": [lo, hi|null, parts]}."""
+    """Validate a digest request (DIGEST_BODY): {"core", "ranges": [[lo, hi|null, list?], ...]}
+    or {"core", "split": [lo, hi|null, parts]}."""
     if not isinstance(body, dict) or body.get("core") not in CORES:
         raise BadRequest('expected {"core": "Dataset"|"File"|"Aggregation", ...}')
     split = body.get("split")
     if split is not None:
         if not isinstance(split, list) or len(split) != 3 or not isinstance(split[2], int):
             raise BadRequest("split must be [lo, hi|null, parts]")
-        if not 2 <= split[2] <= 256:
-            raise BadRequest("parts must be between 2 and 256")
+        if not 2 <= split[2] <= MAX_PARTS:
+            raise BadRequest(f"parts must be between 2 and {MAX_PARTS}")
         return body["core"], None, (_bound(split[0], "lo") or "", _bound(split[1], "hi"), split[2])
     ranges = body.get("ranges")
-    if not isinstance(ranges, list) or not ranges or len(ranges) > 256:
-        raise BadRequest("ranges must be a list of 1 to 256 [lo, hi|null, list?] items")
+    if not isinstance(ranges, list) or not ranges or len(ranges) > MAX_RANGES:
+        raise BadRequest(f"ranges must be a list of 1 to {MAX_RANGES} [lo, hi|null, list?] items")
     out: list[DigestRange] = []
     for item in ranges:
         if not isinstance(item, list) or len(item) not in (2, 3):
             raise BadRequest("each range must be [lo, hi|null] or [lo, hi|null, true]")
         out.append((_bound(item[0], "lo") or "", _bound(item[1], "hi"), bool(item[2:] and item[2])))
     return body["core"], out, None
-
-
-def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _wait(request: Request) -> float:
-    raw = request.query_params.get("wait") or "0"
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise BadRequest(f"wait must be a number of seconds, got {raw!r}") from None
-    if not 0 <= wait <= MAX_WAIT:
-        raise BadRequest(f"wait must be between 0 and {MAX_WAIT:.0f} seconds")
-    return wait
 
 
 class Replication:
@@ -102,14 +107,13 @@ class Replication:
 
     async def changes(self, request: Request) -> Response:
         self.replicator(request)
-        since = int_param(request, "since", 0, 0, 2**62)
-        limit = int_param(request, "limit", 100, 0, MAX_LIMIT)
-        wait = _wait(request)
+        given = request.query_params
+        since: int = SINCE.read(given.get(SINCE.name), 0)
+        limit: int = LIMIT.read(given.get(LIMIT.name), 100)
+        wait: float = WAIT.read(given.get(WAIT.name), 0.0)
+        encoding: str = ENCODING.read(given.get(ENCODING.name), "json")
         if wait and limit:
             await self.feed.wait_beyond(lambda: self.service.seq, since, wait)
-        encoding = request.query_params.get("encoding", "json")
-        if encoding not in ("json", "zlib"):
-            raise BadRequest(f"encoding must be json or zlib, got {encoding!r}")
         query = ChangesQuery(since, limit, wait, compressed=encoding == "zlib")
         body = await run_in_threadpool(self.service.changes, query)
         return Response(body, media_type="application/json")

@@ -13,7 +13,13 @@ from esgf_ha.common.auth import Principal, TokenVerifier
 from esgf_ha.index.binding import Binding
 from esgf_ha.index.errors import BadRequest, Forbidden
 from esgf_ha.index.limits import WriteLimits, read_capped
+from esgf_ha.index.openapi_schema import json_body
 from esgf_ha.index.settings import IndexSettings
+
+# the body `json_ids` takes, as OpenAPI describes it
+IDS_BODY = json_body(
+    {"ids": {"type": "array", "items": {"type": "string"}, "minItems": 1}}, ["ids"]
+)
 
 
 class WriteGate:
