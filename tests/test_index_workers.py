@@ -362,3 +362,37 @@ def test_long_polls_wake_on_any_workers_commit(tmp_path: Path) -> None:
             assert got["took"] < 5, got["took"]
     finally:
         pool.stop()
+
+
+def test_a_burst_of_kept_alive_connections_spreads_over_the_workers(tmp_path: Path) -> None:
+    """Clients that open their connections together and keep them (a download tool's pool,
+    a load balancer) must not all land on the worker that woke first."""
+    pool = IndexServer(tmp_path / "pool", workers=2)
+    connections = 64
+    try:
+        pool.start()
+        wait_for(lambda: len(worker_pids(pool)) == 2)
+        clients = [pool.client() for _ in range(connections)]
+        try:
+            barrier = threading.Barrier(connections)
+            answered: list[str] = []
+
+            def first_search(client: httpx.Client) -> None:
+                barrier.wait()
+                r = client.get("/esg-search/search", params={"limit": 0})
+                answered.append(r.headers.get("X-ESGF-Worker", "").split(":")[0])
+
+            threads = [threading.Thread(target=first_search, args=(c,)) for c in clients]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        finally:
+            for c in clients:
+                c.close()
+        assert len(answered) == connections
+        # each worker takes at least a quarter of them (P(fail) ~ 1e-4 with even spreading)
+        counts = {w: answered.count(w) for w in ("0", "1")}
+        assert min(counts.values()) >= connections // 4, counts
+    finally:
+        pool.stop()

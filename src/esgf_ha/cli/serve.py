@@ -399,14 +399,20 @@ def _serve_index_workers(parts: IndexParts) -> None:
     from esgf_ha.common.workers import Supervisor
 
     settings, service, tls_files = parts.settings, parts.service, parts.tls_files
-    sock = bind(*parse_listen(settings.listen))
+    # The supervisor holds the port without listening; each worker listens on its own socket
+    # bound to it. One shared listening socket would let the first worker to wake take a whole
+    # burst of new connections (asyncio accepts in a loop), and keep-alive clients would then
+    # stay on that worker; separate sockets let the kernel spread connections evenly.
+    sock = bind(*parse_listen(settings.listen), reuse_port=True, listen=False)
+    host, port = sock.getsockname()[:2]
     url = url_of(sock, tls_files is not None)
     service.detach()
 
     def run_worker(index: int) -> None:
         service.attach(index)
         service.start_sync()
-        _serve_index_process(parts, sock)
+        own = bind(host, port, reuse_port=True)
+        _serve_index_process(parts, own)
 
     write_endpoint(
         settings.state_dir, "index", {"url": url, "ca": str(tls_files.ca) if tls_files else None}

@@ -1,8 +1,9 @@
-"""Several worker processes accepting on one listening socket.
+"""Several worker processes serving one port.
 
-The parent binds the socket once, forks the workers (each runs its own event loop and its own
-state, and accepts on the inherited socket, so the kernel spreads connections over them),
-starts a new worker when one dies, and on SIGTERM/SIGINT passes the signal on to every worker,
+The caller holds the port (bound with SO_REUSEPORT, not listening) and forks the workers
+through this supervisor; each runs its own event loop and its own state and listens on its own
+socket bound to the same port, so the kernel spreads new connections evenly over them. The
+supervisor starts a new worker when one dies, and on SIGTERM/SIGINT passes the signal on to every worker,
 whose own graceful stop (drain, grace, exit 0; see `server.Shutdown`) then runs, and waits for
 them all. Forking lets the workers share the parent's memory (the facet index) until they
 change it; the parent must therefore hold no thread and no SQLite handle when it forks.
