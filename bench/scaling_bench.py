@@ -23,6 +23,7 @@ import datetime as dt
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not (pathlib.Path(args.state_dir) / "index.sqlite3").exists():
         p.error(f"no store in {args.state_dir}; load one with search_bench.py --keep-state")
+    if shutil.which("wrk") is None:  # Debian's wrk, as the other benchmarks install theirs
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
     OUT_DIR.mkdir(exist_ok=True)
     mix = build_mix(SyntheticIndex(args.scale, args.seed), args.mix_size, seed=args.seed + 1)
     with tempfile.TemporaryDirectory(prefix="esgf-ha-scaling-") as tmp:
