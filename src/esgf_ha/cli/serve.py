@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -141,16 +141,19 @@ def shutdown_of(drain_seconds: float, grace_seconds: float) -> Shutdown:
     return Shutdown(drain=drain_seconds, grace=grace_seconds)
 
 
+class ServesTLS(Protocol):
+    """The settings every server has for its certificate (IndexSettings, DataSettings)."""
+
+    tls: bool
+    state_dir: Path
+    listen: str
+    tls_cert: Path | None
+    tls_key: Path | None
+    hostnames: list[str]
+
+
 def server_tls(
-    tls: bool,
-    state_dir: Path,
-    listen: str,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    hostnames: tuple[str, ...],
-    client_ca: Path | None = None,
-    *,
-    client_certs: bool = True,
+    settings: ServesTLS, client_ca: Path | None = None, *, client_certs: bool = True
 ) -> TLSFiles | None:
     """The certificate to serve: the operator's, or one made (once) in the state dir.
 
@@ -161,14 +164,18 @@ def server_tls(
     from esgf_ha.common.server import parse_listen
     from esgf_ha.common.tls import TLSFiles, ensure_ca, ensure_server_tls
 
-    if not tls:
+    if not settings.tls:
         return None
-    if tls_cert:
-        if not tls_key:
+    if settings.tls_cert:
+        if not settings.tls_key:
             raise click.BadParameter("--tls-cert needs --tls-key", param_hint="--tls-key")
-        trusted = (client_ca or ensure_ca(state_dir / "tls")) if client_certs else None
-        return TLSFiles(ca=tls_cert, cert=tls_cert, key=tls_key, client_ca=trusted)
-    files = ensure_server_tls(state_dir, [parse_listen(listen)[0], *hostnames])
+        trusted = (client_ca or ensure_ca(settings.state_dir / "tls")) if client_certs else None
+        return TLSFiles(
+            ca=settings.tls_cert, cert=settings.tls_cert, key=settings.tls_key, client_ca=trusted
+        )
+    files = ensure_server_tls(
+        settings.state_dir, [parse_listen(settings.listen)[0], *settings.hostnames]
+    )
     if not client_certs:
         files.client_ca = None
     elif client_ca is not None:
@@ -312,16 +319,7 @@ def serve_index(**options: Any) -> None:
     service = IndexService.open(
         settings.state_dir, durable=settings.role == "master", facets=facets
     )
-    tls_files = server_tls(
-        settings.tls,
-        settings.state_dir,
-        settings.listen,
-        settings.tls_cert,
-        settings.tls_key,
-        tuple(settings.hostnames),
-        settings.client_ca,
-        client_certs=settings.role == "master",
-    )
+    tls_files = server_tls(settings, settings.client_ca, client_certs=settings.role == "master")
     # made before any worker forks: the first start creates the signing key, once
     verifier = TokenVerifier.from_state_dir(
         settings.state_dir,
@@ -553,15 +551,7 @@ def serve_data(**options: Any) -> None:
         return
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     # the data node authenticates downloads with tokens: it asks for no client certificate
-    tls_files = server_tls(
-        settings.tls,
-        settings.state_dir,
-        settings.listen,
-        settings.tls_cert,
-        settings.tls_key,
-        tuple(settings.hostnames),
-        client_certs=False,
-    )
+    tls_files = server_tls(settings, client_certs=False)
     index = None
     if settings.index_url:
         index = IndexClient(

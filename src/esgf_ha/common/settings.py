@@ -63,6 +63,15 @@ def check_listen(field: str, listen: str) -> None:
         raise setting_error(field, f"must be HOST:PORT, got {listen!r}")
 
 
+def certificate_given(cert: Path | None, key: Path | None) -> bool:
+    """Whether the operator gave a certificate (which turns TLS on); it needs its key."""
+    if cert is None:
+        return False
+    if key is None:
+        raise setting_error("tls_key", "a certificate (tls_cert) needs its private key")
+    return True
+
+
 def check_files(values: dict[str, Path | list[Path] | None]) -> None:
     """Each path given must be a readable file: found now, not at the first request."""
     for field, value in values.items():

@@ -8,7 +8,13 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from esgf_ha.common.settings import ServiceSettings, check_files, check_listen, setting_error
+from esgf_ha.common.settings import (
+    ServiceSettings,
+    certificate_given,
+    check_files,
+    check_listen,
+    setting_error,
+)
 
 ROOT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -89,9 +95,7 @@ class DataSettings(ServiceSettings):
             )
         if self.accel_prefix is not None and not self.accel_prefix.startswith("/"):
             raise setting_error("accel_prefix", "the X-Accel-Redirect prefix must start with /")
-        if self.tls_cert is not None:
-            if self.tls_key is None:
-                raise setting_error("tls_key", "a certificate (tls_cert) needs its private key")
+        if certificate_given(self.tls_cert, self.tls_key):
             self.tls = True
         check_files(
             {

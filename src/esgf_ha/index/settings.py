@@ -9,7 +9,13 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from esgf_ha.common.settings import ServiceSettings, check_files, check_listen, setting_error
+from esgf_ha.common.settings import (
+    ServiceSettings,
+    certificate_given,
+    check_files,
+    check_listen,
+    setting_error,
+)
 
 
 class IndexSettings(ServiceSettings):
@@ -101,9 +107,7 @@ class IndexSettings(ServiceSettings):
     @model_validator(mode="after")
     def _check(self) -> IndexSettings:
         check_listen("listen", self.listen)
-        if self.tls_cert is not None:
-            if self.tls_key is None:
-                raise setting_error("tls_key", "a certificate (tls_cert) needs its private key")
+        if certificate_given(self.tls_cert, self.tls_key):
             self.tls = True
         check_files(
             {
