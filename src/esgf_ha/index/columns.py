@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -59,6 +60,42 @@ def _grow(arr: np.ndarray, size: int, fill: float | int) -> np.ndarray:
     return out
 
 
+@dataclass
+class EncodedStrings:
+    """One string field of a batch, looked up in its column's dictionary without changing
+    it: `firsts[i]` is the code of record i's (first) value, None where the value is new
+    (`heads[i]` then says which); extra values of multi-valued fields come as (row, value)."""
+
+    slots: np.ndarray
+    firsts: list[int | None]
+    heads: list[str]
+    extra_rows: list[int]
+    extra_values: list[str]
+
+
+def encode_strings(
+    lookup: dict[str, int], multi: bool, slots: np.ndarray, values: list[object]
+) -> EncodedStrings:
+    """The per-record work of adding string values, done before the write lock is taken
+    (dictionary reads only, so searches and other readers are not disturbed)."""
+    known: Callable[[str], int | None] = lookup.get
+    xr: list[int] = []
+    xv: list[str] = []
+    if multi:
+        # most records hold one value: look all first values up at once, then walk the
+        # few with more
+        heads = [str(v[0]) if type(v) is list else str(v) for v in values]
+        for i, vals in enumerate(values):
+            if type(vals) is list and len(vals) > 1:
+                slot = int(slots[i])
+                for v in list(dict.fromkeys(vals))[1:]:
+                    xr.append(slot)
+                    xv.append(str(v))
+    else:
+        heads = [v if type(v) is str else str(v) for v in values]
+    return EncodedStrings(slots, list(map(known, heads)), heads, xr, xv)
+
+
 class StrColumn:
     """A dictionary-encoded string field (single- or multi-valued)."""
 
@@ -89,35 +126,18 @@ class StrColumn:
 
     def set_many(self, slots: np.ndarray, values: list[object]) -> None:
         """Set the values of many slots at once."""
+        self.store(encode_strings(self.lookup, self.multi, slots, values))
+
+    def store(self, enc: EncodedStrings) -> None:
+        """Write values encoded by `encode_strings` (the caller holds the write lock); values
+        new to this column get their codes here."""
         code_for = self.code_for
-        known: Callable[[object], int | None] = self.lookup.get  # type: ignore[assignment]
-        firsts: list[int | None]
-        xr: list[int] = []
-        xc: list[int] = []
-        if self.multi:
-            # most records hold one value: look all first values up at once, then walk the
-            # few with more
-            heads = [v[0] if type(v) is list else v for v in values]
-            firsts = list(map(known, heads))
-            for i, vals in enumerate(values):
-                if type(vals) is list and len(vals) > 1:
-                    items = list(dict.fromkeys(vals))
-                    slot = int(slots[i])
-                    for v in items[1:]:
-                        xr.append(slot)
-                        xc.append(code_for(str(v)))
-            if None in firsts:
-                firsts = [
-                    c if c is not None else code_for(str(h))
-                    for c, h in zip(firsts, heads, strict=True)
-                ]
-        else:
-            firsts = list(map(known, values))
-            if None in firsts:
-                firsts = [
-                    c if c is not None else code_for(v if type(v) is str else str(v))
-                    for c, v in zip(firsts, values, strict=True)
-                ]
+        firsts = enc.firsts
+        if None in firsts:
+            firsts = [
+                c if c is not None else code_for(h) for c, h in zip(firsts, enc.heads, strict=True)
+            ]
+        slots = enc.slots
         top = int(slots.max()) + 1
         if top > len(self.codes):
             self.codes = _grow(self.codes, top, -1)
@@ -127,14 +147,17 @@ class StrColumn:
         if size > len(self.totals):
             self.totals = _grow(self.totals, size, 0)
         self.totals[:size] += np.bincount(codes, minlength=size)
-        if xr:
-            extra_codes = np.asarray(xc, dtype=np.int32)
-            need = self.nx + len(xr)
+        if enc.extra_rows:
+            extra_codes = np.asarray([code_for(v) for v in enc.extra_values], dtype=np.int32)
+            need = self.nx + len(enc.extra_rows)
             self.xrows = _grow(self.xrows, need, 0)
             self.xcodes = _grow(self.xcodes, need, 0)
-            self.xrows[self.nx : need] = xr
+            self.xrows[self.nx : need] = enc.extra_rows
             self.xcodes[self.nx : need] = extra_codes
             self.nx = need
+            size = len(self.values)
+            if size > len(self.totals):
+                self.totals = _grow(self.totals, size, 0)
             self.totals[:size] += np.bincount(extra_codes, minlength=size)
 
     def forget(self, slots: np.ndarray) -> None:
@@ -316,20 +339,26 @@ class NumColumn:
         self.data = np.full(0, np.nan, dtype=np.float64)
 
     def set_many(self, slots: np.ndarray, values: list[object]) -> None:
+        self.store(slots, to_numbers(self.kind, values))
+
+    def store(self, slots: np.ndarray, numbers: np.ndarray) -> None:
         top = int(slots.max()) + 1
         if top > len(self.data):
             self.data = _grow(self.data, top, np.nan)
-        out = np.empty(len(values), dtype=np.float64)
-        kind = self.kind
-        for i, value in enumerate(values):
-            try:
-                out[i] = to_number(kind, value)
-            except (TypeError, ValueError):
-                out[i] = np.nan
-        self.data[slots] = out
+        self.data[slots] = numbers
 
     def view(self, n: int) -> np.ndarray:
         return self.data[:n] if n <= len(self.data) else _grow(self.data, n, np.nan)[:n]
+
+
+def to_numbers(kind: Kind, values: list[object]) -> np.ndarray:
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        try:
+            out[i] = to_number(kind, value)
+        except (TypeError, ValueError):
+            out[i] = np.nan
+    return out
 
 
 def to_number(kind: Kind, value: object) -> float:
@@ -338,6 +367,16 @@ def to_number(kind: Kind, value: object) -> float:
     if kind is Kind.DATE:
         return date_to_epoch(str(value))
     return float(value)  # type: ignore[arg-type]
+
+
+@dataclass
+class PendingAdd:
+    """Records of one batch turned into column values, waiting for `CoreIndex.apply_add`."""
+
+    slots: np.ndarray
+    names: set[str] = field(default_factory=set)
+    strings: dict[str, EncodedStrings] = field(default_factory=dict)
+    numbers: dict[str, tuple[Kind, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 class CoreIndex:
@@ -357,19 +396,18 @@ class CoreIndex:
         self.add_many([slot], [record])
 
     def add_many(self, slots: Sequence[int], records: Sequence[dict[str, object]]) -> None:
-        """Add many records at once: one pass to group values by field, then one vector
-        assignment per column."""
+        """Add many records at once (see `prepare_add` and `apply_add`)."""
+        self.apply_add(self.prepare_add(slots, records))
+
+    def prepare_add(self, slots: Sequence[int], records: Sequence[dict[str, object]]) -> PendingAdd:
+        """The per-record work of adding records, which changes nothing: it may run while
+        searches read this index, so a writer holds the write lock only for `apply_add`."""
+        pending = PendingAdd(np.asarray(slots, dtype=np.int64))
         if not len(slots):
-            return
-        slot_arr = np.asarray(slots, dtype=np.int64)
-        top = int(slot_arr.max()) + 1
-        self.alive = _grow(self.alive, top, False)
-        self.alive[slot_arr] = True
-        self.live_count += len(slot_arr)
-        self.n = max(self.n, top)
-        names = set().union(*map(dict.keys, records))
-        self.field_names |= names
-        for name in names:
+            return pending
+        slot_arr = pending.slots
+        pending.names = set().union(*map(dict.keys, records))
+        for name in pending.names:
             if name in KEYED_FIELDS or name in STORED_ONLY_FIELDS:
                 continue
             kind = kind_of(name)
@@ -386,14 +424,34 @@ class CoreIndex:
                 continue
             if kind is Kind.STRING:
                 col = self.strings.get(name)
-                if col is None:
-                    col = self.strings[name] = StrColumn(name)
-                col.set_many(field_slots, values)
+                lookup = col.lookup if col is not None else {}
+                enc = encode_strings(lookup, is_multi(name), field_slots, values)
+                pending.strings[name] = enc
             else:
-                num = self.numbers.get(name)
-                if num is None:
-                    num = self.numbers[name] = NumColumn(name, kind)
-                num.set_many(field_slots, values)
+                pending.numbers[name] = (kind, field_slots, to_numbers(kind, values))
+        return pending
+
+    def apply_add(self, pending: PendingAdd) -> None:
+        """Write prepared records into the columns (the caller holds the write lock)."""
+        slot_arr = pending.slots
+        if not len(slot_arr):
+            return
+        top = int(slot_arr.max()) + 1
+        self.alive = _grow(self.alive, top, False)
+        self.alive[slot_arr] = True
+        self.live_count += len(slot_arr)
+        self.n = max(self.n, top)
+        self.field_names |= pending.names
+        for name, enc in pending.strings.items():
+            col = self.strings.get(name)
+            if col is None:
+                col = self.strings[name] = StrColumn(name)
+            col.store(enc)
+        for name, (kind, field_slots, numbers) in pending.numbers.items():
+            num = self.numbers.get(name)
+            if num is None:
+                num = self.numbers[name] = NumColumn(name, kind)
+            num.store(field_slots, numbers)
         self.generation += 1
 
     def remove(self, slots: Sequence[int]) -> None:

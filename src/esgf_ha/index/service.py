@@ -23,7 +23,7 @@ from esgf_ha.common.rwlock import RWLock
 from esgf_ha.index import deadline, publish, snapshot
 from esgf_ha.index.binding import Binding
 from esgf_ha.index.changes import ChangesQuery, encode_changes
-from esgf_ha.index.columns import CoreIndex
+from esgf_ha.index.columns import CoreIndex, PendingAdd
 from esgf_ha.index.engine import Engine, SearchResult
 from esgf_ha.index.facets import FacetProfile
 from esgf_ha.index.params import SearchRequest
@@ -274,22 +274,35 @@ class IndexService:
                 if not delta.complete:
                     self._stale = True
                     continue
+                prepared = self._prepare_delta(delta)  # before the lock, as for local writes
                 with self.lock.write():
                     # a local write may have moved on meanwhile: read again from there
                     if delta.base != self.seq:
                         continue
-                    changed = self._apply_delta(delta)
+                    changed = self._apply_delta(delta, prepared)
                 break
         if changed:
             self._notify()
 
-    def _apply_delta(self, delta: SlotDelta) -> bool:
+    def _prepare_delta(self, delta: SlotDelta) -> list[PendingAdd | None]:
+        return [
+            self.cores[core].prepare_add([a[0] for a in added], [a[1] for a in added])
+            if added
+            else None
+            for _, core, _, added in delta.entries
+        ]
+
+    def _apply_delta(
+        self, delta: SlotDelta, prepared: list[PendingAdd | None] | None = None
+    ) -> bool:
         """Apply another process's entries (caller holds the write lock); whether any."""
-        for _, core, removed, added in delta.entries:
+        if prepared is None:
+            prepared = self._prepare_delta(delta)
+        for (_, core, removed, _), pending in zip(delta.entries, prepared, strict=True):
             if removed:
                 self.cores[core].remove(removed)
-            if added:
-                self.cores[core].add_many([a[0] for a in added], [a[1] for a in added])
+            if pending is not None:
+                self.cores[core].apply_add(pending)
         moved = delta.seq != self.seq
         self.seq = delta.seq
         return moved
@@ -424,13 +437,28 @@ class IndexService:
         not hold them up for the time it takes to write it.
         """
 
-        def own(txn: Transaction) -> None:
-            for core, slot in txn.removed:
-                self.cores[core].remove([slot])
+        def own(txn: Transaction) -> Callable[[], None]:
+            # the per-record work happens here, before the search lock is taken
+            pending = []
             for core in CORES:
                 added = [(slot, record) for c, slot, record in txn.added if c == core]
                 if added:
-                    self.cores[core].add_many([a[0] for a in added], [a[1] for a in added])
+                    index = self.cores[core]
+                    pending.append(
+                        (index, index.prepare_add([a[0] for a in added], [a[1] for a in added]))
+                    )
+
+            removed: dict[str, list[int]] = {}
+            for core, slot in txn.removed:
+                removed.setdefault(core, []).append(slot)
+
+            def apply() -> None:
+                for core, slots in removed.items():
+                    self.cores[core].remove(slots)
+                for index, prepared in pending:
+                    index.apply_add(prepared)
+
+            return apply
 
         with self.store.transaction(self._commit_hook(own)) as txn:
             result = operation(txn)
@@ -438,14 +466,18 @@ class IndexService:
         return result
 
     def _commit_hook(
-        self, own: Callable[[Transaction], None]
+        self, own: Callable[[Transaction], Callable[[], None]]
     ) -> Callable[[Transaction, Callable[[], None]], None]:
         """The commit of a write and its facet-index update as one step for searches.
 
-        With other workers on the store, what they committed before this transaction (it
-        holds SQLite's write lock, so that is all of it) is applied first, in seq order."""
+        `own(txn)` prepares the facet-index update without the search lock (other writers
+        wait: the store's write lock is held) and returns the step that applies it, which
+        runs with the commit under the lock. With other workers on the store, what they
+        committed before this transaction (it holds SQLite's write lock, so that is all of
+        it) is applied first, in seq order."""
 
         def commit(txn: Transaction, do_commit: Callable[[], None]) -> None:
+            apply = own(txn)
             with self.lock.write():
                 if self.shared and txn.seq is not None and not self._stale:
                     delta = SlotDelta(txn.conn, self.seq, upto=txn.seq)
@@ -454,7 +486,7 @@ class IndexService:
                     else:
                         self._stale = True  # rebuilt after the commit (`_after_write`)
                 do_commit()
-                own(txn)
+                apply()
                 if not self.shared:
                     self.seq = self.store.last_seq()
                 elif txn.seq is not None:
@@ -483,8 +515,10 @@ class IndexService:
                         txn: Transaction,
                         core: str = core,
                         normalized: list[dict[str, object]] = normalized,
-                    ) -> None:
-                        self.cores[core].add_many(txn.bulk_slots, normalized)
+                    ) -> Callable[[], None]:
+                        index = self.cores[core]
+                        pending = index.prepare_add(txn.bulk_slots, normalized)
+                        return lambda: index.apply_add(pending)
 
                     self.store.bulk_insert(core, normalized, self._commit_hook(own))
                     self._after_write()
