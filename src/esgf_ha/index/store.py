@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -40,6 +41,8 @@ DOC_COLUMNS = "slot, id, dataset_id, master_id, instance_id, title, doc"
 # 2: identifiers in the free-text body (stores of version 1 have theirs rebuilt on open)
 SCHEMA_VERSION = 2
 PAGE_SIZE = 16384
+# the WAL size at which a write copies it back into the store (SQLite's default: 1000 pages)
+CHECKPOINT_BYTES = 1000 * PAGE_SIZE
 
 
 def pack(record: dict[str, object]) -> bytes:
@@ -381,6 +384,9 @@ class Store:
             # identifier indexes take random inserts: a large page cache keeps bulk loads of
             # millions of records from thrashing the disk
             conn.execute("PRAGMA cache_size=-1048576")
+            # SQLite would checkpoint inside COMMIT, which a write makes while searches wait
+            # for its facet-index update; `_checkpoint_if_due` does it after instead
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         else:
             conn = sqlite3.connect(
                 f"file:{self.path}?mode=ro",
@@ -505,6 +511,18 @@ class Store:
             finally:
                 if not done:
                     conn.execute("ROLLBACK")
+            self._checkpoint_if_due(conn)
+
+    def _checkpoint_if_due(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL back into the store once it holds CHECKPOINT_BYTES, as SQLite's own
+        automatic checkpoint would, but after the commit and outside the search lock. A
+        passive checkpoint waits for no reader; what readers still use is copied next time."""
+        try:
+            size = os.stat(f"{self.path}-wal").st_size
+        except FileNotFoundError:
+            return
+        if size >= CHECKPOINT_BYTES:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def bulk_insert(
         self,
