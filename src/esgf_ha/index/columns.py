@@ -276,7 +276,9 @@ class StrColumn:
         """Records per value among `rows` (slots; `rows_mask` is the same set as a mask)."""
         size = len(self.values)
         col = self.codes[:n] if n <= len(self.codes) else _grow(self.codes, n, -1)[:n]
-        counts = np.bincount(col[rows] + 1, minlength=size + 1)[1:]
+        picked = np.take(col, rows)
+        picked += 1  # in place: missing values (-1) land in bin 0
+        counts = np.bincount(picked, minlength=size + 1)[1:]
         if self.nx:
             xr = self.xrows[: self.nx]
             hit = rows_mask[xr] if rows_mask is not None else np.isin(xr, rows)

@@ -28,6 +28,7 @@ from esgf_ha.index.columns import (
     tokenize,
 )
 from esgf_ha.index.errors import BadRequest
+from esgf_ha.index.facet_counts import EMPTY, FacetCounts
 from esgf_ha.index.facets import FacetProfile
 from esgf_ha.index.params import SearchRequest, resolve_date
 from esgf_ha.index.store import Store
@@ -40,7 +41,7 @@ SMALL_RESULT = 5_000
 class SearchResult:
     total: int
     slots: list[int]
-    facets: dict[str, list[tuple[str, int]]]
+    facets: dict[str, FacetCounts]
     facet_names: list[str]
 
 
@@ -364,7 +365,7 @@ class Engine:
         rows: np.ndarray | None,
         total: int,
         sel: _Selection,
-    ) -> list[tuple[str, int]]:
+    ) -> FacetCounts:
         col = core.strings.get(name)
         if col is not None:
             counts = col.count(sel.rows, sel.rows_mask, core.n)
@@ -373,10 +374,7 @@ class Engine:
             order = col.lex_order()
             ordered = counts[order]
             keep = ordered > 0
-            values = col.values
-            return list(
-                zip([values[i] for i in order[keep].tolist()], ordered[keep].tolist(), strict=True)
-            )
+            return FacetCounts(col.values, ordered[keep], order[keep])
         num = core.numbers.get(name)
         if num is not None:
             data = num.view(core.n)[_selected(sel, mask)]
@@ -386,7 +384,7 @@ class Engine:
                 (_render_number(num.kind, v), int(c)) for v, c in zip(uniques, counts, strict=True)
             ]
             pairs.sort(key=lambda p: p[0])
-            return pairs
+            return FacetCounts.of_pairs(pairs)
         if name in KEYED_FIELDS and total <= 100_000:
             docs = self.store.fetch(core.core, _selected(sel, mask).tolist())
             tally: dict[str, int] = {}
@@ -395,8 +393,8 @@ class Engine:
                 for v in value if isinstance(value, list) else [value]:
                     if v is not None:
                         tally[str(v)] = tally.get(str(v), 0) + 1
-            return sorted(tally.items())
-        return []
+            return FacetCounts.of_pairs(sorted(tally.items()))
+        return EMPTY
 
     # -- order and page -----------------------------------------------------------------------
     def _page(
@@ -494,7 +492,7 @@ class _Filtered:
     mask: np.ndarray | None  # the matches as a mask over slots, or
     rows: np.ndarray | None  # as sorted slots, when there are few
     total: int
-    facets: dict[str, list[tuple[str, int]]]
+    facets: dict[str, FacetCounts]
 
 
 class _FilterCache:

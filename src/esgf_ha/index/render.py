@@ -104,7 +104,7 @@ def render_json(
         "facet_counts": {
             "facet_queries": {},
             "facet_fields": {
-                name: [x for pair in result.facets.get(name, []) for x in pair]
+                name: result.facets[name].flat() if name in result.facets else []
                 for name in result.facet_names
             },
             "facet_ranges": {},

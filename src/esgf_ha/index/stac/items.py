@@ -8,7 +8,7 @@ extension, the same file at every other site that holds a copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 from esgf_ha.index.stac.vocabulary import (
@@ -187,7 +187,7 @@ def item_links(base: str, cid: str, iid: str, record_id: str) -> list[dict[str, 
 def collection(
     project: str,
     count: int,
-    facets: Mapping[str, Sequence[tuple[str, int]]],
+    facets: Mapping[str, Iterable[tuple[str, int]]],
     base: str,
 ) -> dict[str, object]:
     """A collection from the facet counts of its project's datasets (summaries) and of the

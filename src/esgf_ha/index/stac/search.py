@@ -336,7 +336,8 @@ class Searcher:
         result, _ = self.service.search(
             self._request([("facets", "project"), ("limit", "0")]), self.timeout
         )
-        return result.facets.get("project", [])
+        counts = result.facets.get("project")
+        return counts.pairs() if counts is not None else []
 
     def project_of(self, cid: str) -> str:
         for project, _ in self.projects():
