@@ -22,7 +22,7 @@ from esgf_ha.cli.settings_cli import (
 from esgf_ha.common.logs import setup_logging
 
 log = logging.getLogger("esgf_ha.server")
-# seconds a busy thread may hold the interpreter lock while another waits (a replica)
+# seconds a busy thread may hold the interpreter lock while another waits
 SWITCH_INTERVAL = 0.0005
 
 if TYPE_CHECKING:
@@ -370,12 +370,13 @@ def _serve_index_process(parts: IndexParts, sock: socket.socket | None) -> None:
             service, str(settings.upstream), str(settings.upstream_token), ca=settings.upstream_ca
         )
     app = create_app(settings, service, parts.verifier, follower)
+    # Searches run on threads beside the event loop (and a replica's follower thread). A thread
+    # that waits for the interpreter lock gets it only when the busy one yields it, by default
+    # after up to 5 ms each time: the event loop then sat behind a long facet count before it
+    # could read the next request or send a finished answer. Yielding every 0.5 ms keeps short
+    # searches and a busy replica's searches near their idle latency.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     if follower is not None:
-        # The follower's thread decodes and prepares batches in Python. A search hands the
-        # interpreter lock back at every socket and SQLite call, and gets it back only when
-        # the busy thread yields it, by default after up to 5 ms each time; yielding every
-        # 0.5 ms keeps searches on an applying replica near their idle latency.
-        sys.setswitchinterval(SWITCH_INTERVAL)
         follower.start()
     limits = ConnectionLimits(settings.header_timeout, settings.max_connections)
     try:
