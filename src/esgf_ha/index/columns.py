@@ -49,6 +49,8 @@ STORED_ONLY_FIELDS = frozenset(
         "score",
     }
 )
+# Up to this many wanted values, a whole-column match compares once per value (see match_codes).
+FEW_CODES = 4
 
 
 def _grow(arr: np.ndarray, size: int, fill: float | int) -> np.ndarray:
@@ -171,36 +173,48 @@ class StrColumn:
             np.subtract.at(self.totals, self.xcodes[: self.nx][hit], 1)
 
     # -- matching ---------------------------------------------------------------------------
+    def _lut(self, codes: Sequence[int]) -> np.ndarray:
+        """Whether each code is wanted, indexed by code; one spare entry at the end, so a
+        missing value (-1) looks up False without shifting the whole column first."""
+        lut = np.zeros(len(self.values) + 1, dtype=bool)
+        lut[list(codes)] = True
+        return lut
+
     def match_codes(self, codes: Iterable[int], n: int) -> np.ndarray:
         """Mask of slots [0, n) holding any of `codes`."""
-        lut = np.zeros(len(self.values) + 1, dtype=bool)
-        wanted = [c + 1 for c in codes]
+        wanted = list(codes)
         if not wanted:
             return np.zeros(n, dtype=bool)
-        lut[wanted] = True
         col = self.codes[:n] if n <= len(self.codes) else _grow(self.codes, n, -1)[:n]
-        mask = lut[col + 1]
+        lut = self._lut(wanted)
+        if len(wanted) <= FEW_CODES:
+            # a vectorised comparison per code reads the column once each, where a table
+            # lookup gathers per slot: about 10x faster for one code over millions of slots
+            mask = col == wanted[0]
+            for code in wanted[1:]:
+                mask |= col == code
+        else:
+            mask = np.take(lut, col)
         if self.nx:
             xr = self.xrows[: self.nx]
-            hit = lut[self.xcodes[: self.nx] + 1] & (xr < n)
+            hit = np.take(lut, self.xcodes[: self.nx]) & (xr < n)
             mask[xr[hit]] = True
         return mask
 
     def match_rows(self, codes: Iterable[int], rows: np.ndarray) -> np.ndarray:
         """For each of the given slots, whether it holds any of `codes`."""
-        wanted = [c + 1 for c in codes]
+        wanted = list(codes)
         if not wanted:
             return np.zeros(len(rows), dtype=bool)
-        lut = np.zeros(len(self.values) + 1, dtype=bool)
-        lut[wanted] = True
+        lut = self._lut(wanted)
         inside = rows < len(self.codes)
         if inside.all():
-            hit = lut[self.codes[rows] + 1]
+            hit = np.take(lut, self.codes[rows])
         else:
             hit = np.zeros(len(rows), dtype=bool)
-            hit[inside] = lut[self.codes[rows[inside]] + 1]
+            hit[inside] = np.take(lut, self.codes[rows[inside]])
         if self.nx:
-            extra = self.xrows[: self.nx][lut[self.xcodes[: self.nx] + 1]]
+            extra = self.xrows[: self.nx][np.take(lut, self.xcodes[: self.nx])]
             if len(extra):
                 hit |= np.isin(rows, extra)
         return hit
@@ -215,12 +229,11 @@ class StrColumn:
         known = len(post.starts) - 1
         parts = [post.rows[post.starts[c] : post.starts[c + 1]] for c in codes if c < known]
         if post.upto < n:
-            lut = np.zeros(len(self.values) + 1, dtype=bool)
-            lut[[c + 1 for c in codes]] = True
+            lut = self._lut(codes)
             tail = self.codes[post.upto : n]
-            parts.append(np.flatnonzero(lut[tail + 1]) + post.upto)
+            parts.append(np.flatnonzero(np.take(lut, tail)) + post.upto)
             xr = self.xrows[post.nx_upto : self.nx]
-            parts.append(xr[lut[self.xcodes[post.nx_upto : self.nx] + 1] & (xr < n)])
+            parts.append(xr[np.take(lut, self.xcodes[post.nx_upto : self.nx]) & (xr < n)])
         parts = [p for p in parts if len(p)]
         if not parts:
             return np.zeros(0, dtype=np.int64)
