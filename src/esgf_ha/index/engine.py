@@ -55,6 +55,7 @@ class Engine:
         self._id_order: dict[str, tuple[np.ndarray, int]] = {}
         self._cache = _FilterCache()
         self._text_slots = _TextSlots()
+        self._flag_masks: dict[tuple[str, str, bool], tuple[int, np.ndarray]] = {}
 
     # -- entry point --------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchResult:
@@ -165,9 +166,22 @@ class Engine:
         want = 1.0 if flag else 0.0
         return _Check(
             core.live_count // 2,
-            lambda n: col.view(n) == want,
+            lambda n: self._flag_mask(core, name, flag, n),
             lambda rows: col.view(core.n)[rows] == want,
         )
+
+    def _flag_mask(self, core: CoreIndex, name: str, flag: bool, n: int) -> np.ndarray:
+        """The whole-core mask of a flag (`latest`, `replica`, ...), kept until the core
+        changes: nearly every search asks for `latest=true`, and comparing a float column over
+        millions of slots took longer than the rest of a selective search."""
+        key = (core.core, name, flag)
+        hit = self._flag_masks.get(key)
+        if hit is not None and hit[0] == core.generation and len(hit[1]) == n:
+            return hit[1]
+        mask = core.numbers[name].view(n) == (1.0 if flag else 0.0)
+        mask.setflags(write=False)  # shared by every search that follows
+        self._flag_masks[key] = (core.generation, mask)
+        return mask
 
     def _in_check(self, core: CoreIndex, name: str, values: list[str], negate: bool) -> _Check:
         n = core.n
