@@ -167,21 +167,34 @@ class Engine:
         return _Check(
             core.live_count // 2,
             lambda n: self._flag_mask(core, name, flag, n),
-            lambda rows: col.view(core.n)[rows] == want,
+            lambda rows: self._flag_rows(core, name, flag, rows, want),
         )
+
+    def _flag_rows(
+        self, core: CoreIndex, name: str, flag: bool, rows: np.ndarray, want: float
+    ) -> np.ndarray:
+        kept = self._kept_flag(core, name, flag)
+        if kept is not None:  # a byte per slot to gather instead of a float
+            return kept[rows]
+        return core.numbers[name].view(core.n)[rows] == want
 
     def _flag_mask(self, core: CoreIndex, name: str, flag: bool, n: int) -> np.ndarray:
         """The whole-core mask of a flag (`latest`, `replica`, ...), kept until the core
         changes: nearly every search asks for `latest=true`, and comparing a float column over
         millions of slots took longer than the rest of a selective search."""
-        key = (core.core, name, flag)
-        hit = self._flag_masks.get(key)
-        if hit is not None and hit[0] == core.generation and len(hit[1]) == n:
-            return hit[1]
+        kept = self._kept_flag(core, name, flag)
+        if kept is not None and len(kept) == n:
+            return kept
         mask = core.numbers[name].view(n) == (1.0 if flag else 0.0)
         mask.setflags(write=False)  # shared by every search that follows
-        self._flag_masks[key] = (core.generation, mask)
+        self._flag_masks[(core.core, name, flag)] = (core.generation, mask)
         return mask
+
+    def _kept_flag(self, core: CoreIndex, name: str, flag: bool) -> np.ndarray | None:
+        hit = self._flag_masks.get((core.core, name, flag))
+        if hit is None or hit[0] != core.generation or len(hit[1]) != core.n:
+            return None
+        return hit[1]
 
     def _in_check(self, core: CoreIndex, name: str, values: list[str], negate: bool) -> _Check:
         n = core.n
