@@ -163,32 +163,28 @@ class Engine:
         col = core.numbers.get(name)
         if col is None:
             return _Check(0, lambda n: np.zeros(n, dtype=bool), lambda r: np.zeros(len(r), bool))
-        want = 1.0 if flag else 0.0
         return _Check(
             core.live_count // 2,
-            lambda n: self._flag_mask(core, name, flag, n),
-            lambda rows: self._flag_rows(core, name, flag, rows, want),
+            lambda n: self._flag_mask(core, name, flag),  # n is core.n, as for every check
+            lambda rows: self._flag_rows(core, name, flag, rows),
         )
 
-    def _flag_rows(
-        self, core: CoreIndex, name: str, flag: bool, rows: np.ndarray, want: float
-    ) -> np.ndarray:
-        kept = self._kept_flag(core, name, flag)
-        if kept is not None:  # a byte per slot to gather instead of a float
-            return kept[rows]
-        return core.numbers[name].view(core.n)[rows] == want
-
-    def _flag_mask(self, core: CoreIndex, name: str, flag: bool, n: int) -> np.ndarray:
+    def _flag_mask(self, core: CoreIndex, name: str, flag: bool) -> np.ndarray:
         """The whole-core mask of a flag (`latest`, `replica`, ...), kept until the core
         changes: nearly every search asks for `latest=true`, and comparing a float column over
         millions of slots took longer than the rest of a selective search."""
         kept = self._kept_flag(core, name, flag)
-        if kept is not None and len(kept) == n:
-            return kept
-        mask = core.numbers[name].view(n) == (1.0 if flag else 0.0)
-        mask.setflags(write=False)  # shared by every search that follows
-        self._flag_masks[(core.core, name, flag)] = (core.generation, mask)
-        return mask
+        if kept is None:
+            kept = core.numbers[name].view(core.n) == float(flag)
+            kept.setflags(write=False)  # shared by every search that follows
+            self._flag_masks[(core.core, name, flag)] = (core.generation, kept)
+        return kept
+
+    def _flag_rows(self, core: CoreIndex, name: str, flag: bool, rows: np.ndarray) -> np.ndarray:
+        kept = self._kept_flag(core, name, flag)
+        if kept is not None:  # a byte per slot to gather instead of a float
+            return kept[rows]
+        return core.numbers[name].view(core.n)[rows] == float(flag)
 
     def _kept_flag(self, core: CoreIndex, name: str, flag: bool) -> np.ndarray | None:
         hit = self._flag_masks.get((core.core, name, flag))
