@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import pathlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -164,6 +165,16 @@ def tree_memory(pid: int) -> dict[str, int]:
         "hwm_bytes": hwm * 1024,
         "pss_bytes": pss * 1024,
     }
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU so far of pid and its descendants (a server and its workers)."""
+    ticks = 0
+    for p in descendants(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            fields = pathlib.Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class MemorySampler:

@@ -12,8 +12,15 @@ reused from a store loaded by `search_bench.py --keep-state`:
 
 Configurations, in turns per round: one worker pinned to one core (the reference), two
 workers pinned to that same core, two workers on both cores. wrk is not pinned. Prints
-searches/s, wrk's latency percentiles and the ratio of each configuration to the reference,
-and writes bench/out/scaling-<scale>-<date>.json.
+searches/s, wrk's latency percentiles, the ratio of each configuration to the reference, the
+cores the server kept busy and its CPU time per search, and writes
+bench/out/scaling-<scale>-<date>.json.
+
+Each round also measures what the machine itself gives from a second core: a fixed
+interpreter loop timed alone on one core, then two copies at once on both. On a virtual
+machine the two cores may share a physical core or be slowed by other tenants, so a server
+that keeps both cores busy can still not reach 2x; the machine's own figure, measured in the
+same round, says how much a second core was worth then.
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import orjson
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+from loadgen import tree_cpu_seconds  # noqa: E402
 from ours import ServerProcess  # noqa: E402
 from query_mix import build_mix  # noqa: E402
 from search_bench import free_port  # noqa: E402
@@ -50,6 +59,9 @@ request = function()
   return wrk.format("GET", paths[i])
 end
 """
+
+# the machine reference: pure interpreter work, no memory traffic to speak of
+SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(15_000_000): x += i * i\nprint(time.perf_counter() - t)"
 
 CONFIGS = (
     ("1 worker, 1 core", 1, "1"),
@@ -88,17 +100,44 @@ def run_config(
         wrk = ["wrk", "-t1", f"-c{args.connections}", "--latency", "-s", str(script)]
         # warm-up: every worker fills its caches the same way before the timed run
         subprocess.run([*wrk, "-d5s", server.base_url], capture_output=True, check=True)
+        cpu0, t0 = tree_cpu_seconds(server.pid), time.perf_counter()
         done = subprocess.run(
             [*wrk, f"-d{args.duration}s", server.base_url],
             capture_output=True,
             text=True,
             check=True,
         )
+        cpu, wall = tree_cpu_seconds(server.pid) - cpu0, time.perf_counter() - t0
     finally:
         server.stop()
     result = parse_wrk(done.stdout)
+    result["server_cores_busy"] = round(cpu / wall, 2)
+    searches = result.get("searches_per_s", 0.0) * args.duration
+    result["server_cpu_ms_per_search"] = round(cpu * 1000 / searches, 3) if searches else 0.0
     print(f"    {name}: {result}", flush=True)
     return result
+
+
+def machine_reference() -> dict[str, float]:
+    """How much faster two cores run a fixed loop than one, right now (2.0: fully)."""
+
+    def spin(cpus: list[str]) -> list[float]:
+        procs = [
+            subprocess.Popen(
+                ["taskset", "-c", cpu, sys.executable, "-c", SPIN],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for cpu in cpus
+        ]
+        return [float(p.communicate()[0]) for p in procs]
+
+    solo = spin(["1"])[0]
+    pair = spin(["0", "1"])
+    out = {"solo_s": round(solo, 3), "pair_s": round(max(pair), 3)}
+    out["ratio"] = round(2 * solo / max(pair), 2)
+    print(f"    machine, a fixed loop: {out}", flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +165,15 @@ def main(argv: list[str] | None = None) -> int:
         rounds: list[dict[str, dict[str, float]]] = []
         for r in range(args.rounds):
             print(f"[{r + 1}] load average {os.getloadavg()[0]:.2f}", flush=True)
-            rounds.append({name: run_config(args, name, w, c, script) for name, w, c in CONFIGS})
+            before = machine_reference()
+            results = {name: run_config(args, name, w, c, script) for name, w, c in CONFIGS}
+            after = machine_reference()
+            results["machine"] = {
+                "ratio_before": before["ratio"],
+                "ratio_after": after["ratio"],
+                "ratio": round((before["ratio"] + after["ratio"]) / 2, 2),
+            }
+            rounds.append(results)
     ref = CONFIGS[0][0]
     print(f"\n{'configuration':<22} {'best /s':>9} {'ratio':>7}   per round")
     summary: dict[str, dict[str, float]] = {}
@@ -138,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
         ]
         summary[name] = {"best": max(rates), "ratio_best": round(max(rates) / best_ref, 2)}
         print(f"{name:<22} {max(rates):>9.1f} {max(rates) / best_ref:>6.2f}×   {per_round}")
+    machine = [rnd["machine"]["ratio"] for rnd in rounds]
+    print(f"{'machine, a fixed loop':<22} {'':>9} {'':>7}   {machine}  (2 cores / 1 core)")
+    for name, _, _ in CONFIGS:
+        busy = [rnd[name]["server_cores_busy"] for rnd in rounds]
+        ms = [rnd[name]["server_cpu_ms_per_search"] for rnd in rounds]
+        print(f"{name:<22} cores busy {busy}, server CPU ms per search {ms}")
+    summary["machine"] = {f"round_{i + 1}": r for i, r in enumerate(machine)}
     out = OUT_DIR / f"scaling-{args.scale}-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
     report = {"config": vars(args), "rounds": rounds, "summary": summary, "cpus": os.cpu_count()}
     out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
