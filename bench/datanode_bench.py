@@ -39,6 +39,7 @@ from rich.table import Table
 from esgf_ha.common.server import wait_until_ready
 from esgf_ha.datanode.nginx import render_config
 from esgf_ha.datanode.settings import DataSettings
+from loadgen import tree_cpu_seconds  # bench/, the script's own folder
 
 REL = "bench/file-1.bin"
 ROOT = "esg_dataroot"
@@ -191,28 +192,10 @@ def range_latency(
     return out
 
 
-def process_tree(pid: int) -> list[int]:
-    found = [pid]
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
-                found += process_tree(int(child))
-    except FileNotFoundError:
-        pass
-    return found
-
-
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU of these processes, their threads and children (nginx workers):
     unlike MB/s it hardly moves with the load other users put on the machine."""
-    ticks = 0
-    for pid in [p for top in pids for p in process_tree(top)]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(tree_cpu_seconds(pid) for pid in pids)
 
 
 def result_table(
