@@ -41,8 +41,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
+# Two pytest-xdist workers: most tests wait on servers and clients, not on the CPU. Each test
+# module runs whole on one worker, and the whole-system tests (federations, BIND, podman) all
+# on the same one (tests/conftest.py).
 test: $(STAMP) system-deps clients-setup lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 # The OCI image localhost/esgf-ha:dev (deploy/container/). Installs podman, runc and
 # debootstrap when missing; the first build on a machine that reaches no registry also makes
