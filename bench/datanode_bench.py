@@ -182,11 +182,11 @@ def range_latency(
         for c in clients.values():
             c.close()
     out = {}
-    for name, t in times.items():
-        t = sorted(t[10:])
+    for name, measured in times.items():
+        ms = sorted(measured[10:])
         out[name] = {
-            "p50_ms": statistics.median(t),
-            "p99_ms": t[min(len(t) - 1, int(len(t) * 0.99))],
+            "p50_ms": statistics.median(ms),
+            "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
             "range_cpu_ms": (cpu_seconds(pids[name]) - cpu[name]) / n * 1000,
         }
     return out
@@ -311,7 +311,9 @@ def main() -> int:
         results: dict[str, dict[str, float]] = {}
         urls = {name: f"{base}/thredds/fileServer/{ROOT}/{REL}" for name, base in systems.items()}
         single: dict[str, list[float]] = {name: [] for name in systems}
-        multi = {n: {name: [] for name in systems} for n in args.streams}
+        multi: dict[int, dict[str, list[float]]] = {
+            n: {name: [] for name in systems} for n in args.streams
+        }
         cpu = {n: {name: 0.0 for name in systems} for n in args.streams}
         steps = len(systems) * (1 + len(args.streams)) * args.rounds + 1
         with Progress(console=console, transient=True) as progress:

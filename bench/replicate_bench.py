@@ -26,10 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
+
+if TYPE_CHECKING:
+    from esgf_ha.records.build import FileInfo
 
 BENCH_DIR = pathlib.Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -66,11 +69,11 @@ def start(
     raise SystemExit(f"{name} did not start: {(state / 'server.log').read_text()[-2000:]}")
 
 
-def make_files(root: pathlib.Path, n: int, size: int) -> tuple[dict[str, str], list[Any]]:
+def make_files(root: pathlib.Path, n: int, size: int) -> tuple[dict[str, object], list[FileInfo]]:
     from esgf_ha.records.build import FileInfo
     from esgf_ha.records.drs import CMIP6
 
-    facets = {"mip_era": "CMIP6", "activity_drs": "CMIP", "activity_id": "CMIP",
+    facets: dict[str, object] = {"mip_era": "CMIP6", "activity_drs": "CMIP", "activity_id": "CMIP",
               "institution_id": "BENCH", "source_id": "SYN", "experiment_id": "historical",
               "member_id": "r1i1p1f1", "table_id": "Amon", "variable_id": "tas",
               "grid_label": "gn"}  # fmt: skip
@@ -225,7 +228,7 @@ def main() -> int:
 
     mb = total / 1e6
 
-    def figures(name: str) -> dict[str, float] | None:
+    def figures(name: str) -> dict[str, float | list[float]] | None:
         t = times[name]
         if not t:
             return None
@@ -234,7 +237,7 @@ def main() -> int:
                 "median_MB_per_s": round(mb / statistics.median(t), 1),
                 "runs": [round(x, 3) for x in t]}  # fmt: skip
 
-    def ratios(other: str) -> dict[str, float] | None:
+    def ratios(other: str) -> dict[str, float | list[float]] | None:
         # per round, each system against the other measured in the same round
         pairs = [o / u for o, u in zip(times[other], times["ours"], strict=False)]
         if not pairs:
@@ -258,14 +261,14 @@ def main() -> int:
                   f"{f['best_MB_per_s']:10.1f} {f['median_MB_per_s']:12.1f}")  # fmt: skip
     print(f"ours by step (last round): {phases[-1]}")
     for other, target in (("curl", 0.8), ("esgpull", 1.5)):
-        r = ratios(other)
-        if r:
-            print(f"throughput ours/{other} per round: best {r['best']:.2f}, median "
-                  f"{r['median']:.2f} {r['runs']} (target >= {target})")  # fmt: skip
+        ratio = ratios(other)
+        if ratio:
+            print(f"throughput ours/{other} per round: best {ratio['best']:.2f}, median "
+                  f"{ratio['median']:.2f} {ratio['runs']} (target >= {target})")  # fmt: skip
     OUT_DIR.mkdir(exist_ok=True)
-    out = OUT_DIR / f"replicate-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(f"results: {out}")
+    saved = OUT_DIR / f"replicate-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    saved.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(f"results: {saved}")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -183,7 +183,7 @@ def catch_up(master: IndexServer, replica: IndexServer, files: int, per_batch: i
 
 
 # ------------------------------------------------------------------- 3. search under a stream
-QUERIES = [
+QUERIES: list[dict[str, str | int]] = [
     {"type": "Dataset", "limit": 10, "facets": "source_id,experiment_id,variable_id"},
     {"type": "File", "limit": 10},
     {"type": "Dataset", "query": "temperature", "limit": 10},
