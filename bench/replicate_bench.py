@@ -73,10 +73,11 @@ def make_files(root: pathlib.Path, n: int, size: int) -> tuple[dict[str, object]
     from esgf_ha.records.build import FileInfo
     from esgf_ha.records.drs import CMIP6
 
-    facets: dict[str, object] = {"mip_era": "CMIP6", "activity_drs": "CMIP", "activity_id": "CMIP",
-              "institution_id": "BENCH", "source_id": "SYN", "experiment_id": "historical",
-              "member_id": "r1i1p1f1", "table_id": "Amon", "variable_id": "tas",
-              "grid_label": "gn"}  # fmt: skip
+    facets: dict[str, object] = {
+        "mip_era": "CMIP6", "activity_drs": "CMIP", "activity_id": "CMIP",
+        "institution_id": "BENCH", "source_id": "SYN", "experiment_id": "historical",
+        "member_id": "r1i1p1f1", "table_id": "Amon", "variable_id": "tas", "grid_label": "gn",
+    }  # fmt: skip
     directory = root / CMIP6.directory(facets, "20250101")
     directory.mkdir(parents=True, exist_ok=True)
     block = os.urandom(1 << 20)
