@@ -102,9 +102,16 @@ def summary(driver) -> str:  # type: ignore[no-untyped-def]
     return driver.find_element(By.ID, "summary").text
 
 
+def drawn(driver) -> str | None:  # type: ignore[no-untyped-def]
+    """The summary once the newest state is drawn; until then the page shows an older one."""
+    if driver.find_element(By.ID, "results").get_attribute("aria-busy") != "false":
+        return None
+    text = summary(driver)
+    return text if "datasets" in text else None
+
+
 def total_on_page(driver) -> int:  # type: ignore[no-untyped-def]
-    text = wait_for(driver, lambda d: summary(d) if "datasets" in summary(d) else None, "results")
-    return int(text.split()[0])
+    return int(wait_for(driver, drawn, "results").split()[0])
 
 
 def esg_total(server: IndexServer, **params: str) -> int:
@@ -143,6 +150,12 @@ def test_search_page_in_chromium(site, browser, tmp_path: Path, which: str) -> N
     driver.save_screenshot(str(tmp_path / f"{which}-1-start.png"))
     if os.environ.get("ESGF_HA_SCREENSHOT") and which == "master":
         shutil.copy(tmp_path / f"{which}-1-start.png", os.environ["ESGF_HA_SCREENSHOT"])
+
+    # from here every request takes 200 ms longer, so a read of the page between a click and
+    # the newest answer would see the previous results (the page says when it is drawn)
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 200, "downloadThroughput": -1, "uploadThroughput": -1})  # fmt: skip
 
     # pick the project, then a facet value: counts equal esg-search's, state in the URL
     driver.find_element(By.CSS_SELECTOR, "#projects input[value='CMIP6']").click()

@@ -96,6 +96,8 @@ function searches(state) {
 
 async function render(state, pending) {
   const mine = ++generation;
+  // busy until the newest state is drawn: what is on screen belongs to an older one
+  $("results").setAttribute("aria-busy", "true");
   $("q").value = state.q;
   $("latest").checked = state.latest;
   $("replicas").checked = state.replicas;
@@ -115,6 +117,7 @@ async function render(state, pending) {
     $("error").hidden = false;
     $("summary").textContent = "";
   }
+  $("results").setAttribute("aria-busy", "false");
 }
 
 function wgetQuery(state) {
