@@ -4,6 +4,7 @@ replaced; SIGTERM stops them all."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -148,7 +149,61 @@ def test_concurrent_writes_on_every_worker_lose_nothing(tmp_path: Path) -> None:
             counts = got["facets"]["source_id"]
             assert sum(counts[1::2]) == len(samples)
         assert len(seen) > 1
+        assert worker_failures(pool) == []
     finally:
+        pool.stop()
+
+
+def worker_failures(pool: IndexServer) -> list[str]:
+    assert pool.log_path is not None
+    lines = pool.log_path.read_text().splitlines()
+    return [line for line in lines if '"worker failed"' in line]
+
+
+def test_worker_started_while_others_commit_comes_up(tmp_path: Path) -> None:
+    """A worker (re)started while another worker commits without pause opens the store and
+    serves: opening must wait for the write lock, not fail on a write committed meanwhile."""
+    pool = IndexServer(tmp_path / "pool", workers=2)
+    samples = cmip6_samples(50, seed=5)
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def publish_without_pause() -> None:
+        # publishing a dataset again replaces it: a commit each time, for as long as needed
+        with IndexClient(pool.url, token=pool.token(), timeout=30) as client:
+            for sample in itertools.cycle(samples):
+                if stop.is_set():
+                    return
+                try:
+                    client.publish([{"dataset": sample.dataset, "files": sample.files}])
+                except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    return
+
+    try:
+        pool.start()
+        pids = wait_for(lambda: len(p := worker_pids(pool)) == 2 and p)
+        assert isinstance(pids, dict)
+        writer = threading.Thread(target=publish_without_pause)
+        writer.start()
+        for _ in range(3):
+            # the writes keep going on the other worker meanwhile
+            time.sleep(0.3)
+            assert writer.is_alive(), errors
+            old = pids["1"]
+            os.kill(old, signal.SIGKILL)
+            pids = wait_for(
+                lambda gone=old: (p := worker_pids(pool)).get("1") not in (None, gone) and p
+            )
+            assert isinstance(pids, dict), "the killed worker was not replaced"
+        stop.set()
+        writer.join(60)
+        assert errors == []
+        assert worker_failures(pool) == []
+        counts = {ask(pool, {"limit": 0})[0]["found"] for _ in range(12)}
+        assert counts == {len({s.dataset["id"] for s in samples})}
+    finally:
+        stop.set()
         pool.stop()
 
 

@@ -409,8 +409,10 @@ class Store:
             raise RuntimeError(f"{self.path} was written by a newer esgf-ha (schema {row[0]})")
         if row is not None and int(row[0]) < 2:
             self._rebuild_text()
+        # IMMEDIATE: a deferred transaction that reads and then writes fails at once (no busy
+        # wait) when another process commits in between, as the other workers do
         conn.executescript(
-            "BEGIN;"
+            "BEGIN IMMEDIATE;"
             + "".join(_schema(t) for t in TABLES.values())
             + """
             CREATE TABLE IF NOT EXISTS changes (
