@@ -460,3 +460,8 @@ def test_a_stalled_request_body_is_closed(index: IndexServer) -> None:
             s.sendall(body[i : i + 1])
         answer = s.recv(65536)
     assert answer.startswith(b"HTTP/1.1 "), answer[:100]
+    # the stalled body is the client's fault: logged as information, never as a server error
+    assert index.log_path is not None
+    lines = index.log_path.read_text().splitlines()
+    assert any('"client disconnected"' in line for line in lines)
+    assert [line for line in lines if '"level":"error"' in line] == []

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from esgf_ha import __version__
@@ -184,6 +184,10 @@ class Metrics:
         return Response(self.exposition(), media_type=PROMETHEUS_TYPE)
 
 
+# nginx's status for a request whose client closed the connection before the answer
+CLIENT_CLOSED = 499
+
+
 def measured(
     endpoint: str,
     handler: Handler,
@@ -205,6 +209,11 @@ def measured(
             response = errors(exc.status, str(exc))
             presented = bool(request.headers.get("authorization"))
             response.headers["WWW-Authenticate"] = challenge(exc, scope, presented)
+        except ClientDisconnect:
+            # the client left before its request body was in: nobody reads an answer, and it
+            # is not the server's error (counted as 499, as nginx does)
+            log.info("client disconnected", extra={"endpoint": endpoint})
+            response = errors(CLIENT_CLOSED, "client closed the request")
         except Exception as exc:
             mapped = mapper(exc, errors) if mapper is not None else None
             if mapped is None:

@@ -185,6 +185,13 @@ NOTSENT_LOWAT = 256 << 10
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux's number
 
 
+async def _drop(transport: Any) -> None:
+    """Close a connection whose response cannot be finished, and let the server see the loss
+    before the handler returns: otherwise it logs an unfinished response as its own error."""
+    transport.abort()
+    await asyncio.sleep(0)
+
+
 def _tcp_option(transport: Any, option: int, value: int) -> None:
     sock = transport.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -306,10 +313,12 @@ class FileBody(Response):
         except (ConnectionError, OSError, RuntimeError) as exc:
             # the client went away mid-transfer: nothing to clean up but the connection
             log.info("transfer aborted", extra={"path": str(self.stat.path), "error": str(exc)})
-            protocol.transport.close()
+            await _drop(protocol.transport)
             return 0
         if sent != self.length:
-            protocol.transport.close()  # the file shrank under us; the framing is broken
+            # the file shrank under us: the framing is broken
+            log.error("file shrank during a transfer", extra={"path": str(self.stat.path)})
+            await _drop(protocol.transport)
             return int(sent)
         # the h11 writer already counted the bytes: end the message normally
         await send({"type": "http.response.body", "body": b"", "more_body": False})
