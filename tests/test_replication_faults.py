@@ -288,3 +288,30 @@ def test_bulk_load_on_the_master_makes_replicas_bootstrap(tmp_path: Path) -> Non
     finally:
         replica.stop()
         master.stop()
+
+
+def test_restarted_replica_of_an_idle_master_stays_ready(tmp_path: Path) -> None:
+    """A replica restarted while its master has nothing new is current as soon as the master
+    answers: its readiness must not wait out a long poll with the lag growing meanwhile."""
+    master = start_master(tmp_path / "master")
+    replica = start_replica(tmp_path / "replica", master, "--max-lag", "2")
+    try:
+        assert master.publish(one_dataset(seed=1)).status_code == 200
+        caught_up(replica, master)
+        time.sleep(3.0)  # the last contact it saved is now older than --max-lag
+        replica.stop()
+        replica.start_unready()
+        began = time.monotonic()
+        answers = []
+        with replica.client() as c:
+            # ready at once, and all along one idle long poll of the master (20 s)
+            while time.monotonic() - began < 8:
+                r = c.get("/readyz")
+                answers.append((round(time.monotonic() - began, 1), r.status_code))
+                time.sleep(0.2)
+        unready = [a for a in answers if a[1] != 200]
+        assert not unready or unready[-1][0] < 1.0, unready
+        assert replication(replica)["upstream"]["state"] == "following"
+    finally:
+        replica.stop()
+        master.stop()

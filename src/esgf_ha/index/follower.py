@@ -238,10 +238,14 @@ class Follower:
         paused = self.paused
         # an empty replica only needs to know whether there is anything to copy
         probe = paused or (since == 0 and self.upstream_seq != 0)
+        # until the upstream has answered in this run (or again, after it was away) the lag
+        # counts from the last contact: a long poll of an idle upstream would let it grow
+        # past --max-lag, and the replica turn unready, while all is well
+        current = self.contacted and self.unreachable_since is None and self.refused is None
         params = {
             "since": since,
             "limit": 0 if probe else LIMIT,
-            "wait": 0 if probe else WAIT,
+            "wait": WAIT if current and not probe else 0,
             "encoding": "zlib",
         }
         r = self.index.send("GET", "/api/v1/changes", params=params)
