@@ -261,9 +261,13 @@ class Users:
             path, size = self.fed.files[i % len(self.fed.files)]
             i += 1
             began, at = time.monotonic(), time.time()
+            # --timeout also bounds name resolution, which wget never retries: while a
+            # server of the zone is dead a resolver may take one of its own timeouts (1 s
+            # here) and more on a busy machine, so resolution gets wget's default (none)
             run = subprocess.run(self.fed.w.exec(
-                "wget", "-O", "-", "--no-verbose", "--timeout=2", "--tries=6", "--waitretry=0",
-                "--retry-connrefused", "--no-dns-cache", f"http://{DATA}:{DATA_PORT}{path}"),
+                "wget", "-O", "-", "--no-verbose", "--timeout=2", "--dns-timeout=0", "--tries=6",
+                "--waitretry=0", "--retry-connrefused", "--no-dns-cache",
+                f"http://{DATA}:{DATA_PORT}{path}"),
                 capture_output=True, timeout=120)  # fmt: skip
             ok = run.returncode == 0 and len(run.stdout) == size
             attempts = 1 + run.stderr.count(b"Retrying")
