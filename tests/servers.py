@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -24,6 +25,14 @@ def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((address, 0))
         return int(s.getsockname()[1])
+
+
+def logged(log_path: Path | None, *, level: str = "", msg: str = "") -> list[dict[str, Any]]:
+    """A service's structured log (one JSON object a line): the records of `level` and of
+    `msg`, when given."""
+    assert log_path is not None, "the service was never started"
+    records = [orjson.loads(line) for line in log_path.read_text().splitlines() if line]
+    return [r for r in records if level in ("", r.get("level")) and msg in ("", r.get("msg"))]
 
 
 def spawn(

@@ -20,7 +20,7 @@ import pytest
 from esgf_ha.common.index_client import IndexClient
 from esgf_ha.records.samples import as_batch, cmip5_samples, cmip6_samples
 from tests.replicas import caught_up, wait_for
-from tests.servers import IndexServer
+from tests.servers import IndexServer, logged
 
 WORKERS = 3
 QUERIES: list[dict[str, object]] = [
@@ -149,15 +149,9 @@ def test_concurrent_writes_on_every_worker_lose_nothing(tmp_path: Path) -> None:
             counts = got["facets"]["source_id"]
             assert sum(counts[1::2]) == len(samples)
         assert len(seen) > 1
-        assert worker_failures(pool) == []
+        assert logged(pool.log_path, msg="worker failed") == []
     finally:
         pool.stop()
-
-
-def worker_failures(pool: IndexServer) -> list[str]:
-    assert pool.log_path is not None
-    lines = pool.log_path.read_text().splitlines()
-    return [line for line in lines if '"worker failed"' in line]
 
 
 def test_worker_started_while_others_commit_comes_up(tmp_path: Path) -> None:
@@ -199,7 +193,7 @@ def test_worker_started_while_others_commit_comes_up(tmp_path: Path) -> None:
         stop.set()
         writer.join(60)
         assert errors == []
-        assert worker_failures(pool) == []
+        assert logged(pool.log_path, msg="worker failed") == []
         counts = {ask(pool, {"limit": 0})[0]["found"] for _ in range(12)}
         assert counts == {len({s.dataset["id"] for s in samples})}
     finally:
@@ -340,8 +334,7 @@ def test_sigterm_stops_every_worker(tmp_path: Path) -> None:
         found = restarted.search(limit=0)["response"]["numFound"]
         assert found == len(batch["datasets"])  # type: ignore[arg-type]
         assert meta["seq"] == _seq(restarted)
-        log = (tmp_path / "pool" / "server.log").read_text().splitlines()
-        opened = [orjson.loads(line) for line in log if '"index opened"' in line]
+        opened = logged(restarted.log_path, msg="index opened")
         assert opened[-1]["from_snapshot"] is True
     finally:
         restarted.stop()

@@ -160,9 +160,14 @@ class Follower:
         now = time.time() if now is None else now
         return 0.0 if since is None else max(0.0, now - since)
 
+    @property
+    def in_contact(self) -> bool:
+        """The upstream has answered in this run, and neither failed nor refused us since."""
+        return self.contacted and self.unreachable_since is None and self.refused is None
+
     def stale_since(self) -> float | None:
         """Since when this replica may miss upstream changes (None: it is current)."""
-        if self.unreachable_since is not None or self.refused is not None or not self.contacted:
+        if not self.in_contact:
             # nothing is known since the last contact (from a previous run, if none in this
             # one); never contacted at all: the data are as old as the newest entry held
             known = self.last_contact
@@ -238,14 +243,12 @@ class Follower:
         paused = self.paused
         # an empty replica only needs to know whether there is anything to copy
         probe = paused or (since == 0 and self.upstream_seq != 0)
-        # until the upstream has answered in this run (or again, after it was away) the lag
-        # counts from the last contact: a long poll of an idle upstream would let it grow
-        # past --max-lag, and the replica turn unready, while all is well
-        current = self.contacted and self.unreachable_since is None and self.refused is None
+        # out of contact the lag counts from the last contact: a long poll of an idle upstream
+        # would let it grow past --max-lag, and the replica turn unready, while all is well
         params = {
             "since": since,
             "limit": 0 if probe else LIMIT,
-            "wait": WAIT if current and not probe else 0,
+            "wait": WAIT if self.in_contact and not probe else 0,
             "encoding": "zlib",
         }
         r = self.index.send("GET", "/api/v1/changes", params=params)
